@@ -1,0 +1,23 @@
+"""Errors a user can cause. Each message is one sentence: what was expected, what was found, what to do."""
+
+from __future__ import annotations
+
+
+class TransferlabError(Exception):
+    """Base class: the CLI prints its message as one line (``--debug`` shows the traceback)."""
+
+
+class DataError(TransferlabError):
+    """The data folder cannot be used: missing, unknown layout, too few classes or images."""
+
+
+class BackboneError(TransferlabError):
+    """The backbone name is unknown, or its weights cannot be found."""
+
+
+class RunError(TransferlabError):
+    """A run directory is missing, incomplete, malformed, or does not match the data."""
+
+
+class NotFittedError(TransferlabError):
+    """A model was used for prediction before it was trained or loaded."""
