@@ -18,6 +18,3 @@ class BackboneError(TransferlabError):
 class RunError(TransferlabError):
     """A run directory is missing, incomplete, malformed, or does not match the data."""
 
-
-class NotFittedError(TransferlabError):
-    """A model was used for prediction before it was trained or loaded."""

@@ -1,0 +1,36 @@
+"""transferlab: from a folder of photos to a trained, evaluated image classifier by transfer learning.
+
+    import transferlab as tl
+    ds = tl.load_dataset("photos/")
+    run = tl.train(ds, backbone="efficientnet_lite0", out="runs/pets")
+    run.evaluate(ds).report["accuracy"]
+    tl.load("runs/pets").predict(["cat.jpg"])
+"""
+
+__version__ = "0.1.0"
+
+from .data import Dataset, check_dataset, load_dataset  # noqa: E402
+from .errors import BackboneError, DataError, RunError, TransferlabError  # noqa: E402
+from .models import create_backbone, list_backbones  # noqa: E402
+from .run import Evaluation, Run, default_run_dir, from_backbone, load, train  # noqa: E402
+from .train import ProbeConfig  # noqa: E402
+
+__all__ = [
+    "BackboneError",
+    "DataError",
+    "Dataset",
+    "Evaluation",
+    "ProbeConfig",
+    "Run",
+    "RunError",
+    "TransferlabError",
+    "__version__",
+    "check_dataset",
+    "create_backbone",
+    "default_run_dir",
+    "from_backbone",
+    "list_backbones",
+    "load",
+    "load_dataset",
+    "train",
+]

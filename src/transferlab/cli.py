@@ -1,0 +1,269 @@
+"""The ``transferlab`` command: one short function per command over the public Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+import transferlab as tl
+
+from .data.files import expand_image_paths
+from .errors import TransferlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer learning from a folder of photos: train, evaluate, predict.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Download datasets (needs internet).")
+app.add_typer(datasets_app, name="datasets")
+out = Console(soft_wrap=True)  # results
+err = Console(stderr=True, soft_wrap=True)  # progress and messages
+_state = {"debug": False}
+
+DataArg = Annotated[Path, typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")]
+LayoutOpt = Annotated[str, typer.Option(help="auto | folder | oxford | petimages")]
+LabelOpt = Annotated[str, typer.Option(help="Oxford labels: breed | species")]
+ValFracOpt = Annotated[float, typer.Option(help="Validation share when the data has no split.")]
+TestFracOpt = Annotated[float, typer.Option(help="Test share when the data has no split.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for splits and training.")]
+CacheOpt = Annotated[Optional[Path], typer.Option(help="Feature cache folder [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 where the hardware has it).")]
+Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Force fp32 (same as --precision fp32).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+
+
+class RateColumn(ProgressColumn):
+    """images/s of a task."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} img/s" if speed else "", style="progress.data.speed")
+
+
+@contextmanager
+def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A (stage, done, total) callback drawing one rich bar per stage."""
+    if quiet:
+        yield None
+        return
+    labels = {"features": "features", "head": "fitting head"}
+    with Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _load_data(data: Path, layout: str, label: str, val_frac: float, test_frac: float, seed: int) -> tl.Dataset:
+    return tl.load_dataset(data, layout=layout, label=label, val_frac=val_frac, test_frac=test_frac, seed=seed)
+
+
+def _emit_json(obj: Any) -> None:
+    out.print_json(json.dumps(obj, default=str))
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def check(data: DataArg, layout: LayoutOpt = "auto", label: LabelOpt = "breed", val_frac: ValFracOpt = 0.1, test_frac: TestFracOpt = 0.2, seed: SeedOpt = 0, json_: JsonOpt = False) -> None:
+    """Decode every file; print the layout, per-class counts per split and every skipped file.
+
+    Exit code 0 when the data is usable and no file was skipped, 1 otherwise.
+    """
+    ds = tl.check_dataset(data, layout=layout, label=label, val_frac=val_frac, test_frac=test_frac, seed=seed)
+    counts = ds.counts()
+    if json_:
+        _emit_json({"root": str(ds.root), "layout": ds.layout, "label": ds.label, "counts": counts, "skipped": [{"path": str(s.path), "reason": s.reason} for s in ds.skipped]})
+    else:
+        splits = [s for s in ("train", "val", "test") if any(c.get(s) for c in counts.values())]
+        out.print(f"[bold]{ds.root}[/]: layout [cyan]{ds.layout}[/], {len(ds.classes)} classes, {len(ds.samples)} images, split {'from the data' if ds.given_split else f'stratified (seed {seed})'}")
+        table = Table("class", *splits, "total")
+        for name in ds.classes:
+            table.add_row(name, *[str(counts[name].get(s, 0)) for s in splits], str(sum(counts[name].values())))
+        table.add_row("[bold]all", *[str(sum(c.get(s, 0) for c in counts.values())) for s in splits], f"[bold]{len(ds.samples)}")
+        out.print(table)
+        out.print(f"{len(ds.skipped)} skipped file(s)" + (":" if ds.skipped else ""))
+        for s in ds.skipped:
+            out.print(f"  {s.path}: {s.reason}", markup=False, highlight=False)
+    raise typer.Exit(1 if ds.skipped else 0)
+
+
+@app.command()
+def train(
+    data: DataArg,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = tl.models.DEFAULT_BACKBONE,
+    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/<data>-<backbone>].")] = None,
+    strategy: Annotated[str, typer.Option(help="probe: linear head on frozen, cached features.")] = "probe",
+    layout: LayoutOpt = "auto",
+    label: LabelOpt = "breed",
+    val_frac: ValFracOpt = 0.1,
+    test_frac: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    cache_dir: CacheOpt = None,
+    precision: PrecisionOpt = "auto",
+    fp32: Fp32Opt = False,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per forward pass [default: 16 per CPU core, 64 on GPU].")] = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Train a classifier on DATA and write a run folder (model, metrics, plots)."""
+    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    directory = out_dir or tl.default_run_dir(ds, backbone)
+    with progress_bar(quiet or json_) as cb:
+        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, progress=cb)
+    summary = {"run": str(directory), "metrics": run.meta.get("metrics", {}), "timing": run.meta["timing"], "skipped": [{"path": str(s.path), "reason": s.reason} for s in ds.skipped]}
+    if json_:
+        _emit_json(summary)
+        return
+    m, t = summary["metrics"], run.meta["timing"]
+    if ds.skipped:
+        err.print(f"skipped {len(ds.skipped)} unusable file(s) (`transferlab check {data}` lists them)")
+    out.print(f"trained {run.meta['backbone']['name']} probe on {len(ds.split('train')) + len(ds.split('val'))} images: features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s")
+    if m:
+        extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
+        out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}){extra}")
+    out.print(f"run saved to [bold]{directory}[/]")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
+    data: DataArg,
+    split: Annotated[str, typer.Option(help="auto (test, else val, else all) | test | val | train | all")] = "auto",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write metrics and plots [default: RUN/eval-<data>-<split>].")] = None,
+    layout: LayoutOpt = "auto",
+    label: LabelOpt = "breed",
+    val_frac: ValFracOpt = 0.1,
+    test_frac: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    cache_dir: CacheOpt = None,
+    precision: PrecisionOpt = "auto",
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Accuracy, per-class metrics, confusion matrix and top losses of RUN on DATA."""
+    run = tl.load(run_dir)
+    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    with progress_bar(quiet or json_) as cb:
+        result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / f"eval-{ds.root.name}-{split}")
+    r = result.report
+    if json_:
+        _emit_json({**r, "files": {k: str(v) for k, v in result.files.items()}})
+        return
+    line = f"{r['split']} split, {r['n']} images: accuracy [bold]{r['accuracy']:.3f}[/], balanced {r['balanced_accuracy']:.3f}, macro F1 {r['macro_f1']:.3f}"
+    line += f", top-5 {r['top5_accuracy']:.3f}" if "top5_accuracy" in r else ""
+    line += f", species {r['species_accuracy']:.3f}" if "species_accuracy" in r else ""
+    out.print(line)
+    table = Table("class", "precision", "recall", "F1", "support")
+    for c in r["per_class"]:
+        table.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    out.print(table)
+    if r["most_confused"]:
+        out.print("most confused: " + "; ".join(f"{p['true']} → {p['predicted']} ({p['count']})" for p in r["most_confused"][:5]))
+    out.print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder, or a backbone name for ImageNet classes.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="IMAGE|DIR...", help="Images or folders of images.")],
+    k: Annotated[int, typer.Option("-k", "--top", help="How many labels per image.")] = 5,
+    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")] = None,
+    cache_dir: CacheOpt = None,
+    precision: PrecisionOpt = "auto",
+    json_: JsonOpt = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV: path,rank,label,prob.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Top-k labels with probabilities for each image."""
+    run = tl.load(model) if Path(model).is_dir() else tl.from_backbone(model, weights)
+    files = expand_image_paths(paths)
+    with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
+        results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
+    if json_:
+        _emit_json(results)
+    elif csv_:
+        print("path,rank,label,prob")
+        for r in results:
+            for rank, t in enumerate(r.get("top", []), 1):
+                print(f"{json.dumps(r['path'])},{rank},{json.dumps(t['label'])},{t['prob']:.6f}")
+    else:
+        table = Table("image", *[f"#{i}" for i in range(1, k + 1)])
+        for r in results:
+            cells = [f"{t['label']} {t['prob']:.3f}" for t in r["top"]] if "top" in r else [f"[red]{r['error']}"]
+            table.add_row(r["path"], *cells)
+        out.print(table)
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def backbones(pattern: Annotated[str, typer.Argument(help="Filter, e.g. 'resnet*'.")] = "") -> None:
+    """List backbones: the bundled (offline) ones, then timm architectures matching PATTERN."""
+    import fnmatch
+
+    from .models import BUNDLED
+
+    for name in sorted(BUNDLED):
+        if not pattern or fnmatch.fnmatch(name, pattern):
+            out.print(f"{name}  [green](bundled weights, offline)[/]")
+    others = [n for n in tl.list_backbones() if n not in BUNDLED and (not pattern or fnmatch.fnmatch(n, pattern))]
+    if pattern:
+        for name in others:
+            out.print(f"{name}  (hub weights or --weights FILE)")
+    else:
+        out.print(f"… and {len(others)} timm architectures (hub weights when online, or --weights FILE); filter with a pattern, e.g. `transferlab backbones 'resnet*'`")
+
+
+@datasets_app.command("get")
+def datasets_get(
+    name: Annotated[str, typer.Argument(help="oxford-iiit-pet")],
+    dest: Annotated[Path, typer.Option(help="Parent folder.")] = Path("data"),
+) -> None:
+    """Download and verify a dataset (official URLs and checksums)."""
+    from .data.download import get_dataset
+
+    started = time.perf_counter()
+    path = get_dataset(name, dest)
+    out.print(f"{name} ready in [bold]{path}[/] ({time.perf_counter() - started:.0f} s)")
+
+
+def main() -> None:
+    """Entry point: user errors print one line (``--debug`` for the traceback) and exit 1."""
+    try:
+        code = app(standalone_mode=False)  # a command's typer.Exit comes back as its code here
+        sys.exit(code if isinstance(code, int) else 0)
+    except TransferlabError as e:
+        if _state["debug"]:
+            raise
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("[red]aborted[/]")
+        sys.exit(130)
+    except Exception as e:  # click usage errors carry their own exit code and message
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

@@ -1,0 +1,177 @@
+"""Which files are images, a cheap header check (``sniff``) and a full decode to upright RGB (``open_rgb``).
+
+``sniff`` only reads the header so that a 100k-image folder loads in seconds; the full decode happens
+once, later, during feature extraction (or in ``check_dataset``), and files that fail there are dropped.
+Truncated files are never silently padded: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left off.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})  # OS droppings, never data
+
+# What a broken or hostile file can make Pillow raise (UnidentifiedImageError is an OSError).
+_PIL_ERRORS = (OSError, EOFError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError)
+
+_KNOWN_NON_IMAGES = {
+    ".mat": "MATLAB .mat file",
+    ".txt": "text file",
+    ".xml": "XML file",
+    ".json": "JSON file",
+    ".csv": "CSV file",
+    ".pdf": "PDF file",
+    ".docx": "Word document",
+    ".zip": "zip archive",
+    ".mp4": "video",
+    ".mov": "video",
+}
+
+
+class BadImageError(DataError):
+    """A file cannot be decoded to an image; ``reason`` is one short sentence (what ``Skipped`` records)."""
+
+    def __init__(self, reason: str, path: Path | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
+
+
+def is_ignored(name: str) -> bool:
+    """True for hidden entries (``.DS_Store``, ``._x.jpg``, ``.git``) and OS droppings (``Thumbs.db``)."""
+    return name.startswith(".") or name.lower() in IGNORED_NAMES
+
+
+def is_image_name(path: Path) -> bool:
+    """True when the file's suffix (any case) is one of ``IMAGE_EXTENSIONS``."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def non_image_reason(path: Path) -> str:
+    """The skip reason for a file whose name is not an image's, e.g. ``not an image (MATLAB .mat file)``."""
+    suffix = path.suffix.lower()
+    kind = _KNOWN_NON_IMAGES.get(suffix, f"{suffix} file" if suffix else "no file extension")
+    return f"not an image ({kind})"
+
+
+def _error_reason(err: BaseException) -> str:
+    """One line from a Pillow error, e.g. ``cannot decode: image file is truncated``."""
+    if isinstance(err, Image.DecompressionBombError):
+        return "too many pixels (possible decompression bomb)"
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "not an image Pillow can read (unknown or corrupt format)"
+    text = (str(err).splitlines() or [""])[0].strip()
+    text = text.split(" (", 1)[0] if "image file is truncated" in text else text
+    return f"cannot decode: {text or type(err).__name__}"
+
+
+def sniff(path: Path) -> str | None:
+    """Cheap check that a file looks like a decodable image (header only, no pixel decode).
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``None`` when the file looks usable, else a one-sentence reason to skip it, e.g.
+        ``"empty file (0 bytes)"`` or ``"not an image (MATLAB .mat file)"``. The content decides the
+        format, not the name: a GIF or PNG named ``.jpg`` is fine.
+    """
+    path = Path(path)
+    if not is_image_name(path):
+        return non_image_reason(path)
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        with Image.open(path) as image:  # reads the header only
+            width, height = image.size
+    except _PIL_ERRORS as err:
+        if isinstance(err, OSError) and not isinstance(err, Image.UnidentifiedImageError) and err.strerror:
+            return f"cannot read: {err.strerror}"
+        return _error_reason(err)
+    if width <= 0 or height <= 0:
+        return f"cannot decode: image has no pixels ({width}x{height})"
+    return None
+
+
+def open_rgb(source: Path | str | bytes, *, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Fully decode an image file to an upright 8-bit RGB image.
+
+    EXIF orientation is applied; transparency (RGBA, LA, palette or tRNS) is composited on white;
+    16-bit and float grayscale is scaled to 8 bits; CMYK uses Pillow's conversion; animated images
+    give their first frame.
+
+    Args:
+        source: a path, or the file's bytes.
+        draft: optional (width, height) lower bound; JPEGs may then decode at 1/2, 1/4 or 1/8 scale
+            while staying at least this large (faster, same quality after resizing down to it).
+
+    Returns:
+        A new ``RGB`` image, independent of the file.
+
+    Raises:
+        BadImageError: the file is not a readable image (``.reason`` says why in one line).
+    """
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as image:
+            if draft is not None:
+                image.draft(None, tuple(draft))  # no-op for non-JPEG formats
+            image.load()
+            upright = ImageOps.exif_transpose(image)  # always a copy, so closing the file is safe
+        return to_rgb(upright)
+    except _PIL_ERRORS as err:
+        if isinstance(err, OSError) and not isinstance(err, Image.UnidentifiedImageError) and err.strerror:
+            raise BadImageError(f"cannot read: {err.strerror}") from err
+        raise BadImageError(_error_reason(err)) from err
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert a decoded image of any Pillow mode to 8-bit RGB (transparency composited on white).
+
+    Raises:
+        BadImageError: the mode has no RGB conversion.
+    """
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("P", "L", "RGB") and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        white.alpha_composite(rgba)
+        return white.convert("RGB")
+    if mode.startswith("I;16"):  # 16-bit PNG/TIFF: the bit depth is known
+        return Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8), "L").convert("RGB")
+    if mode in ("I", "F"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(image)), "L").convert("RGB")
+    try:
+        return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
+    except ValueError as err:
+        raise BadImageError(f"cannot decode: no RGB conversion for colour mode {mode}") from err
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map a 32-bit integer or float grayscale array to 0..255.
+
+    The range is inferred from the data because Pillow keeps no bit depth for ``I``/``F`` images:
+    within [0, 1] (float) scales by 255, within [0, 255] is kept, within [0, 65535] is 16-bit (/257),
+    anything else is stretched min..max.
+    """
+    is_float = values.dtype.kind == "f"
+    values = np.nan_to_num(values.astype(np.float64))
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if is_float and lo >= 0 and hi <= 1:
+        scaled = values * 255
+    elif lo >= 0 and hi <= 255:
+        scaled = values
+    elif lo >= 0 and hi <= 65535:
+        scaled = values / 257
+    else:
+        scaled = (values - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

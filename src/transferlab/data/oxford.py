@@ -1,0 +1,120 @@
+"""The Oxford-IIIT Pet layout: ``images/*.jpg`` labelled by ``annotations/list.txt``, split by
+``trainval.txt`` / ``test.txt`` (the paper's split).
+
+Annotation lines read ``Image CLASS-ID SPECIES BREED-ID`` (SPECIES 1 = cat, 2 = dog); ``#`` starts a comment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import DataError
+from .decode import is_image_name, non_image_reason
+from .layouts import Scan, list_dir
+
+SPECIES = {1: "cat", 2: "dog"}
+_NUMBERED = re.compile(r"(.+)_\d+")
+
+
+def breed_of(name: str) -> str:
+    """Class name from an image name: ``american_bulldog_12`` -> ``american_bulldog``."""
+    match = _NUMBERED.fullmatch(name)
+    return match.group(1) if match else name
+
+
+def read_annotations(path: Path) -> dict[str, str | None]:
+    """Image name -> species (``"cat"``/``"dog"``, ``None`` when the line has no species column).
+
+    Raises:
+        DataError: a line's species column is not 1 or 2.
+    """
+    entries: dict[str, str | None] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        species = None
+        if len(parts) >= 3:
+            if parts[2] not in ("1", "2"):
+                raise DataError(
+                    f"expected SPECIES 1 (cat) or 2 (dog) in column 3 of {path}, got {parts[2]!r} on line {number} "
+                    "— fix or remove that line"
+                )
+            species = SPECIES[int(parts[2])]
+        entries[parts[0]] = species
+    return entries
+
+
+def _read_optional(path: Path) -> dict[str, str | None] | None:
+    return read_annotations(path) if path.is_file() else None
+
+
+def scan_oxford(root: Path, label: str) -> Scan:
+    """List ``root/images`` with breed or species labels and the paper split when its files exist.
+
+    With ``annotations/list.txt`` present, images it does not list are skipped, and listed names
+    without a file are reported as missing; without it every image is used, labelled by its name.
+
+    Args:
+        root: the folder holding ``images/`` (and usually ``annotations/``).
+        label: ``"breed"`` or ``"species"``.
+
+    Raises:
+        DataError: species labels were asked for but some usable image has no species annotation.
+    """
+    scan = Scan(root=root, layout="oxford")
+    annotations = root / "annotations"
+    listed = _read_optional(annotations / "list.txt")
+    trainval = _read_optional(annotations / "trainval.txt")
+    test = _read_optional(annotations / "test.txt")
+    scan.given_split = trainval is not None and test is not None
+    in_trainval, in_test = set(trainval or ()), set(test or ())
+    species_of: dict[str, str | None] = {**(trainval or {}), **(test or {}), **(listed or {})}
+
+    by_name: dict[str, Path] = {}
+    for file in list_dir(root / "images")[1]:
+        if not is_image_name(file):
+            scan.skipped.append((file, non_image_reason(file)))
+        elif file.stem in by_name:
+            scan.skipped.append((file, f"another image has the same name ({by_name[file.stem].name})"))
+        else:
+            by_name[file.stem] = file
+
+    unlabelled: list[str] = []
+    for name, file in by_name.items():
+        if listed is not None and name not in listed:
+            scan.skipped.append((file, "not listed in annotations/list.txt (no label)"))
+            continue
+        split = None
+        if scan.given_split:
+            if name not in in_trainval and name not in in_test:
+                scan.skipped.append((file, "not in annotations/trainval.txt or test.txt (no split)"))
+                continue
+            split = "test" if name in in_test else "train"
+        if label == "species":
+            cls = species_of.get(name)
+            if cls is None:
+                unlabelled.append(name)
+                continue
+        else:
+            cls = breed_of(name)
+        scan.items.append((file, cls, split))
+        scan.class_names.add(cls)
+
+    if unlabelled:
+        raise DataError(
+            f"expected a species for every image in {annotations}/list.txt, got {len(unlabelled)} without "
+            f"(e.g. {unlabelled[0]}) — use label 'breed', or add annotations/list.txt"
+        )
+    expected = set(listed) if listed is not None else (in_trainval | in_test if scan.given_split else set())
+    scan.skipped.extend(
+        (root / "images" / f"{name}.jpg", "listed in annotations but file is missing")
+        for name in sorted(expected - set(by_name))
+    )
+    if label == "breed":
+        found: dict[str, str | None] = {cls: None for cls in sorted(scan.class_names)}
+        for file, cls, _ in scan.items:
+            found[cls] = found[cls] or species_of.get(file.stem)
+        scan.species = {k: v for k, v in found.items() if v} if found and all(found.values()) else None
+    return scan

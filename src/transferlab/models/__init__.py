@@ -1,0 +1,25 @@
+"""Backbones (timm + bundled offline weights), the classifier module, and run save/load."""
+
+from .backbones import DEFAULT_BACKBONE, Backbone, create_backbone, list_backbones, read_state_dict
+from .bundled import BUNDLED
+from .classifier import ImageClassifier, Normalize
+from .imagenet import imagenet_classes
+from .preprocess import Preprocess
+from .saving import load_model, read_meta, save_model, write_json
+
+__all__ = [
+    "BUNDLED",
+    "DEFAULT_BACKBONE",
+    "Backbone",
+    "ImageClassifier",
+    "Normalize",
+    "Preprocess",
+    "create_backbone",
+    "imagenet_classes",
+    "list_backbones",
+    "load_model",
+    "read_meta",
+    "read_state_dict",
+    "save_model",
+    "write_json",
+]

@@ -1,0 +1,147 @@
+"""Backbone registry over timm: any timm model name, with weights from the bundled packages,
+a user's file (``--weights``), or timm's hub when online."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import BackboneError
+from .bundled import BUNDLED, load_bundled
+from .classifier import ImageClassifier
+from .imagenet import imagenet_classes
+from .preprocess import Preprocess
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+_HUB_HOST = "huggingface.co"
+
+
+@dataclass
+class Backbone:
+    """A pretrained network ready for feature extraction, with where its weights came from."""
+
+    name: str  # what the user asked for, e.g. "efficientnet_lite0" or "resnet50.a1_in1k"
+    arch: str  # the timm architecture actually built, e.g. "tf_efficientnet_lite0"
+    model: ImageClassifier  # with its original (ImageNet) head when the weights have one
+    weights: str  # "bundled:<package>==<version>", "file:<path>" or "hub:<timm name>"
+
+
+def list_backbones() -> list[str]:
+    """Bundled backbones first (work offline), then every timm architecture."""
+    import timm
+
+    return sorted(BUNDLED) + [n for n in timm.list_models() if n not in BUNDLED]
+
+
+def _check_name(name: str) -> str:
+    import timm
+
+    if name in BUNDLED:
+        return BUNDLED[name].arch
+    arch = name.split(".", 1)[0]  # timm names may carry a pretrained tag: resnet50.a1_in1k
+    if timm.is_model(arch):
+        return arch
+    close = difflib.get_close_matches(name.lower(), list_backbones(), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `transferlab backbones` lists them"
+    raise BackboneError(f"unknown backbone {name!r}{hint}")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    try:
+        with socket.create_connection((_HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load tensors from .safetensors, or a .pth/.pt/.bin state dict without unpickling code."""
+    if not path.is_file():
+        raise BackboneError(f"weights file {str(path)!r} does not exist — check the --weights path")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any parse failure is the same user error: not a usable weights file
+        raise BackboneError(
+            f"cannot read weights from {str(path)!r} ({type(err).__name__}: {err}) — expected a .safetensors "
+            "file or a plain PyTorch state dict"
+        ) from err
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneError(f"expected a dict of tensors in {str(path)!r}, got {type(state).__name__}")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _from_file(arch: str, path: Path) -> torch.nn.Module:
+    import timm
+
+    state = read_state_dict(path)
+    model = timm.create_model(arch, pretrained=False)
+    head_keys = {f"{model.default_cfg.get('classifier', 'classifier')}.{p}" for p in ("weight", "bias")}
+    own = model.state_dict()
+    if any(k in state and state[k].shape != own[k].shape for k in head_keys):
+        # The file carries a head for other classes: keep its backbone, drop its head.
+        model.reset_classifier(0)
+        state = {k: v for k, v in state.items() if k not in head_keys}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        raise BackboneError(
+            f"weights in {str(path)!r} do not fit {arch}: {len(missing)} missing, {len(unexpected)} unexpected and "
+            f"{len(wrong_shape)} wrongly shaped tensors (e.g. {(missing + unexpected + wrong_shape)[:2]}) "
+            "— pass weights saved from this architecture"
+        )
+    model.load_state_dict(state)
+    return model
+
+
+def _from_hub(name: str) -> torch.nn.Module:
+    import timm
+
+    if not _hub_reachable():
+        raise BackboneError(
+            f"no offline weights for {name!r}: timm downloads them from the Hugging Face hub, which is unreachable "
+            f"— pass --weights FILE (a .safetensors or .pth state dict), or use a bundled backbone "
+            f"({', '.join(sorted(BUNDLED))})"
+        )
+    try:
+        return timm.create_model(name, pretrained=True)
+    except Exception as err:  # hub/network errors come in many types; all mean "could not get weights"
+        raise BackboneError(f"could not download weights for {name!r}: {err} — or pass --weights FILE") from err
+
+
+def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None) -> Backbone:
+    """Build a pretrained backbone by name.
+
+    Args:
+        name: a bundled name (``efficientnet_lite0/1/2``, offline) or any timm model name.
+        weights: a .safetensors / .pth state dict to use instead of the bundled or hub weights.
+
+    Raises:
+        BackboneError: unknown name (with close matches), unreadable weights, or no weights offline.
+    """
+    arch = _check_name(name)
+    if weights is not None:
+        net, source = _from_file(arch, Path(weights)), f"file:{Path(weights).resolve()}"
+    elif name in BUNDLED:
+        net, source = load_bundled(name)
+    else:
+        net, source = _from_hub(name), f"hub:{name}"
+    net.eval()
+    classes = imagenet_classes() if net.num_classes == 1000 else [str(i) for i in range(net.num_classes)]
+    return Backbone(name=name, arch=arch, model=ImageClassifier(net, Preprocess.from_timm(net), classes), weights=source)

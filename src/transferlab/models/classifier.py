@@ -1,0 +1,98 @@
+"""The network a user trains or predicts with: normalisation + timm backbone + linear head.
+
+Every public entry point takes pixels in [0, 1] (float) or [0, 255] (uint8); the mean/std of the
+backbone's preprocessing record are applied inside, so attacks and visualisations never re-implement it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+from .preprocess import Preprocess
+
+
+class Normalize(nn.Module):
+    """Maps uint8 or [0, 1] float images to the backbone's normalised input."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        return (x - self.mean) / self.std
+
+
+class FeatureExtractor(nn.Module):
+    """Pixels -> pooled pre-logit features (what the feature cache stores)."""
+
+    def __init__(self, normalize: Normalize, net: nn.Module) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.net.forward_features(self.normalize(x)), pre_logits=True)
+
+
+class ImageClassifier(nn.Module):
+    """A timm network with its preprocessing and class names; ``forward`` gives logits.
+
+    Shape:
+        input (B, 3, H, W) in [0, 1] float or uint8; output (B, num_classes) logits.
+    """
+
+    def __init__(self, net: nn.Module, preprocess: Preprocess, classes: list[str]) -> None:
+        super().__init__()
+        self.net = net
+        self.preprocess = preprocess
+        self.classes = list(classes)
+        self.normalize = Normalize(preprocess.mean, preprocess.std)
+
+    @property
+    def head(self) -> nn.Module:
+        return self.net.get_classifier()
+
+    @property
+    def num_features(self) -> int:
+        return int(self.net.num_features)
+
+    def feature_extractor(self) -> FeatureExtractor:
+        return FeatureExtractor(self.normalize, self.net)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_extractor()(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def set_head(self, weight: torch.Tensor, bias: torch.Tensor, classes: list[str]) -> None:
+        """Replace the classifier by a linear head for ``classes`` holding the given weights.
+
+        Shape:
+            weight (C, D), bias (C,) with C = len(classes), D = num_features.
+        """
+        self.net.reset_classifier(len(classes))
+        head = self.head
+        if not isinstance(head, nn.Linear):
+            raise TypeError(f"expected a linear classifier on {type(self.net).__name__}, got {type(head).__name__}")
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+        self.classes = list(classes)
+
+    def backbone_fingerprint(self) -> str:
+        """sha256 over the backbone's tensors (head excluded): identifies the features it computes."""
+        head_ids = {id(p) for p in self.head.parameters()}
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.net.state_dict(keep_vars=True).items()):
+            if id(tensor) in head_ids:
+                continue
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:32]

@@ -1,0 +1,76 @@
+"""Run directories on disk: ``model.safetensors`` (tensors) + ``model.json`` (everything else).
+
+Nothing is ever unpickled, so a run from anyone can be loaded safely, on any machine, offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunError
+from .._io import atomic_write_bytes
+from .classifier import ImageClassifier
+from .preprocess import Preprocess
+
+FORMAT = "transferlab-run"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_model(directory: Path, model: ImageClassifier, meta: dict[str, Any]) -> None:
+    """Write weights and metadata; each file is replaced atomically."""
+    from safetensors.torch import save
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    atomic_write_bytes(directory / WEIGHTS_FILE, save(state))
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    meta.update(classes=model.classes, preprocess=model.preprocess.to_dict())
+    write_json(directory / META_FILE, meta)
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    meta_path = directory / META_FILE
+    if not meta_path.is_file():
+        raise RunError(f"{str(directory)!r} is not a transferlab run (no {META_FILE}) — pass a folder written by `transferlab train`")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunError(f"{meta_path} is not valid JSON ({err}) — the run is damaged; retrain it") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise RunError(f"expected format {FORMAT!r} in {meta_path}, got {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise RunError(f"{meta_path} has format version {meta['format_version']}, newer than this transferlab reads — upgrade transferlab")
+    for key in ("classes", "preprocess", "backbone"):
+        if key not in meta:
+            raise RunError(f"{meta_path} lacks the field {key!r} — the run is damaged; retrain it")
+    return meta
+
+
+def load_model(directory: Path | str) -> tuple[ImageClassifier, dict[str, Any]]:
+    """Rebuild the classifier of a run directory (no network, no pickle)."""
+    import timm
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    meta = read_meta(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise RunError(f"{str(directory)!r} has no {WEIGHTS_FILE} — the run is incomplete; retrain it")
+    try:
+        state = load_file(str(weights))
+        arch = meta["backbone"]["arch"]
+        net = timm.create_model(arch, pretrained=False, num_classes=len(meta["classes"]))
+        net.load_state_dict(state)
+        preprocess = Preprocess.from_dict(meta["preprocess"])
+    except (RuntimeError, KeyError, TypeError, ValueError, OSError) as err:
+        raise RunError(f"cannot load the model in {str(directory)!r}: {err}") from err
+    return ImageClassifier(net.eval(), preprocess, meta["classes"]), meta
+

@@ -1,0 +1,330 @@
+"""The high-level API: train a run from a dataset, load it back, evaluate and predict with it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .data import Dataset, Sample
+from .errors import DataError, RunError
+from .features import FeatureCache, cache_key, extract_features, pick_runtime
+from .features.runtime import Runtime
+from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, save_model, write_json
+from .train import ProbeConfig, fit_probe
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total), e.g. ("features", 128, 600)
+STRATEGIES = ("probe",)
+
+
+@dataclass
+class Evaluation:
+    """Metrics of a run on one split of a dataset, and the files written for it."""
+
+    report: dict[str, Any]
+    paths: list[Path]
+    y_true: np.ndarray  # (N,) indices into the run's classes
+    probs: np.ndarray  # (N, C)
+    failed: dict[Path, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)  # name -> written file
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.report["accuracy"])
+
+
+class Run:
+    """A trained classifier with its metadata; what ``train`` returns and ``load`` reads.
+
+    Attributes:
+        model: the network (pixels in [0, 1] -> logits over ``classes``).
+        meta: everything recorded about how it was made (backbone, preprocessing, data, metrics...).
+        directory: where it is saved, if it is.
+    """
+
+    def __init__(self, model: ImageClassifier, meta: dict[str, Any], directory: Path | None = None) -> None:
+        self.model = model
+        self.meta = meta
+        self.directory = directory
+
+    @property
+    def classes(self) -> list[str]:
+        return self.model.classes
+
+    def __repr__(self) -> str:
+        where = f", directory={str(self.directory)!r}" if self.directory else ""
+        return f"Run(backbone={self.meta['backbone']['name']!r}, classes={len(self.classes)}{where})"
+
+    # -- features -----------------------------------------------------------------------------------
+    def _cache(self, runtime: Runtime, cache_dir: Path | str | None) -> FeatureCache:
+        fingerprint = self.meta["backbone"].get("fingerprint")
+        return FeatureCache(cache_dir, cache_key(self.model, runtime, fingerprint))
+
+    def _probabilities(
+        self, paths: Sequence[Path], *, cache_dir: Path | str | None, precision: str, batch_size: int, progress: Progress | None
+    ):
+        runtime = pick_runtime(precision=precision)
+        cb = (lambda d, t: progress("features", d, t)) if progress else None
+        ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
+        head = self.model.head.float().cpu()
+        with torch.no_grad():
+            probs = torch.softmax(head(ex.features), dim=1).numpy()
+        return ex, probs
+
+    # -- public -------------------------------------------------------------------------------------
+    def predict(
+        self,
+        paths: Sequence[Path | str],
+        k: int = 5,
+        *,
+        cache_dir: Path | str | None = None,
+        precision: str = "auto",
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> list[dict[str, Any]]:
+        """Top-k labels per image: ``[{"path": ..., "top": [{"label": ..., "prob": ...}, ...]}, ...]``.
+
+        Files that cannot be decoded get ``{"path": ..., "error": reason}`` instead of ``top``.
+        """
+        paths = [Path(p) for p in paths]
+        ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        k = min(k, len(self.classes))
+        rows: dict[int, dict[str, Any]] = {}
+        for row, i in enumerate(ex.ok):
+            order = np.argsort(-probs[row])[:k]
+            rows[i] = {"path": str(paths[i]), "top": [{"label": self.classes[j], "prob": float(probs[row, j])} for j in order]}
+        for i, path in enumerate(paths):
+            if i not in rows:
+                rows[i] = {"path": str(path), "error": ex.failed.get(path, "not processed")}
+        return [rows[i] for i in range(len(paths))]
+
+    def evaluate(
+        self,
+        dataset: Dataset,
+        split: str | None = None,
+        out: Path | str | None = None,
+        *,
+        cache_dir: Path | str | None = None,
+        precision: str = "auto",
+        batch_size: int | None = None,
+        top_losses: int = 16,
+        progress: Progress | None = None,
+    ) -> Evaluation:
+        """Score the run on ``split`` of ``dataset`` (default: test, else val, else all images).
+
+        With ``out``, writes ``metrics.json``, ``confusion_matrix.png``, ``top_losses.png`` and
+        ``predictions.csv`` there.
+        """
+        samples, split = _evaluation_samples(dataset, split)
+        missing = sorted(set(dataset.classes) - set(self.classes))
+        if missing:
+            raise RunError(
+                f"the data has classes this run was not trained on: {', '.join(missing[:10])}"
+                f"{' …' if len(missing) > 10 else ''} — evaluate on data with the run's classes ({', '.join(self.classes[:10])})"
+            )
+        paths = [s.path for s in samples]
+        ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        to_run = {c: self.classes.index(c) for c in dataset.classes}
+        y_true = np.array([to_run[dataset.classes[samples[i].label]] for i in ex.ok], dtype=int)
+        kept = [paths[i] for i in ex.ok]
+        if not kept:
+            raise DataError(f"no readable images in the {split} split of {dataset.root}")
+        from .evaluate import classification_report
+
+        species = self.meta.get("species") or dataset.species
+        report = classification_report(y_true, probs, self.classes, species=species)
+        report.update(split=split, skipped=len(ex.failed))
+        result = Evaluation(report, kept, y_true, probs, ex.failed)
+        if out is not None:
+            result.files = _write_evaluation(Path(out), result, self.classes, top_losses)
+        return result
+
+    def save(self, directory: Path | str) -> Path:
+        """Write ``model.safetensors`` + ``model.json`` to ``directory``; returns it."""
+        directory = Path(directory)
+        save_model(directory, self.model, self.meta)
+        self.directory = directory
+        return directory
+
+
+def load(directory: Path | str) -> Run:
+    """Load a run directory written by ``train``/``Run.save`` (safetensors + JSON; nothing unpickled)."""
+    model, meta = load_model(directory)
+    return Run(model, meta, Path(directory))
+
+
+def from_backbone(name: str = DEFAULT_BACKBONE, weights: Path | str | None = None) -> Run:
+    """A "run" that is just a pretrained backbone with its ImageNet head, for predicting ImageNet classes."""
+    backbone = create_backbone(name, weights)
+    if not backbone.model.classes:
+        raise RunError(f"{name!r} has no classification head to predict with — train a run on your data first")
+    meta = {
+        "transferlab_version": __version__,
+        "backbone": {"name": name, "arch": backbone.arch, "weights": backbone.weights},
+        "strategy": "pretrained",
+    }
+    return Run(backbone.model, meta)
+
+
+def train(
+    dataset: Dataset,
+    backbone: str = DEFAULT_BACKBONE,
+    strategy: str = "probe",
+    *,
+    weights: Path | str | None = None,
+    out: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+    seed: int = 0,
+    precision: str = "auto",
+    batch_size: int | None = None,
+    probe: ProbeConfig = ProbeConfig(),
+    progress: Progress | None = None,
+) -> Run:
+    """Train a classifier on ``dataset`` by transfer learning from ``backbone``.
+
+    ``probe``: features of the frozen backbone are extracted once (cached on disk, keyed by image
+    content, weights and preprocessing), and a softmax head is fitted on them, its L2 strength chosen on
+    the validation split (carved from the training split when the data has none). The run is evaluated
+    on the test split (else val) and, with ``out``, saved there with its metrics and plots.
+
+    Raises:
+        DataError, BackboneError: data or backbone problems a user can fix (one-sentence messages).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"expected strategy in {STRATEGIES}, got {strategy!r}")
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    bb = create_backbone(backbone, weights)
+    runtime = pick_runtime(precision=precision)
+    fingerprint = bb.model.backbone_fingerprint()
+    cache = FeatureCache(cache_dir, cache_key(bb.model, runtime, fingerprint))
+
+    samples = dataset.samples
+    cb = (lambda d, t: progress("features", d, t)) if progress else None
+    ex = extract_features(bb.model, [s.path for s in samples], cache=cache, runtime=runtime, batch_size=batch_size, progress=cb)
+    if ex.failed:
+        dataset.drop(ex.failed)
+        log.warning("skipped %d files that could not be decoded", len(ex.failed))
+    feats = {samples[i].path: row for i, row in zip(ex.ok, ex.features)}
+    x = lambda split: torch.stack([feats[s.path] for s in dataset.split(split)]) if dataset.split(split) else None  # noqa: E731
+    y = lambda split: np.array([s.label for s in dataset.split(split)], dtype=int)  # noqa: E731
+    if not dataset.split("train"):
+        raise DataError(f"the train split of {dataset.root} is empty — add training images or lower --test-frac")
+
+    feature_seconds = time.perf_counter() - started
+    if progress:
+        progress("head", 0, 1)
+    t_head = time.perf_counter()
+    fit = fit_probe(x("train"), y("train"), len(dataset.classes), x("val"), y("val") if dataset.split("val") else None, probe, seed)
+    head_seconds = time.perf_counter() - t_head
+    if progress:
+        progress("head", 1, 1)
+
+    model = bb.model
+    model.set_head(fit.weight, fit.bias, dataset.classes)
+    meta = {
+        "transferlab_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backbone": {"name": backbone, "arch": bb.arch, "weights": bb.weights, "fingerprint": fingerprint},
+        "strategy": strategy,
+        "hyperparameters": {**asdict(probe), "chosen_l2": fit.l2, "seed": seed, "precision": runtime.precision, "batch_size": batch_size},
+        "validation": fit.val_scores,
+        "data": _data_record(dataset),
+        "species": dataset.species,
+        "timing": {"features_s": round(feature_seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
+    }
+    run = Run(model, meta)
+    eval_split = "test" if dataset.split("test") else ("val" if dataset.split("val") else None)
+    directory = Path(out) if out is not None else None
+    if eval_split:
+        result = run.evaluate(dataset, eval_split, directory, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
+        meta["metrics"] = {k: result.report[k] for k in ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "top5_accuracy", "species_accuracy") if k in result.report}
+    meta["timing"]["total_s"] = round(time.perf_counter() - started, 3)
+    if directory is not None:
+        run.save(directory)
+    return run
+
+
+def default_run_dir(dataset: Dataset, backbone: str, root: Path = Path("runs")) -> Path:
+    """``runs/<data>-<backbone>``, numbered so an earlier run is never overwritten."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{dataset.root.name}-{backbone}")
+    candidate, n = root / base, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{base}-{n}"
+    return candidate
+
+
+def _data_record(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "root": str(dataset.root),
+        "layout": dataset.layout,
+        "label": dataset.label,
+        "fingerprint": dataset.fingerprint(),
+        "counts": dataset.counts(),
+        "skipped": len(dataset.skipped),
+    }
+
+
+def _evaluation_samples(dataset: Dataset, split: str | None) -> tuple[list[Sample], str]:
+    if split in (None, "auto"):
+        for name in ("test", "val"):
+            if dataset.split(name):
+                return dataset.split(name), name
+        return list(dataset.samples), "all"
+    if split == "all":
+        return list(dataset.samples), "all"
+    samples = dataset.split(split)
+    if not samples:
+        raise DataError(f"the {split} split of {dataset.root} is empty — choose --split test, val, train or all")
+    return samples, split
+
+
+def _write_evaluation(out: Path, result: Evaluation, classes: list[str], n_losses: int) -> dict[str, Path]:
+    from .data import open_rgb
+    from .evaluate import plot_confusion_matrix, plot_top_losses, save_figure, top_losses
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"metrics": out / "metrics.json", "confusion_matrix": out / "confusion_matrix.png", "top_losses": out / "top_losses.png", "predictions": out / "predictions.csv"}
+    write_json(files["metrics"], result.report)
+    cm = np.array(result.report["confusion_matrix"])
+    save_figure(plot_confusion_matrix(cm, classes), files["confusion_matrix"])
+    pred = result.probs.argmax(1)
+    worst = [i for i in top_losses(result.y_true, result.probs, n_losses) if pred[i] != result.y_true[i]]
+    images = []
+    for i in worst:
+        img = open_rgb(result.paths[i].read_bytes())
+        img.thumbnail((256, 256))
+        images.append(img)
+    fig = plot_top_losses(
+        images,
+        [classes[result.y_true[i]] for i in worst],
+        [classes[pred[i]] for i in worst],
+        [float(result.probs[i, pred[i]]) for i in worst],
+        [float(result.probs[i, result.y_true[i]]) for i in worst],
+    )
+    save_figure(fig, files["top_losses"])
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "true", "predicted", "prob_predicted", "prob_true", "correct"])
+    for i, path in enumerate(result.paths):
+        t, p = result.y_true[i], pred[i]
+        writer.writerow([str(path), classes[t], classes[p], f"{result.probs[i, p]:.6f}", f"{result.probs[i, t]:.6f}", int(t == p)])
+    from ._io import atomic_write_bytes
+
+    atomic_write_bytes(files["predictions"], buf.getvalue().encode())
+    return files
+

@@ -1,0 +1,60 @@
+"""Shared fixtures: a generated photo folder, a tiny timm backbone with a weights file, and the
+shared Oxford mini set (tests that need it skip with the reason when it is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+OXFORD_MINI = REPO.parent / "shared" / "data" / "oxford-iiit-pet-mini"
+TINY = "test_efficientnet"  # timm's 0.36 M-parameter test model: fast, same interface as the real ones
+
+needs_oxford = pytest.mark.skipif(
+    not (OXFORD_MINI / "annotations").is_dir(),
+    reason=f"shared Oxford mini data not found at {OXFORD_MINI} (only on the project's machines)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's ~/.cache; never try the network for hub weights."""
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def make_photo(path: Path, hue: int, seed: int, size: tuple[int, int] = (48, 40)) -> Path:
+    """A small JPEG whose colour depends on ``hue`` (the class) plus noise (the individual photo)."""
+    rng = np.random.default_rng(seed)
+    base = np.array([(hue * 97) % 256, (hue * 53 + 80) % 256, (hue * 191 + 30) % 256], dtype=float)
+    pixels = np.clip(base + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+    return path
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """3 classes x 10 photos in a folder-per-class layout (no given split)."""
+    root = tmp_path / "photos"
+    for c, name in enumerate(["cat", "dog", "fox"]):
+        for i in range(10):
+            make_photo(root / name / f"{name}_{i}.jpg", c, seed=100 * c + i)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A safetensors state dict for the tiny backbone (stands in for downloaded weights)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model(TINY)
+    path = tmp_path_factory.mktemp("weights") / f"{TINY}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path

@@ -1,0 +1,76 @@
+"""The `transferlab` command, run in-process as a user would type it."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from transferlab.cli import main
+
+from .conftest import TINY
+
+
+def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["transferlab", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+        sys.exit(0)
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, captured.err
+
+
+def test_check_lists_layout_counts_and_skipped_files(capsys, monkeypatch, photo_folder: Path) -> None:
+    code, out, _ = cli(capsys, monkeypatch, "check", photo_folder)
+    assert code == 0 and "layout folder" in out and "3 classes" in out and "0 skipped" in out
+    (photo_folder / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    code, out, _ = cli(capsys, monkeypatch, "check", photo_folder, "--json")
+    report = json.loads(out)
+    assert code == 1 and [Path(s["path"]).name for s in report["skipped"]] == ["broken.jpg"]
+    assert report["counts"]["cat"] and report["layout"] == "folder"
+
+
+def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, out, _ = cli(capsys, monkeypatch, "train", photo_folder, "-b", TINY, "--weights", tiny_weights, "--out", run, "--fp32", "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["run"] == str(run) and summary["metrics"]["accuracy"] >= 0.9
+
+    code, out, _ = cli(capsys, monkeypatch, "evaluate", run, photo_folder, "--json", "--out", tmp_path / "ev")
+    assert code == 0 and json.loads(out)["accuracy"] == summary["metrics"]["accuracy"]
+    assert (tmp_path / "ev" / "confusion_matrix.png").is_file()
+
+    code, out, _ = cli(capsys, monkeypatch, "predict", run, photo_folder / "dog", "--json", "-k", "2")
+    results = json.loads(out)
+    assert code == 0 and len(results) == 10
+    assert set(results[0]) == {"path", "top"} and [set(t) for t in results[0]["top"]] == [{"label", "prob"}] * 2
+
+    code, out, _ = cli(capsys, monkeypatch, "predict", run, photo_folder / "dog" / "dog_0.jpg", "--csv", "-k", "1")
+    assert out.splitlines()[0] == "path,rank,label,prob" and ",1,\"dog\"," in out.splitlines()[1]
+
+    code, out, _ = cli(capsys, monkeypatch, "predict", run, photo_folder / "fox" / "fox_1.jpg")
+    assert code == 0 and "fox" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "/no/such/folder"], "does not exist"),
+        (["train", "{photos}", "-b", "resnet5O"], "did you mean"),
+        (["train", "{photos}", "-b", "resnet18"], "--weights"),
+        (["evaluate", "{photos}", "{photos}"], "not a transferlab run"),
+        (["predict", "efficientnet_lite0", "/no/such.jpg"], "does not exist"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(capsys, monkeypatch, photo_folder: Path, args, message) -> None:
+    code, out, err = cli(capsys, monkeypatch, *[a.replace("{photos}", str(photo_folder)) for a in args])
+    assert code == 1
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_backbones_lists_bundled_first(capsys, monkeypatch) -> None:
+    code, out, _ = cli(capsys, monkeypatch, "backbones")
+    assert code == 0 and out.splitlines()[0].startswith("efficientnet_lite0") and "bundled" in out
+    code, out, _ = cli(capsys, monkeypatch, "backbones", "resnet5*")
+    assert "resnet50" in out

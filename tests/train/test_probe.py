@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+
+from transferlab.train import ProbeConfig, fit_probe, stratified_holdout
+
+
+def _blobs(n: int, d: int, c: int, spread: float, seed: int):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(c, d)) * spread
+    y = rng.integers(0, c, n)
+    x = np.maximum(centers[y] + rng.normal(size=(n, d)), 0) * 3 + 2  # ReLU-like features, off-centre scale
+    return x.astype(np.float32), y
+
+
+def test_matches_scikit_learn_logistic_regression_at_the_chosen_strength() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs(600, 64, 5, 0.25, seed=0)
+    fit = fit_probe(x[:400], y[:400], 5)
+    scaler = StandardScaler().fit(x[:400])
+    ref = LogisticRegression(C=1 / (fit.l2 * 400), max_iter=2000, tol=1e-8).fit(scaler.transform(x[:400]), y[:400])
+    ours = (torch.from_numpy(x[400:]) @ fit.weight.T + fit.bias).argmax(1).numpy()
+    theirs = ref.predict(scaler.transform(x[400:]))
+    assert (ours == theirs).mean() >= 0.97
+
+
+def test_regularisation_is_chosen_on_validation_data_and_generalises() -> None:
+    # Few noisy samples in many dimensions: too little L2 overfits, so the choice matters.
+    x, y = _blobs(900, 128, 4, 0.15, seed=1)
+    fit = fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700])
+    assert len(fit.val_scores) == len(ProbeConfig().l2_grid)
+    assert fit.l2 == max(fit.val_scores, key=lambda s: (s["accuracy"], -s["log_loss"]))["l2"]
+
+    def test_acc(f) -> float:
+        return float(((torch.from_numpy(x[700:]) @ f.weight.T + f.bias).argmax(1).numpy() == y[700:]).mean())
+
+    per_l2 = {l2: test_acc(fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700], ProbeConfig(l2_grid=(l2,)))) for l2 in ProbeConfig().l2_grid}
+    assert test_acc(fit) >= max(per_l2.values()) - 0.02
+    assert test_acc(fit) >= per_l2[min(per_l2)] + 0.03  # beats the weakest penalty
+
+
+def test_same_seed_same_head() -> None:
+    x, y = _blobs(300, 32, 3, 0.3, seed=2)
+    a, b = fit_probe(x, y, 3, seed=7), fit_probe(x, y, 3, seed=7)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+
+
+@pytest.mark.parametrize("frac", [0.1, 0.2, 0.5])
+def test_holdout_is_stratified_and_keeps_every_class_in_train(frac: float) -> None:
+    y = np.array([0] * 50 + [1] * 10 + [2] * 2)
+    tr, va = stratified_holdout(y, frac, seed=0)
+    assert sorted(np.concatenate([tr, va])) == list(range(len(y)))
+    for c in (0, 1, 2):
+        assert (y[tr] == c).sum() >= 1
+    assert abs((y[va] == 0).sum() - round(50 * frac)) <= 1
