@@ -6,8 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import DataError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+from .decode import IMAGE_EXTENSIONS, is_ignored, is_image_name
 
 
 def expand_image_paths(paths: Iterable[Path | str]) -> list[Path]:
@@ -23,10 +22,10 @@ def expand_image_paths(paths: Iterable[Path | str]) -> list[Path]:
         elif p.is_dir():
             found = sorted(
                 f for f in p.rglob("*")
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                if is_image_name(f) and f.is_file() and not any(is_ignored(part) for part in f.relative_to(p).parts)
             )
             if not found:
-                raise DataError(f"no image files in folder {str(p)!r} — expected {', '.join(IMAGE_SUFFIXES)} files")
+                raise DataError(f"no image files in folder {str(p)!r} — expected {', '.join(IMAGE_EXTENSIONS)} files")
             files.extend(found)
         else:
             raise DataError(f"{str(p)!r} does not exist — check the path")
