@@ -88,7 +88,6 @@ def optimize_for_inference(module: nn.Module, runtime: Runtime, example: torch.T
         with warnings.catch_warnings(), torch.inference_mode(), runtime.autocast():
             warnings.simplefilter("ignore")  # torch.jit is deprecated for torch.compile, which compiles for ~25 s here
             frozen = torch.jit.freeze(torch.jit.trace(module, example))
-            frozen(check)  # the first call profiles and optimises the graph
             got, want = frozen(check).float(), module(check).float()
     except Exception as err:  # tracing fails on data-dependent control flow; eager always works
         log.info("using eager mode (tracing failed: %s)", err)
