@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -205,11 +206,10 @@ def predict(
             for rank, t in enumerate(r.get("top", []), 1):
                 print(f"{json.dumps(r['path'])},{rank},{json.dumps(t['label'])},{t['prob']:.6f}")
     else:
-        table = Table("image", *[f"#{i}" for i in range(1, k + 1)])
+        width = max(len(r["path"]) for r in results)
         for r in results:
-            cells = [f"{t['label']} {t['prob']:.3f}" for t in r["top"]] if "top" in r else [f"[red]{r['error']}"]
-            table.add_row(r["path"], *cells)
-        out.print(table)
+            top = "   ".join(f"[bold]{t['label']}[/] {t['prob']:.3f}" for t in r["top"]) if "top" in r else f"[red]{r['error']}[/]"
+            out.print(f"{escape(r['path']):<{width}}   {top}", highlight=False)
     if any("error" in r for r in results):
         raise typer.Exit(1)
 
