@@ -148,7 +148,7 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
     data: DataArg,
     split: Annotated[str, typer.Option(help="auto (test, else val, else all) | test | val | train | all")] = "auto",
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write metrics and plots [default: RUN/eval-<data>-<split>].")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write metrics and plots [default: RUN/eval-<data>[-<split>]].")] = None,
     layout: LayoutOpt = "auto",
     label: LabelOpt = "breed",
     val_frac: ValFracOpt = 0.1,
@@ -163,7 +163,7 @@ def evaluate(
     run = tl.load(run_dir)
     ds = _load_data(data, layout, label, val_frac, test_frac, seed)
     with progress_bar(quiet or json_) as cb:
-        result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / f"eval-{ds.root.name}-{split}")
+        result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")))
     r = result.report
     if json_:
         _emit_json({**r, "files": {k: str(v) for k, v in result.files.items()}})

@@ -211,6 +211,7 @@ def train(
     runtime = pick_runtime(precision=precision)
     fingerprint = bb.model.backbone_fingerprint()
     cache = FeatureCache(cache_dir, cache_key(bb.model, runtime, fingerprint))
+    backbone_seconds = time.perf_counter() - started
 
     samples = dataset.samples
     cb = (lambda d, t: progress("features", d, t)) if progress else None
@@ -224,7 +225,7 @@ def train(
     if not dataset.split("train"):
         raise DataError(f"the train split of {dataset.root} is empty — add training images or lower --test-frac")
 
-    feature_seconds = time.perf_counter() - started
+    feature_seconds = ex.seconds
     if progress:
         progress("head", 0, 1)
     t_head = time.perf_counter()
@@ -244,7 +245,7 @@ def train(
         "validation": fit.val_scores,
         "data": _data_record(dataset),
         "species": dataset.species,
-        "timing": {"features_s": round(feature_seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
+        "timing": {"backbone_s": round(backbone_seconds, 3), "features_s": round(feature_seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
     }
     run = Run(model, meta)
     eval_split = "test" if dataset.split("test") else ("val" if dataset.split("val") else None)
