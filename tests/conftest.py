@@ -21,9 +21,12 @@ needs_oxford = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the user's ~/.cache; never try the network for hub weights."""
+    """Never touch the user's caches; never try the network for hub weights."""
+    from huggingface_hub import constants
+
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-hub")))  # empty: as on a new machine
 
 
 def make_photo(path: Path, hue: int, seed: int, size: tuple[int, int] = (48, 40)) -> Path:

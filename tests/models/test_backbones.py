@@ -75,3 +75,30 @@ def test_fingerprint_ignores_the_head_but_not_the_backbone(tiny_weights: Path) -
     with torch.no_grad():
         next(bb.model.net.parameters()).add_(1)
     assert bb.model.backbone_fingerprint() != before
+
+
+def test_offline_uses_weights_an_earlier_online_run_cached(tmp_path: Path, tiny_weights: Path, monkeypatch) -> None:
+    # Hugging Face's cache layout: models--<org>--<name>/snapshots/<rev>/<file>, refs/main -> <rev>
+    from huggingface_hub import constants
+
+    repo = tmp_path / "models--timm--test_efficientnet.r160_in1k"
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123" / "model.safetensors").write_bytes(tiny_weights.read_bytes())
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    bb = create_backbone(TINY)
+    assert bb.weights == f"hub-cache:{TINY}"
+    assert bb.model.backbone_fingerprint() == create_backbone(TINY, weights=tiny_weights).model.backbone_fingerprint()
+
+
+def test_online_download_failure_is_one_sentence(monkeypatch) -> None:
+    from transferlab.models import backbones
+
+    def refuse(*args, **kwargs):
+        raise OSError("HTTP 503 from the hub")
+
+    monkeypatch.setattr(backbones, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(timm, "create_model", refuse)
+    with pytest.raises(BackboneError, match=r"could not download weights for 'resnet18': HTTP 503.*--weights"):
+        create_backbone("resnet18")

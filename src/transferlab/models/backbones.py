@@ -28,7 +28,7 @@ class Backbone:
     name: str  # what the user asked for, e.g. "efficientnet_lite0" or "resnet50.a1_in1k"
     arch: str  # the timm architecture actually built, e.g. "tf_efficientnet_lite0"
     model: ImageClassifier  # with its original (ImageNet) head when the weights have one
-    weights: str  # "bundled:<package>==<version>", "file:<path>" or "hub:<timm name>"
+    weights: str  # "bundled:<package>==<version>", "file:<path>", "hub:<name>" or "hub-cache:<name>"
 
 
 def list_backbones() -> list[str]:
@@ -110,17 +110,35 @@ def _from_file(arch: str, path: Path) -> torch.nn.Module:
     return model
 
 
-def _from_hub(name: str) -> torch.nn.Module:
+def _hub_cached_file(name: str) -> Path | None:
+    """The weights file a previous online run left in the Hugging Face cache, if any."""
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    hub_id = timm.create_model(name, pretrained=False).pretrained_cfg.get("hf_hub_id")
+    if not hub_id:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename, cache_dir=constants.HF_HUB_CACHE)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def _from_hub(name: str) -> tuple[torch.nn.Module, str]:
     import timm
 
     if not _hub_reachable():
-        raise BackboneError(
-            f"no offline weights for {name!r}: timm downloads them from the Hugging Face hub, which is unreachable "
-            f"— pass --weights FILE (a .safetensors or .pth state dict), or use a bundled backbone "
-            f"({', '.join(sorted(BUNDLED))})"
-        )
+        cached = _hub_cached_file(name)
+        if cached is None:
+            raise BackboneError(
+                f"no offline weights for {name!r}: timm downloads them from the Hugging Face hub, which is unreachable "
+                f"— pass --weights FILE (a .safetensors or .pth state dict), or use a bundled backbone "
+                f"({', '.join(sorted(BUNDLED))})"
+            )
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(cached)}), f"hub-cache:{name}"
     try:
-        return timm.create_model(name, pretrained=True)
+        return timm.create_model(name, pretrained=True), f"hub:{name}"
     except Exception as err:  # hub/network errors come in many types; all mean "could not get weights"
         raise BackboneError(f"could not download weights for {name!r}: {err} — or pass --weights FILE") from err
 
@@ -141,7 +159,7 @@ def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = N
     elif name in BUNDLED:
         net, source = load_bundled(name)
     else:
-        net, source = _from_hub(name), f"hub:{name}"
+        net, source = _from_hub(name)
     net.eval()
     classes = imagenet_classes() if net.num_classes == 1000 else [str(i) for i in range(net.num_classes)]
     return Backbone(name=name, arch=arch, model=ImageClassifier(net, Preprocess.from_timm(net), classes), weights=source)
