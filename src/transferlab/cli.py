@@ -194,7 +194,8 @@ def predict(
     quiet: QuietOpt = False,
 ) -> None:
     """Top-k labels with probabilities for each image."""
-    run = tl.load(model) if Path(model).is_dir() else tl.from_backbone(model, weights)
+    is_run = Path(model).is_dir() or "/" in model or model.startswith(".")  # a path, not a timm name
+    run = tl.load(model) if is_run else tl.from_backbone(model, weights)
     files = expand_image_paths(paths)
     with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
         results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)

@@ -69,9 +69,6 @@ class FeatureCache:
                 index[h] = (shard, row)
         return index
 
-    def __contains__(self, h: str) -> bool:
-        return h in self._index()
-
     def get(self, hashes: Iterable[str]) -> dict[str, torch.Tensor]:
         """Features of the given hashes that are cached (missing ones are simply absent)."""
         index = self._index()

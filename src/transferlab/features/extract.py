@@ -119,6 +119,38 @@ class _Decoder:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _compute(
+    model: ImageClassifier, paths: Sequence[Path], runtime: Runtime, batch_size: int, workers: int
+) -> Iterator[tuple[list[int], torch.Tensor | None, dict[int, str]]]:
+    """Yield (positions, (B, D) float32 features or None, {position: reason}) per batch, in order.
+
+    On CPU, one single-threaded model stream per core, each on its own batch, while ``workers``
+    threads decode ahead.
+    """
+    streams = cpu_count() if runtime.device.type == "cpu" else 1
+    ahead = max(256, 2 * batch_size * streams)
+    with single_threaded_ops(streams > 1), _Decoder(paths, model.preprocess, batch_size, workers, ahead) as decoder, ThreadPoolExecutor(streams) as pool:
+        example = torch.zeros(2, 3, *model.preprocess.input_size, dtype=torch.uint8)
+        fast = optimize_for_inference(model.feature_extractor(), runtime, example, len(paths))  # while the first files decode
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            with inference(runtime):  # autocast and inference mode are per thread
+                return fast(batch.to(runtime.device).contiguous(memory_format=torch.channels_last)).float().cpu()
+
+        in_flight: deque[tuple[list[int], Future | None, dict[int, str]]] = deque()
+
+        def oldest() -> tuple[list[int], torch.Tensor | None, dict[int, str]]:
+            positions, fut, bad = in_flight.popleft()
+            return positions, (fut.result() if fut is not None else None), bad
+
+        for positions, batch, bad in decoder:
+            in_flight.append((positions, pool.submit(forward, batch) if batch is not None else None, bad))
+            if len(in_flight) > streams:
+                yield oldest()
+        while in_flight:
+            yield oldest()
+
+
 def extract_features(
     model: ImageClassifier,
     paths: Sequence[Path | str],
@@ -154,38 +186,16 @@ def extract_features(
     if progress:
         progress(done, len(paths))
     bad_hashes: dict[str, str] = {}
-    if todo:
-        streams = cpu_count() if runtime.device.type == "cpu" else 1
-        with single_threaded_ops(streams > 1), _Decoder(todo, model.preprocess, batch_size, workers, ahead=max(256, 2 * batch_size * streams)) as decoder, ThreadPoolExecutor(streams) as model_pool:
-            example = torch.zeros(2, 3, *model.preprocess.input_size, dtype=torch.uint8)
-            fast = optimize_for_inference(model.feature_extractor(), runtime, example, len(todo))  # while the first files decode
-
-            def forward(batch: torch.Tensor) -> torch.Tensor:
-                with inference(runtime):  # autocast and inference mode are per thread
-                    return fast(batch.to(runtime.device).contiguous(memory_format=torch.channels_last)).float().cpu()
-
-            in_flight: deque[tuple[list[int], dict[int, str], Future | None]] = deque()
-
-            def finish() -> None:
-                nonlocal done
-                positions, bad, fut = in_flight.popleft()
-                bad_hashes.update({todo_hashes[i]: reason for i, reason in bad.items()})
-                if fut is not None:
-                    batch_hashes = [todo_hashes[i] for i in positions]
-                    feats = fut.result()
-                    found.update(zip(batch_hashes, feats))
-                    if cache is not None:
-                        cache.put(batch_hashes, feats)
-                done += len(positions) + len(bad)
-                if progress:
-                    progress(done, len(paths))
-
-            for positions, batch, bad in decoder:
-                in_flight.append((positions, bad, model_pool.submit(forward, batch) if batch is not None else None))
-                if len(in_flight) > streams:
-                    finish()
-            while in_flight:
-                finish()
+    for positions, feats, bad in _compute(model, todo, runtime, batch_size, workers) if todo else ():
+        bad_hashes.update({todo_hashes[i]: reason for i, reason in bad.items()})
+        if feats is not None:
+            batch_hashes = [todo_hashes[i] for i in positions]
+            found.update(zip(batch_hashes, feats))
+            if cache is not None:
+                cache.put(batch_hashes, feats)
+        done += len(positions) + len(bad)
+        if progress:
+            progress(done, len(paths))
     ok, rows = [], []
     for i, (path, h) in enumerate(zip(paths, hashes)):
         if h is None:

@@ -1,7 +1,8 @@
 """Where and how fast inference runs: device, precision, memory format and graph freezing.
 
 On a CPU with native bf16 (AVX-512 BF16, AMX), channels_last + bf16 autocast + a frozen TorchScript
-graph runs EfficientNet-Lite0 about 9x faster than plain fp32 NCHW (BENCHMARKS.md).
+graph, run as one single-threaded stream per core, makes EfficientNet-Lite0 about 10x faster than plain
+fp32 NCHW (BENCHMARKS.md).
 """
 
 from __future__ import annotations
