@@ -219,17 +219,13 @@ def train(
     if ex.failed:
         dataset.drop(ex.failed)
         log.warning("skipped %d files that could not be decoded", len(ex.failed))
-    feats = {samples[i].path: row for i, row in zip(ex.ok, ex.features)}
-    x = lambda split: torch.stack([feats[s.path] for s in dataset.split(split)]) if dataset.split(split) else None  # noqa: E731
-    y = lambda split: np.array([s.label for s in dataset.split(split)], dtype=int)  # noqa: E731
     if not dataset.split("train"):
         raise DataError(f"the train split of {dataset.root} is empty — add training images or lower --test-frac")
-
-    feature_seconds = ex.seconds
+    feats = {samples[i].path: row for i, row in zip(ex.ok, ex.features)}
     if progress:
         progress("head", 0, 1)
     t_head = time.perf_counter()
-    fit = fit_probe(x("train"), y("train"), len(dataset.classes), x("val"), y("val") if dataset.split("val") else None, probe, seed)
+    fit = fit_probe(*_features_and_labels(dataset, "train", feats), len(dataset.classes), *_features_and_labels(dataset, "val", feats), probe, seed)
     head_seconds = time.perf_counter() - t_head
     if progress:
         progress("head", 1, 1)
@@ -245,7 +241,7 @@ def train(
         "validation": fit.val_scores,
         "data": _data_record(dataset),
         "species": dataset.species,
-        "timing": {"backbone_s": round(backbone_seconds, 3), "features_s": round(feature_seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
+        "timing": {"backbone_s": round(backbone_seconds, 3), "features_s": round(ex.seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
     }
     run = Run(model, meta)
     eval_split = "test" if dataset.split("test") else ("val" if dataset.split("val") else None)
@@ -257,6 +253,14 @@ def train(
     if directory is not None:
         run.save(directory)
     return run
+
+
+def _features_and_labels(dataset: Dataset, split: str, feats: dict[Path, torch.Tensor]) -> tuple[torch.Tensor | None, np.ndarray | None]:
+    """(N, D) features and (N,) labels of one split, or (None, None) when it is empty."""
+    samples = dataset.split(split)
+    if not samples:
+        return None, None
+    return torch.stack([feats[s.path] for s in samples]), np.array([s.label for s in samples], dtype=int)
 
 
 def default_run_dir(dataset: Dataset, backbone: str, root: Path = Path("runs")) -> Path:
