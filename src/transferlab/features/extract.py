@@ -130,7 +130,7 @@ def _compute(
     streams = cpu_count() if runtime.device.type == "cpu" else 1
     ahead = max(256, 2 * batch_size * streams)
     with single_threaded_ops(streams > 1), _Decoder(paths, model.preprocess, batch_size, workers, ahead) as decoder, ThreadPoolExecutor(streams) as pool:
-        example = torch.zeros(2, 3, *model.preprocess.input_size, dtype=torch.uint8)
+        example = torch.zeros(batch_size, 3, *model.preprocess.input_size, dtype=torch.uint8)
         fast = optimize_for_inference(model.feature_extractor(), runtime, example, len(paths))  # while the first files decode
 
         def forward(batch: torch.Tensor) -> torch.Tensor:
