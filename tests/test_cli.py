@@ -74,3 +74,13 @@ def test_backbones_lists_bundled_first(capsys, monkeypatch) -> None:
     assert code == 0 and out.splitlines()[0].startswith("efficientnet_lite0") and "bundled" in out
     code, out, _ = cli(capsys, monkeypatch, "backbones", "resnet5*")
     assert "resnet50" in out
+
+
+def test_train_finetune_flags_reach_the_recipe(capsys, monkeypatch, photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    args = ["train", photo_folder, "-b", TINY, "--weights", tiny_weights, "--out", tmp_path / "ft", "--fp32", "--json"]
+    code, out, _ = cli(capsys, monkeypatch, *args, "--strategy", "finetune", "--epochs", "1", "--lr", "0.002", "--unfreeze", "2", "--augment", "strong", "--ft-batch-size", "4")
+    assert code == 0, out
+    meta = json.loads((tmp_path / "ft" / "model.json").read_text())
+    recipe = meta["hyperparameters"]["finetune"]
+    assert (recipe["epochs"], recipe["lr"], recipe["unfreeze"], recipe["augment"], recipe["batch_size"]) == (1, 0.002, "2", "strong", 4)
+    assert [row["epoch"] for row in meta["finetune"]["history"]] == [0, 1]

@@ -13,13 +13,14 @@ from .data import Dataset, check_dataset, load_dataset  # noqa: E402
 from .errors import BackboneError, DataError, RunError, TransferlabError  # noqa: E402
 from .models import create_backbone, list_backbones  # noqa: E402
 from .run import Evaluation, Run, default_run_dir, from_backbone, load, train  # noqa: E402
-from .train import ProbeConfig  # noqa: E402
+from .train import FinetuneConfig, ProbeConfig  # noqa: E402
 
 __all__ = [
     "BackboneError",
     "DataError",
     "Dataset",
     "Evaluation",
+    "FinetuneConfig",
     "ProbeConfig",
     "Run",
     "RunError",

@@ -29,6 +29,7 @@ out = Console(soft_wrap=True)  # results
 err = Console(stderr=True, soft_wrap=True)  # progress and messages
 _state = {"debug": False}
 
+FT = tl.FinetuneConfig()
 DataArg = Annotated[Path, typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")]
 LayoutOpt = Annotated[str, typer.Option(help="auto | folder | oxford | petimages")]
 LabelOpt = Annotated[str, typer.Option(help="Oxford labels: breed | species")]
@@ -56,7 +57,7 @@ def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None
     if quiet:
         yield None
         return
-    labels = {"features": "features", "head": "fitting head"}
+    labels = {"features": "features", "head": "fitting head"}  # fine-tuning stages are "epoch N"
     with Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
         tasks: dict[str, Any] = {}
 
@@ -111,7 +112,21 @@ def train(
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = tl.models.DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/<data>-<backbone>].")] = None,
-    strategy: Annotated[str, typer.Option(help="probe: linear head on frozen, cached features.")] = "probe",
+    strategy: Annotated[str, typer.Option(help="probe: linear head on frozen, cached features; finetune: probe, then the backbone unfrozen.")] = "probe",
+    epochs: Annotated[int, typer.Option(help="finetune: most epochs (early stopping may end sooner).", rich_help_panel="Fine-tuning")] = FT.epochs,
+    unfreeze: Annotated[str, typer.Option(help="finetune: 'all' or K, the last K stages.", rich_help_panel="Fine-tuning")] = FT.unfreeze,
+    lr: Annotated[float, typer.Option(help="finetune: peak learning rate of the head.", rich_help_panel="Fine-tuning")] = FT.lr,
+    layer_decay: Annotated[float, typer.Option(help="finetune: learning-rate factor per stage going down.", rich_help_panel="Fine-tuning")] = FT.layer_decay,
+    optimizer: Annotated[str, typer.Option(help="finetune: adamw | adam | sgd.", rich_help_panel="Fine-tuning")] = FT.optimizer,
+    weight_decay: Annotated[float, typer.Option(help="finetune: weight decay.", rich_help_panel="Fine-tuning")] = FT.weight_decay,
+    schedule: Annotated[str, typer.Option(help="finetune: cosine | onecycle | constant.", rich_help_panel="Fine-tuning")] = FT.schedule,
+    warmup: Annotated[float, typer.Option(help="finetune: warm-up epochs.", rich_help_panel="Fine-tuning")] = FT.warmup_epochs,
+    label_smoothing: Annotated[float, typer.Option(help="finetune: label smoothing.", rich_help_panel="Fine-tuning")] = FT.label_smoothing,
+    dropout: Annotated[float, typer.Option(help="finetune: dropout before the head.", rich_help_panel="Fine-tuning")] = FT.dropout,
+    grad_clip: Annotated[float, typer.Option(help="finetune: max gradient norm (0: off).", rich_help_panel="Fine-tuning")] = FT.grad_clip,
+    augment: Annotated[str, typer.Option(help="finetune: none | light | strong.", rich_help_panel="Fine-tuning")] = FT.augment,
+    ft_batch_size: Annotated[int, typer.Option("--ft-batch-size", help="finetune: images per training step.", rich_help_panel="Fine-tuning")] = FT.batch_size,
+    patience: Annotated[int, typer.Option(help="finetune: epochs without a better validation score before stopping.", rich_help_panel="Fine-tuning")] = FT.patience,
     layout: LayoutOpt = "auto",
     label: LabelOpt = "breed",
     val_frac: ValFracOpt = 0.1,
@@ -128,7 +143,11 @@ def train(
     ds = _load_data(data, layout, label, val_frac, test_frac, seed)
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
-        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, progress=cb)
+        recipe = tl.FinetuneConfig(
+            epochs=epochs, unfreeze=unfreeze, lr=lr, layer_decay=layer_decay, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
+            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, batch_size=ft_batch_size, patience=patience,
+        )
+        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, finetune_config=recipe, progress=cb)
     summary = {"run": str(directory), "metrics": run.meta.get("metrics", {}), "timing": run.meta["timing"], "skipped": [{"path": str(s.path), "reason": s.reason} for s in ds.skipped]}
     if json_:
         _emit_json(summary)
@@ -136,7 +155,10 @@ def train(
     m, t = summary["metrics"], run.meta["timing"]
     if ds.skipped:
         err.print(f"skipped {len(ds.skipped)} unusable file(s) (`transferlab check {data}` lists them)")
-    out.print(f"trained {run.meta['backbone']['name']} probe on {len(ds.split('train')) + len(ds.split('val'))} images: features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s")
+    if "finetune" in run.meta:
+        best = run.meta["finetune"]["history"][run.meta["finetune"]["best_epoch"]]
+        out.print(f"fine-tuned {len(run.meta['finetune']['history']) - 1} epoch(s) in {t['finetune_s']:.0f} s; kept epoch {run.meta['finetune']['best_epoch']} (val accuracy {best['val_accuracy']:.3f})")
+    out.print(f"trained {run.meta['backbone']['name']} {run.meta['strategy']} on {len(ds.split('train')) + len(ds.split('val'))} images: features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s")
     if m:
         extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
         out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}){extra}")

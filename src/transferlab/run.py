@@ -22,12 +22,12 @@ from .errors import DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, save_model, write_json
-from .train import ProbeConfig, fit_probe
+from .train import FinetuneConfig, ProbeConfig, finetune, fit_probe, stratified_holdout
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total), e.g. ("features", 128, 600)
-STRATEGIES = ("probe",)
+STRATEGIES = ("probe", "finetune")
 
 
 @dataclass
@@ -191,6 +191,7 @@ def train(
     precision: str = "auto",
     batch_size: int | None = None,
     probe: ProbeConfig = ProbeConfig(),
+    finetune_config: FinetuneConfig = FinetuneConfig(),
     progress: Progress | None = None,
 ) -> Run:
     """Train a classifier on ``dataset`` by transfer learning from ``backbone``.
@@ -199,6 +200,10 @@ def train(
     content, weights and preprocessing), and a softmax head is fitted on them, its L2 strength chosen on
     the validation split (carved from the training split when the data has none). The run is evaluated
     on the test split (else val) and, with ``out``, saved there with its metrics and plots.
+
+    ``finetune``: the probe first (phase 1), then the backbone unfrozen with a small, layer-wise
+    decayed learning rate (phase 2, ``finetune_config``), early-stopped on the validation split; the
+    run keeps the best epoch and writes ``history.csv``, ``curves.png`` and ``checkpoint.pt``.
 
     Raises:
         DataError, BackboneError: data or backbone problems a user can fix (one-sentence messages).
@@ -232,20 +237,27 @@ def train(
 
     model = bb.model
     model.set_head(fit.weight, fit.bias, dataset.classes)
+    directory = Path(out) if out is not None else None
+    tuned = None
+    if strategy == "finetune":
+        tuned = _finetune(model, dataset, runtime, finetune_config, seed, probe.val_frac, directory, progress)
+        fingerprint = model.backbone_fingerprint()
     meta = {
         "transferlab_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backbone": {"name": backbone, "arch": bb.arch, "weights": bb.weights, "fingerprint": fingerprint},
         "strategy": strategy,
-        "hyperparameters": {**asdict(probe), "chosen_l2": fit.l2, "seed": seed, "precision": runtime.precision, "batch_size": batch_size},
+        "hyperparameters": {**asdict(probe), "chosen_l2": fit.l2, "seed": seed, "precision": runtime.precision, "batch_size": batch_size, **({"finetune": asdict(finetune_config)} if tuned else {})},
         "validation": fit.val_scores,
         "data": _data_record(dataset),
         "species": dataset.species,
         "timing": {"backbone_s": round(backbone_seconds, 3), "features_s": round(ex.seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
     }
+    if tuned is not None:
+        meta["finetune"] = {"best_epoch": tuned.best_epoch, "stopped_early": tuned.stopped_early, "history": tuned.history}
+        meta["timing"]["finetune_s"] = round(sum(row.get("train_s", 0.0) for row in tuned.history), 3)
     run = Run(model, meta)
     eval_split = "test" if dataset.split("test") else ("val" if dataset.split("val") else None)
-    directory = Path(out) if out is not None else None
     if eval_split:
         result = run.evaluate(dataset, eval_split, directory, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
         meta["metrics"] = {k: result.report[k] for k in ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "top5_accuracy", "species_accuracy") if k in result.report}
@@ -253,6 +265,28 @@ def train(
     if directory is not None:
         run.save(directory)
     return run
+
+
+def _finetune(model: ImageClassifier, dataset: Dataset, runtime: Runtime, config: FinetuneConfig, seed: int, val_frac: float, directory: Path | None, progress: Progress | None):
+    """Phase 2 on the train split, early-stopped on val (carved from train when the data has none)."""
+    train_items = [(s.path, s.label) for s in dataset.split("train")]
+    val_items = [(s.path, s.label) for s in dataset.split("val")]
+    if not val_items:
+        tr, va = stratified_holdout(np.array([label for _, label in train_items]), val_frac, seed)
+        train_items, val_items = [train_items[i] for i in tr], [train_items[i] for i in va]
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    result = finetune(model, train_items, val_items, runtime, config, seed, directory / "checkpoint.pt" if directory else None, progress)
+    if directory is not None:
+        from .evaluate import plot_history, save_figure
+
+        keys = list(dict.fromkeys(k for row in result.history for k in row))
+        lines = [",".join(keys)] + [",".join(f"{row[k]:.6g}" if k in row else "" for k in keys) for row in result.history]
+        from ._io import atomic_write_bytes
+
+        atomic_write_bytes(directory / "history.csv", ("\n".join(lines) + "\n").encode())
+        save_figure(plot_history(result.history), directory / "curves.png")
+    return result
 
 
 def _features_and_labels(dataset: Dataset, split: str, feats: dict[Path, torch.Tensor]) -> tuple[torch.Tensor | None, np.ndarray | None]:

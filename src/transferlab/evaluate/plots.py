@@ -215,3 +215,24 @@ def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
     # bbox_inches="tight" is a safety net for labels that tight_layout could not fit.
     fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight")
     return path
+
+
+def plot_history(history: Sequence[dict[str, float]]) -> Figure:
+    """Training curves: loss and accuracy per epoch, train and validation side by side.
+
+    ``history`` rows hold ``epoch`` and any of ``train_loss``, ``val_loss``, ``train_accuracy``,
+    ``val_accuracy`` (a row without a key leaves a gap, e.g. epoch 0 has no training metrics).
+    """
+    fig = _new_figure((10, 4))
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        for split, style in (("train", "o-"), ("val", "s-")):
+            key = f"{split}_{metric}"
+            points = [(row["epoch"], row[key]) for row in history if key in row]
+            if points:
+                ax.plot(*zip(*points), style, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig

@@ -53,6 +53,7 @@ class ImageClassifier(nn.Module):
         self.preprocess = preprocess
         self.classes = list(classes)
         self.normalize = Normalize(preprocess.mean, preprocess.std)
+        self.head_dropout = 0.0  # on the pooled features while training (fine-tuning sets it)
 
     @property
     def head(self) -> nn.Module:
@@ -69,7 +70,7 @@ class ImageClassifier(nn.Module):
         return self.feature_extractor()(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.head(nn.functional.dropout(self.features(x), self.head_dropout, self.training))
 
     def set_head(self, weight: torch.Tensor, bias: torch.Tensor, classes: list[str]) -> None:
         """Replace the classifier by a linear head for ``classes`` holding the given weights.

@@ -1,0 +1,74 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import transferlab as tl
+from transferlab.features import pick_runtime
+from transferlab.models import create_backbone
+from transferlab.train import FinetuneConfig, finetune
+from transferlab.train.finetune import _set_train_mode, check_config, frozen_modules, lr_lambda
+
+from ..conftest import TINY
+
+FAST = FinetuneConfig(epochs=3, batch_size=4, patience=5, lr=3e-3, warmup_epochs=0)
+
+
+def _items(folder: Path) -> list[tuple[Path, int]]:
+    return [(p, ["cat", "dog", "fox"].index(p.parent.name)) for p in sorted(folder.rglob("*.jpg"))]
+
+
+def test_unfreezing_the_last_stages_freezes_the_rest_and_their_batchnorm(tiny_weights: Path) -> None:
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["a", "b", "c"])
+    frozen = frozen_modules(model.net, "1")
+    assert not model.net.conv_stem.weight.requires_grad and not model.net.blocks[0][0].conv.weight.requires_grad
+    assert model.net.blocks[-1][-1].conv_pw.weight.requires_grad and model.head.weight.requires_grad
+    _set_train_mode(model, frozen, bn_stats="train")
+    assert not model.net.bn1.training and model.net.blocks[-1][-1].bn1.training
+    _set_train_mode(model, frozen, bn_stats="frozen")  # the default: no BatchNorm statistics move
+    assert model.training and not model.net.blocks[-1][-1].bn1.training
+    assert frozen_modules(model.net, "all") == []
+
+
+def test_schedule_warms_up_then_decays_to_zero() -> None:
+    f = lr_lambda(FinetuneConfig(epochs=4, warmup_epochs=1), steps_per_epoch=10)
+    warm = [f(s) for s in range(10)]
+    assert warm == sorted(warm) and warm[-1] == 1.0 and warm[0] == pytest.approx(0.1)
+    assert f(10) == pytest.approx(1.0) and f(39) < 0.01
+    constant = lr_lambda(FinetuneConfig(epochs=4, warmup_epochs=1, schedule="constant"), 10)
+    assert [constant(s) for s in range(10, 40)] == [1.0] * 30
+
+
+@pytest.mark.parametrize(("field", "value"), [("optimizer", "lion"), ("schedule", "step"), ("unfreeze", "-1"), ("bn_stats", "moving")])
+def test_bad_settings_are_named(field: str, value: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        check_config(FinetuneConfig(**{field: value}))
+
+
+def test_finetune_learns_keeps_the_best_epoch_and_checkpoints(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])  # an untrained head
+    items = _items(photo_folder)
+    result = finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), FAST, checkpoint=tmp_path / "ck.pt")
+    assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]
+    assert result.history[result.best_epoch]["val_accuracy"] == max(r["val_accuracy"] for r in result.history[1:])
+    assert max(r["val_accuracy"] for r in result.history[1:]) > result.history[0]["val_accuracy"]  # 1/3 with a zero head
+    assert not model.training and model.head_dropout == 0.0 and all(p.requires_grad for p in model.parameters())
+    saved = torch.load(tmp_path / "ck.pt", weights_only=True)  # no pickled code in our own checkpoints either
+    assert saved["epoch"] == 3 and set(saved) >= {"model", "optimizer", "scheduler", "history", "config"}
+
+
+def test_train_finetune_writes_curves_and_reloads_identically(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    ds = tl.load_dataset(photo_folder, val_frac=0.2, test_frac=0.3)
+    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=tmp_path / "run", precision="fp32", finetune_config=FAST)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"history.csv", "curves.png", "checkpoint.pt", "model.safetensors", "metrics.json"} <= files
+    header, *rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert header.startswith("epoch,val_loss,val_accuracy") and len(rows) == 4
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["strategy"] == "finetune" and meta["finetune"]["best_epoch"] in (1, 2, 3)
+    assert meta["backbone"]["fingerprint"] == run.model.backbone_fingerprint()  # features of the tuned network
+    paths = sorted(photo_folder.rglob("*.jpg"))
+    assert tl.load(tmp_path / "run").predict(paths, k=2) == run.predict(paths, k=2)
