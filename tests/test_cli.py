@@ -84,3 +84,10 @@ def test_train_finetune_flags_reach_the_recipe(capsys, monkeypatch, photo_folder
     recipe = meta["hyperparameters"]["finetune"]
     assert (recipe["epochs"], recipe["lr"], recipe["unfreeze"], recipe["augment"], recipe["batch_size"]) == (1, 0.002, "2", "strong", 4)
     assert [row["epoch"] for row in meta["finetune"]["history"]] == [0, 1]
+
+
+def test_train_needs_data_or_resume(capsys, monkeypatch, tmp_path: Path) -> None:
+    code, _, err = cli(capsys, monkeypatch, "train")
+    assert code == 1 and "--resume" in err
+    code, _, err = cli(capsys, monkeypatch, "train", "--resume", tmp_path)
+    assert code == 1 and "no checkpoint.pt" in err

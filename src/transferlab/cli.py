@@ -108,7 +108,8 @@ def check(data: DataArg, layout: LayoutOpt = "auto", label: LabelOpt = "breed", 
 
 @app.command()
 def train(
-    data: DataArg,
+    data: Annotated[Optional[Path], typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted fine-tuning run in this folder (no DATA needed).")] = None,
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = tl.models.DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/<data>-<backbone>].")] = None,
@@ -140,6 +141,12 @@ def train(
     json_: JsonOpt = False,
 ) -> None:
     """Train a classifier on DATA and write a run folder (model, metrics, plots)."""
+    if resume is not None:
+        with progress_bar(quiet or json_) as cb:
+            run = tl.resume(resume, cache_dir=cache_dir, progress=cb)
+        return _report_training(run, run.meta["data"], resume, json_)
+    if data is None:
+        raise tl.DataError("expected DATA (a dataset folder) or --resume RUN — see `transferlab train --help`")
     ds = _load_data(data, layout, label, val_frac, test_frac, seed)
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
@@ -148,17 +155,24 @@ def train(
             warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, batch_size=ft_batch_size, patience=patience,
         )
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, finetune_config=recipe, progress=cb)
-    summary = {"run": str(directory), "metrics": run.meta.get("metrics", {}), "timing": run.meta["timing"], "skipped": [{"path": str(s.path), "reason": s.reason} for s in ds.skipped]}
+    _report_training(run, run.meta["data"], directory, json_)
+
+
+def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: bool) -> None:
+    m, t = run.meta.get("metrics", {}), run.meta["timing"]
     if json_:
-        _emit_json(summary)
+        _emit_json({"run": str(directory), "metrics": m, "timing": t, "skipped": data["skipped_files"]})
         return
-    m, t = summary["metrics"], run.meta["timing"]
-    if ds.skipped:
-        err.print(f"skipped {len(ds.skipped)} unusable file(s) (`transferlab check {data}` lists them)")
+    if data["skipped"]:
+        err.print(f"skipped {data['skipped']} unusable file(s) (`transferlab check {data['root']}` lists them)")
     if "finetune" in run.meta:
-        best = run.meta["finetune"]["history"][run.meta["finetune"]["best_epoch"]]
-        out.print(f"fine-tuned {len(run.meta['finetune']['history']) - 1} epoch(s) in {t['finetune_s']:.0f} s; kept epoch {run.meta['finetune']['best_epoch']} (val accuracy {best['val_accuracy']:.3f})")
-    out.print(f"trained {run.meta['backbone']['name']} {run.meta['strategy']} on {len(ds.split('train')) + len(ds.split('val'))} images: features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s")
+        tuned = run.meta["finetune"]
+        best = tuned["history"][tuned["best_epoch"]]
+        out.print(f"fine-tuned {len(tuned['history']) - 1} epoch(s) in {t['finetune_s']:.0f} s; kept epoch {tuned['best_epoch']} (val accuracy {best['val_accuracy']:.3f})")
+        if tuned.get("interrupted"):
+            err.print(f"interrupted: continue with `transferlab train --resume {directory}`")
+    n_train = sum(c.get("train", 0) + c.get("val", 0) for c in data["counts"].values())
+    out.print(f"trained {run.meta['backbone']['name']} {run.meta['strategy']} on {n_train} images: features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s")
     if m:
         extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
         out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}){extra}")

@@ -179,6 +179,35 @@ def from_backbone(name: str = DEFAULT_BACKBONE, weights: Path | str | None = Non
     return Run(backbone.model, meta)
 
 
+def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progress: Progress | None = None) -> Run:
+    """Continue an interrupted fine-tuning run from its last finished epoch (``checkpoint.pt``).
+
+    The data, backbone and recipe are read from the checkpoint, so the result is what the uninterrupted
+    run would have given.
+    """
+    from .data import load_dataset
+    from .train import load_checkpoint
+
+    directory = Path(directory)
+    path = directory / "checkpoint.pt"
+    if not path.is_file():
+        raise RunError(f"{str(directory)!r} has no checkpoint.pt to resume from — only fine-tuning runs write one")
+    try:
+        state = load_checkpoint(path)
+        spec, config = state["run"], FinetuneConfig(**state["config"])
+    except Exception as err:  # truncated file, refused pickle, missing keys: all "this checkpoint is unusable"
+        raise RunError(f"cannot resume from {path} ({type(err).__name__}: {err}) — retrain without --resume") from err
+    data = spec["data"]
+    dataset = load_dataset(data["root"], layout=data["layout"], label=data["label"] if data["layout"] == "oxford" else "breed", **data["split_options"])
+    if dataset.fingerprint() != data["fingerprint"]:
+        raise RunError(f"the data in {data['root']} changed since this run started — retrain without --resume")
+    return train(
+        dataset, spec["backbone"], "finetune", weights=spec["weights"], out=directory, cache_dir=cache_dir, seed=spec["seed"],
+        precision=spec["precision"], batch_size=spec["batch_size"], probe=ProbeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["probe"].items()}),
+        finetune_config=config, progress=progress, resume_from=state,
+    )
+
+
 def train(
     dataset: Dataset,
     backbone: str = DEFAULT_BACKBONE,
@@ -193,6 +222,7 @@ def train(
     probe: ProbeConfig = ProbeConfig(),
     finetune_config: FinetuneConfig = FinetuneConfig(),
     progress: Progress | None = None,
+    resume_from: dict[str, Any] | None = None,
 ) -> Run:
     """Train a classifier on ``dataset`` by transfer learning from ``backbone``.
 
@@ -240,7 +270,8 @@ def train(
     directory = Path(out) if out is not None else None
     tuned = None
     if strategy == "finetune":
-        tuned = _finetune(model, dataset, runtime, finetune_config, seed, probe.val_frac, directory, progress)
+        record = {"backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": _data_record(dataset)}
+        tuned = _finetune(model, dataset, runtime, finetune_config, seed, probe.val_frac, directory, progress, resume_from, record)
         fingerprint = model.backbone_fingerprint()
     meta = {
         "transferlab_version": __version__,
@@ -254,7 +285,7 @@ def train(
         "timing": {"backbone_s": round(backbone_seconds, 3), "features_s": round(ex.seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
     }
     if tuned is not None:
-        meta["finetune"] = {"best_epoch": tuned.best_epoch, "stopped_early": tuned.stopped_early, "history": tuned.history}
+        meta["finetune"] = {"best_epoch": tuned.best_epoch, "stopped_early": tuned.stopped_early, "interrupted": tuned.interrupted, "history": tuned.history}
         meta["timing"]["finetune_s"] = round(sum(row.get("train_s", 0.0) for row in tuned.history), 3)
     run = Run(model, meta)
     eval_split = "test" if dataset.split("test") else ("val" if dataset.split("val") else None)
@@ -267,7 +298,10 @@ def train(
     return run
 
 
-def _finetune(model: ImageClassifier, dataset: Dataset, runtime: Runtime, config: FinetuneConfig, seed: int, val_frac: float, directory: Path | None, progress: Progress | None):
+def _finetune(
+    model: ImageClassifier, dataset: Dataset, runtime: Runtime, config: FinetuneConfig, seed: int, val_frac: float,
+    directory: Path | None, progress: Progress | None, resume_from: dict[str, Any] | None, record: dict[str, Any],
+):
     """Phase 2 on the train split, early-stopped on val (carved from train when the data has none)."""
     train_items = [(s.path, s.label) for s in dataset.split("train")]
     val_items = [(s.path, s.label) for s in dataset.split("val")]
@@ -276,7 +310,8 @@ def _finetune(model: ImageClassifier, dataset: Dataset, runtime: Runtime, config
         train_items, val_items = [train_items[i] for i in tr], [train_items[i] for i in va]
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
-    result = finetune(model, train_items, val_items, runtime, config, seed, directory / "checkpoint.pt" if directory else None, progress)
+    checkpoint = directory / "checkpoint.pt" if directory else None
+    result = finetune(model, train_items, val_items, runtime, config, seed, checkpoint, progress, resume_from, record)
     if directory is not None:
         from .evaluate import plot_history, save_figure
 
@@ -315,6 +350,8 @@ def _data_record(dataset: Dataset) -> dict[str, Any]:
         "fingerprint": dataset.fingerprint(),
         "counts": dataset.counts(),
         "skipped": len(dataset.skipped),
+        "skipped_files": [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped],
+        "split_options": dataset.split_options,
     }
 
 

@@ -40,6 +40,7 @@ class Dataset:
     label: str = "class"  # "class" (folder, petimages), "breed" or "species" (oxford)
     given_split: bool = False  # True when the split came from the data, not from the seeded split
     species: dict[str, str] | None = None  # oxford breed labels only: class -> "cat" / "dog"
+    split_options: dict[str, float | int] = field(default_factory=dict)  # val_frac, test_frac, seed: to load it again
 
     def split(self, name: str) -> list[Sample]:
         """The samples of one split, sorted by path.

@@ -90,6 +90,7 @@ def build_dataset(found: Scan, label: str, val_frac: float, test_frac: float, se
         label=label if found.layout == "oxford" else "class",
         given_split=found.given_split,
         species=found.species if found.layout == "oxford" and label == "breed" else None,
+        split_options={"val_frac": val_frac, "test_frac": test_frac, "seed": seed},
     )
 
 

@@ -64,7 +64,8 @@ class FinetuneConfig:
 class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
     best_epoch: int = 0  # the epoch whose weights were kept (1-based)
-    stopped_early: bool = False
+    stopped_early: bool = False  # early stopping ended it before config.epochs
+    interrupted: bool = False  # Ctrl-C ended it; resume from the checkpoint
 
 
 def check_config(config: FinetuneConfig) -> None:
@@ -174,6 +175,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint without unpickling code (tensors, numbers, strings, lists and dicts only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _should_stop(epoch: int, result: FinetuneResult, config: FinetuneConfig) -> bool:
+    return epoch >= config.epochs or (epoch > 0 and epoch - result.best_epoch > config.patience)
+
+
 def finetune(
     model: ImageClassifier,
     train: Sequence[tuple[Path, int]],
@@ -183,6 +193,8 @@ def finetune(
     seed: int = 0,
     checkpoint: Path | None = None,
     progress: Progress | None = None,
+    resume: dict[str, Any] | None = None,
+    checkpoint_extra: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (its head already trained) on ``train``; keep the epoch best on ``val``.
 
@@ -192,6 +204,8 @@ def finetune(
         runtime: device and precision (bf16 autocast on CPUs that have it).
         checkpoint: file rewritten at the end of every epoch (weights, optimiser, scheduler, history).
         progress: ``(stage, done, total)`` with stage ``"epoch N"`` per training step.
+        resume: a checkpoint (``load_checkpoint``) to continue from, after its last finished epoch.
+        checkpoint_extra: stored in every checkpoint under ``"run"`` (what ``transferlab.resume`` needs).
     """
     from timm.optim import create_optimizer_v2
 
@@ -207,21 +221,41 @@ def finetune(
     optimizer = create_optimizer_v2(model.net, opt=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
 
-    result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(model, val_loader, runtime)}])  # epoch 0: the probe's head
-    best: dict[str, Any] = {"score": (-1.0, -math.inf), "state": None}
-    for epoch in range(1, config.epochs + 1):
-        on_step = (lambda d, t, e=epoch: progress(f"epoch {e}", d, t)) if progress else None
-        row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step)}
-        row.update(evaluate_epoch(model, val_loader, runtime), lr=max(group["lr"] for group in optimizer.param_groups))
-        result.history.append(row)
-        if _score(row) > best["score"]:
-            best = {"score": _score(row), "state": copy.deepcopy(model.net.state_dict())}
-            result.best_epoch = epoch
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {"epoch": epoch, "model": model.net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": result.history, "best_epoch": result.best_epoch, "config": asdict(config), "torch_rng": torch.get_rng_state()})
-        if epoch - result.best_epoch > config.patience:
-            result.stopped_early = epoch < config.epochs
-            break
+    if resume is None:
+        result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(model, val_loader, runtime)}])  # epoch 0: the probe's head
+        best: dict[str, Any] = {"score": (-1.0, -math.inf), "state": None}
+        epoch = 0
+    else:
+        model.net.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        torch.set_rng_state(resume["torch_rng"])
+        result = FinetuneResult(history=list(resume["history"]), best_epoch=resume["best_epoch"])
+        best = {"score": _score(result.history[result.best_epoch]), "state": resume["best_model"]}
+        epoch = resume["epoch"]
+    try:
+        while not _should_stop(epoch, result, config):
+            epoch += 1
+            on_step = (lambda d, t, e=epoch: progress(f"epoch {e}", d, t)) if progress else None
+            row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step)}
+            row.update(evaluate_epoch(model, val_loader, runtime), lr=max(group["lr"] for group in optimizer.param_groups))
+            result.history.append(row)
+            if _score(row) > best["score"]:
+                best = {"score": _score(row), "state": copy.deepcopy(model.net.state_dict())}
+                result.best_epoch = epoch
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, {
+                    "epoch": epoch, "model": model.net.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "history": result.history,
+                    "best_epoch": result.best_epoch, "best_model": best["state"], "config": asdict(config), "run": checkpoint_extra or {},
+                })
+    except KeyboardInterrupt:
+        # Ctrl-C: the checkpoint of the last finished epoch is intact; keep the best weights so far.
+        result.interrupted = True
+        log.warning("interrupted during epoch %d; the last finished epoch is checkpointed", epoch)
+        if best["state"] is None:
+            raise
+    result.stopped_early = epoch < config.epochs and not result.interrupted
     model.net.load_state_dict(best["state"])
     model.head_dropout = 0.0
     model.requires_grad_(True).eval()

@@ -1,0 +1,62 @@
+"""A fine-tuning run killed with SIGKILL resumes from its last checkpoint and ends where an
+uninterrupted run with the same seed ends."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import transferlab as tl
+from transferlab.errors import RunError
+from transferlab.train import FinetuneConfig, load_checkpoint
+
+from ..conftest import TINY
+
+RECIPE = dict(epochs=4, batch_size=4, patience=10, lr=3e-3, warmup_epochs=0)
+SCRIPT = """
+import sys, time
+import transferlab as tl
+from transferlab.train import FinetuneConfig
+ds = tl.load_dataset(sys.argv[1], val_frac=0.2, test_frac=0.3)
+slow = lambda stage, done, total: time.sleep(0.15) if stage.startswith("epoch") else None  # time to be killed
+tl.train(ds, sys.argv[2], "finetune", weights=sys.argv[3], out=sys.argv[4], precision="fp32",
+         finetune_config=FinetuneConfig(**eval(sys.argv[5])), progress=slow)
+"""
+
+
+def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(photo_folder), TINY, str(tiny_weights), str(killed), repr(RECIPE)], env=env)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = load_checkpoint(killed / "checkpoint.pt")["epoch"]
+    assert 1 <= stopped_at < RECIPE["epochs"], "the kill should land mid-training"
+    assert not (killed / "model.json").exists()
+
+    resumed = tl.resume(killed)
+    ds = tl.load_dataset(photo_folder, val_frac=0.2, test_frac=0.3)
+    straight = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=tmp_path / "straight", precision="fp32", finetune_config=FinetuneConfig(**RECIPE))
+    # Same seed, same data, same machine: identical up to float summation order (tolerance 1e-6).
+    a, b = resumed.meta["finetune"]["history"], straight.meta["finetune"]["history"]
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [0, 1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-6) and ra["val_accuracy"] == rb["val_accuracy"]
+    assert resumed.meta["metrics"]["accuracy"] == straight.meta["metrics"]["accuracy"]
+    assert resumed.meta["metrics"]["log_loss"] == pytest.approx(straight.meta["metrics"]["log_loss"], abs=1e-6)
+
+
+def test_resume_without_a_checkpoint_or_from_a_truncated_one_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="no checkpoint.pt"):
+        tl.resume(tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(RunError, match="cannot resume"):
+        tl.resume(tmp_path)
