@@ -72,3 +72,14 @@ def test_train_finetune_writes_curves_and_reloads_identically(photo_folder: Path
     assert meta["backbone"]["fingerprint"] == run.model.backbone_fingerprint()  # features of the tuned network
     paths = sorted(photo_folder.rglob("*.jpg"))
     assert tl.load(tmp_path / "run").predict(paths, k=2) == run.predict(paths, k=2)
+
+
+def test_layer_decay_really_scales_the_learning_rate_of_lower_stages(tiny_weights: Path) -> None:
+    # regression: timm only records lr_scale; with torch's schedulers it was silently ignored
+    from transferlab.train.finetune import make_optimizer
+
+    net = create_backbone(TINY, weights=tiny_weights).model.net
+    optimizer = make_optimizer(net, FinetuneConfig(layer_decay=0.5), lr=1e-3)
+    lrs = sorted({round(group["lr"], 12) for group in optimizer.param_groups})
+    assert lrs[-1] == pytest.approx(1e-3) and lrs[0] < 1e-4 and len(lrs) > 3
+    assert make_optimizer(net, FinetuneConfig(layer_decay=1.0), lr=1e-3).param_groups[0]["lr"] == pytest.approx(1e-3)

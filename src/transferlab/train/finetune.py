@@ -97,6 +97,20 @@ def frozen_modules(net: nn.Module, unfreeze: str) -> list[nn.Module]:
     return frozen
 
 
+def make_optimizer(net: nn.Module, config: FinetuneConfig, lr: float) -> torch.optim.Optimizer:
+    """timm's optimizer factory with layer-wise decay; each group starts at ``lr`` x its ``lr_scale``.
+
+    timm records the per-stage factor as ``lr_scale`` for its own schedulers to apply; with torch's
+    schedulers it must be applied to the group's learning rate here.
+    """
+    from timm.optim import create_optimizer_v2
+
+    optimizer = create_optimizer_v2(net, opt=config.optimizer, lr=lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return optimizer
+
+
 def lr_lambda(config: FinetuneConfig, steps_per_epoch: int) -> Callable[[int], float]:
     total = max(1, config.epochs * steps_per_epoch)
     warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -207,8 +221,6 @@ def finetune(
         resume: a checkpoint (``load_checkpoint``) to continue from, after its last finished epoch.
         checkpoint_extra: stored in every checkpoint under ``"run"`` (what ``transferlab.resume`` needs).
     """
-    from timm.optim import create_optimizer_v2
-
     check_config(config)
     torch.manual_seed(seed)
     model.to(runtime.device, memory_format=torch.channels_last)
@@ -218,7 +230,7 @@ def finetune(
     train_loader_for = lambda epoch: make_loader(ImageFiles(train, train_transform(pre, config.augment), pre.draft_size()), config.batch_size, True, seed, epoch)  # noqa: E731
     val_loader = make_loader(ImageFiles(val, pre.to_uint8, pre.draft_size()), config.batch_size, False, seed)
     steps = len(train_loader_for(0))
-    optimizer = create_optimizer_v2(model.net, opt=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay)
+    optimizer = make_optimizer(model.net, config, config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
 
     if resume is None:

@@ -1,0 +1,100 @@
+"""Learning-rate range test (Smith 2015, as popularised by fastai): raise the learning rate
+exponentially over a few dozen steps and watch the loss; the network is restored afterwards."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data.augment import train_transform
+from ..features.runtime import Runtime
+from ..models.classifier import ImageClassifier
+from .finetune import FinetuneConfig, _set_train_mode, frozen_modules, make_optimizer
+from .loader import ImageFiles, make_loader
+
+
+@dataclass
+class LRFind:
+    lrs: list[float]  # head learning rate at each step
+    losses: list[float]  # exponentially smoothed training loss at each step
+    suggestion: float  # where the smoothed loss falls fastest (log-lr slope), a good peak ``lr``
+
+
+def lr_find(
+    model: ImageClassifier,
+    train: Sequence[tuple[Path, int]],
+    runtime: Runtime,
+    config: FinetuneConfig = FinetuneConfig(),
+    start_lr: float = 1e-7,
+    end_lr: float = 1.0,
+    steps: int = 60,
+    seed: int = 0,
+) -> LRFind:
+    """Run the range test with ``config``'s optimiser, layer decay, unfreezing and augmentation.
+
+    Stops early once the smoothed loss exceeds 4x its minimum. The model's weights and mode are
+    restored before returning.
+    """
+    saved = copy.deepcopy(model.state_dict())
+    torch.manual_seed(seed)
+    model.to(runtime.device, memory_format=torch.channels_last)
+    frozen = frozen_modules(model.net, config.unfreeze)
+    optimizer = make_optimizer(model.net, config, start_lr)
+    scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+    pre = model.preprocess
+    lrs, losses, smooth, best = [], [], None, math.inf
+    try:
+        _set_train_mode(model, frozen, config.bn_stats)
+        for epoch in range(10**6):
+            for x, y in make_loader(ImageFiles(train, train_transform(pre, config.augment), pre.draft_size()), config.batch_size, True, seed, epoch):
+                lr = start_lr * (end_lr / start_lr) ** (len(lrs) / max(1, steps - 1))
+                for group, scale in zip(optimizer.param_groups, scales):
+                    group["lr"] = lr * scale
+                with runtime.autocast():
+                    loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)).float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                smooth = loss.item() if smooth is None else 0.9 * smooth + 0.1 * loss.item()
+                lrs.append(lr)
+                losses.append(smooth)
+                best = min(best, smooth)
+                if len(lrs) >= steps or smooth > 4 * best or not math.isfinite(smooth):
+                    return LRFind(lrs, losses, _steepest(lrs, losses))
+    finally:
+        model.load_state_dict(saved)
+        model.requires_grad_(True).eval()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _steepest(lrs: list[float], losses: list[float]) -> float:
+    """Learning rate where the smoothed loss decreases fastest per decade, before it blows up."""
+    stop = min(range(len(losses)), key=losses.__getitem__) + 1  # only the descending part
+    if stop < 3:
+        return lrs[max(0, stop - 1)]
+    logs = [math.log10(lr) for lr in lrs[:stop]]
+    slopes = [(losses[i + 1] - losses[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(1, stop - 1)]
+    return lrs[1 + min(range(len(slopes)), key=slopes.__getitem__)]
+
+
+def plot_lr_find(result: LRFind):
+    """Loss against learning rate (log scale), the suggestion marked."""
+    from ..evaluate.plots import _new_figure
+
+    fig = _new_figure((6, 4))
+    ax = fig.subplots()
+    ax.plot(result.lrs, result.losses)
+    ax.axvline(result.suggestion, color="tab:red", linestyle="--", label=f"suggested lr {result.suggestion:.1e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (head; lower stages scaled by the layer decay)")
+    ax.set_ylabel("training loss (smoothed)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
