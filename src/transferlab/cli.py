@@ -180,6 +180,36 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
     out.print(f"run saved to [bold]{directory}[/]")
 
 
+@app.command("lr-find")
+def lr_find(
+    data: DataArg,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = tl.models.DEFAULT_BACKBONE,
+    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
+    out_png: Annotated[Path, typer.Option("--out", "-o", help="Where to save the plot.")] = Path("lr_find.png"),
+    unfreeze: Annotated[str, typer.Option(help="'all' or K, the last K stages, as for fine-tuning.")] = FT.unfreeze,
+    steps: Annotated[int, typer.Option(help="Optimiser steps in the test.")] = 60,
+    layout: LayoutOpt = "auto",
+    label: LabelOpt = "breed",
+    val_frac: ValFracOpt = 0.1,
+    test_frac: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    cache_dir: CacheOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Learning-rate range test for fine-tuning: a loss-vs-learning-rate plot and a suggested --lr."""
+    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    with progress_bar(json_) as cb:
+        result = tl.find_lr(ds, backbone, weights=weights, cache_dir=cache_dir, seed=seed, steps=steps, finetune_config=tl.FinetuneConfig(unfreeze=unfreeze), progress=cb)
+    from .evaluate import save_figure
+    from .train.lr_find import plot_lr_find
+
+    save_figure(plot_lr_find(result), out_png)
+    if json_:
+        _emit_json({"suggested_lr": result.suggestion, "plot": str(out_png), "lrs": result.lrs, "losses": result.losses})
+    else:
+        out.print(f"suggested learning rate [bold]{result.suggestion:.1e}[/] (use --lr); plot: {out_png}")
+
+
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],

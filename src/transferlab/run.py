@@ -179,6 +179,28 @@ def from_backbone(name: str = DEFAULT_BACKBONE, weights: Path | str | None = Non
     return Run(backbone.model, meta)
 
 
+def find_lr(
+    dataset: Dataset,
+    backbone: str = DEFAULT_BACKBONE,
+    *,
+    weights: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+    seed: int = 0,
+    steps: int = 60,
+    finetune_config: FinetuneConfig = FinetuneConfig(),
+    progress: Progress | None = None,
+):
+    """Learning-rate range test for fine-tuning ``backbone`` on the train split, after the probe's head.
+
+    Returns a ``LRFind`` (learning rates, smoothed losses, suggested peak ``lr``).
+    """
+    from .train.lr_find import lr_find
+
+    run = train(dataset, backbone, "probe", weights=weights, cache_dir=cache_dir, seed=seed, progress=progress)  # phase 1
+    items = [(s.path, s.label) for s in dataset.split("train")]
+    return lr_find(run.model, items, pick_runtime(), finetune_config, steps=steps, seed=seed)
+
+
 def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progress: Progress | None = None) -> Run:
     """Continue an interrupted fine-tuning run from its last finished epoch (``checkpoint.pt``).
 

@@ -83,3 +83,24 @@ def test_layer_decay_really_scales_the_learning_rate_of_lower_stages(tiny_weight
     lrs = sorted({round(group["lr"], 12) for group in optimizer.param_groups})
     assert lrs[-1] == pytest.approx(1e-3) and lrs[0] < 1e-4 and len(lrs) > 3
     assert make_optimizer(net, FinetuneConfig(layer_decay=1.0), lr=1e-3).param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_lr_range_test_restores_the_model_and_suggests_a_rate_inside_the_range(photo_folder: Path, tiny_weights: Path) -> None:
+    from transferlab.train.lr_find import lr_find, plot_lr_find
+
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = lr_find(model, _items(photo_folder), pick_runtime(precision="fp32"), FinetuneConfig(batch_size=4), steps=20)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no side effects
+    assert not model.training
+    assert result.lrs == sorted(result.lrs) and 1e-7 <= result.suggestion <= 1.0 and len(result.losses) == len(result.lrs) <= 20
+    assert plot_lr_find(result).axes[0].get_xscale() == "log"
+
+
+def test_lr_find_command(capsys, monkeypatch, photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    from ..test_cli import cli
+
+    code, out, _ = cli(capsys, monkeypatch, "lr-find", photo_folder, "-b", TINY, "--weights", tiny_weights, "--steps", "8", "--out", tmp_path / "lr.png", "--json")
+    assert code == 0 and (tmp_path / "lr.png").stat().st_size > 0
+    assert 1e-7 <= json.loads(out)["suggested_lr"] <= 1.0
