@@ -4,6 +4,7 @@ exponentially over a few dozen steps and watch the loss; the network is restored
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,11 +49,14 @@ def lr_find(
     optimizer = make_optimizer(model.net, config, start_lr)
     scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     pre = model.preprocess
-    lrs, losses, smooth, best = [], [], None, math.inf
+    lrs: list[float] = []
+    losses: list[float] = []
+    smooth, best, epoch = math.inf, math.inf, 0
     try:
         _set_train_mode(model, frozen, config.bn_stats)
-        for epoch in range(10**6):
-            for x, y in make_loader(ImageFiles(train, train_transform(pre, config.augment), pre.draft_size()), config.batch_size, True, seed, epoch):
+        while len(lrs) < steps and smooth <= 4 * best:  # stops once the loss has blown up
+            loader = make_loader(ImageFiles(train, train_transform(pre, config.augment), pre.draft_size()), config.batch_size, True, seed, epoch)
+            for x, y in itertools.islice(loader, steps - len(lrs)):
                 lr = start_lr * (end_lr / start_lr) ** (len(lrs) / max(1, steps - 1))
                 for group, scale in zip(optimizer.param_groups, scales):
                     group["lr"] = lr * scale
@@ -61,16 +65,18 @@ def lr_find(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                smooth = loss.item() if smooth is None else 0.9 * smooth + 0.1 * loss.item()
+                value = loss.item() if math.isfinite(loss.item()) else math.inf
+                smooth = value if not lrs else 0.9 * smooth + 0.1 * value
                 lrs.append(lr)
                 losses.append(smooth)
                 best = min(best, smooth)
-                if len(lrs) >= steps or smooth > 4 * best or not math.isfinite(smooth):
-                    return LRFind(lrs, losses, _steepest(lrs, losses))
+                if smooth > 4 * best:
+                    break
+            epoch += 1
     finally:
         model.load_state_dict(saved)
         model.requires_grad_(True).eval()
-    raise AssertionError("unreachable")  # pragma: no cover
+    return LRFind(lrs, losses, _steepest(lrs, losses))
 
 
 def _steepest(lrs: list[float], losses: list[float]) -> float:
