@@ -104,3 +104,12 @@ def test_lr_find_command(capsys, monkeypatch, photo_folder: Path, tiny_weights: 
     code, out, _ = cli(capsys, monkeypatch, "lr-find", photo_folder, "-b", TINY, "--weights", tiny_weights, "--steps", "8", "--out", tmp_path / "lr.png", "--json")
     assert code == 0 and (tmp_path / "lr.png").stat().st_size > 0
     assert 1e-7 <= json.loads(out)["suggested_lr"] <= 1.0
+
+
+def test_suggestion_is_a_decade_below_the_blow_up() -> None:
+    from transferlab.train.lr_find import _suggest
+
+    lrs = [10 ** (-7 + i / 4) for i in range(25)]  # 1e-7 .. 1e-1
+    losses = [0.05] * 20 + [0.08, 0.2, 0.9, 3.0, 9.0]  # flat after the probe, then diverging at lrs[21]
+    assert _suggest(lrs, losses) == pytest.approx(lrs[20] / 10)
+    assert _suggest(lrs, [0.05] * 25) == pytest.approx(lrs[-1] / 10)  # never blew up

@@ -24,7 +24,7 @@ from .loader import ImageFiles, make_loader
 class LRFind:
     lrs: list[float]  # head learning rate at each step
     losses: list[float]  # exponentially smoothed training loss at each step
-    suggestion: float  # where the smoothed loss falls fastest (log-lr slope), a good peak ``lr``
+    suggestion: float  # a tenth of the highest rate the loss tolerated: a good peak ``lr``
 
 
 def lr_find(
@@ -76,17 +76,22 @@ def lr_find(
     finally:
         model.load_state_dict(saved)
         model.requires_grad_(True).eval()
-    return LRFind(lrs, losses, _steepest(lrs, losses))
+    return LRFind(lrs, losses, _suggest(lrs, losses))
 
 
-def _steepest(lrs: list[float], losses: list[float]) -> float:
-    """Learning rate where the smoothed loss decreases fastest per decade, before it blows up."""
-    stop = min(range(len(losses)), key=losses.__getitem__) + 1  # only the descending part
-    if stop < 3:
-        return lrs[max(0, stop - 1)]
-    logs = [math.log10(lr) for lr in lrs[:stop]]
-    slopes = [(losses[i + 1] - losses[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(1, stop - 1)]
-    return lrs[1 + min(range(len(slopes)), key=slopes.__getitem__)]
+def _suggest(lrs: list[float], losses: list[float]) -> float:
+    """A tenth of the largest learning rate the loss tolerated (still under twice its running minimum).
+
+    After the probe the head is already good, so the curve is flat until the rate gets too high and
+    there is no steep descent to pick; one decade below the blow-up is fastai's "minimum / 10" rule.
+    """
+    running_min, tolerated = math.inf, lrs[0]
+    for lr, loss in zip(lrs, losses):
+        running_min = min(running_min, loss)
+        if loss > 2 * running_min:
+            break
+        tolerated = lr
+    return max(lrs[0], tolerated / 10)
 
 
 def plot_lr_find(result: LRFind):
