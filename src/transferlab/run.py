@@ -23,6 +23,7 @@ from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, save_model, write_json
 from .train import FinetuneConfig, ProbeConfig, finetune, fit_probe, stratified_holdout
+from .train.distributed import main_first, world
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,8 @@ def train(
 
     samples = dataset.samples
     cb = (lambda d, t: progress("features", d, t)) if progress else None
-    ex = extract_features(bb.model, [s.path for s in samples], cache=cache, runtime=runtime, batch_size=batch_size, progress=cb)
+    with main_first():  # under torchrun, rank 0 fills the cache and the other ranks read it
+        ex = extract_features(bb.model, [s.path for s in samples], cache=cache, runtime=runtime, batch_size=batch_size, progress=cb)
     if ex.failed:
         dataset.drop(ex.failed)
         log.warning("skipped %d files that could not be decoded", len(ex.failed))
@@ -310,6 +312,8 @@ def train(
         meta["finetune"] = {"best_epoch": tuned.best_epoch, "stopped_early": tuned.stopped_early, "interrupted": tuned.interrupted, "history": tuned.history}
         meta["timing"]["finetune_s"] = round(sum(row.get("train_s", 0.0) for row in tuned.history), 3)
     run = Run(model, meta)
+    if not world().is_main:
+        return run  # under torchrun only rank 0 evaluates and writes the run directory
     eval_split = "test" if dataset.split("test") else ("val" if dataset.split("val") else None)
     if eval_split:
         result = run.evaluate(dataset, eval_split, directory, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
@@ -330,11 +334,11 @@ def _finetune(
     if not val_items:
         tr, va = stratified_holdout(np.array([label for _, label in train_items]), val_frac, seed)
         train_items, val_items = [train_items[i] for i in tr], [train_items[i] for i in va]
-    if directory is not None:
+    if directory is not None and world().is_main:
         directory.mkdir(parents=True, exist_ok=True)
     checkpoint = directory / "checkpoint.pt" if directory else None
     result = finetune(model, train_items, val_items, runtime, config, seed, checkpoint, progress, resume_from, record)
-    if directory is not None:
+    if directory is not None and world().is_main:
         from .evaluate import plot_history, save_figure
 
         keys = list(dict.fromkeys(k for row in result.history for k in row))

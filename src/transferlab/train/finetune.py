@@ -28,6 +28,7 @@ from .._io import atomic_write_bytes
 from ..data.augment import train_transform
 from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
+from .distributed import all_reduce_sums, world
 from .loader import ImageFiles, make_loader
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,9 @@ def _set_train_mode(model: ImageClassifier, frozen: Sequence[nn.Module], bn_stat
                 module.eval()
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig, runtime: Runtime, frozen, on_step=None) -> dict[str, float]:
+def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig, runtime: Runtime, frozen, on_step=None, forward=None) -> dict[str, float]:
+    """One pass over ``loader``; ``forward`` is the DDP wrapper of ``model`` when distributed."""
+    forward = forward or model
     _set_train_mode(model, frozen, config.bn_stats)
     total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -146,7 +149,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig,
         x = x.to(runtime.device).contiguous(memory_format=torch.channels_last)
         y = y.to(runtime.device)
         with runtime.autocast():
-            logits = model(x)
+            logits = forward(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -160,7 +163,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig,
         if on_step:
             on_step(step + 1, len(loader))
     seconds = time.perf_counter() - started
-    return {"train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, seen), "images_per_s": seen / seconds, "train_s": seconds}
+    total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], runtime.device)
+    return {"train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, seen), "train_images": seen, "images_per_s": seen / seconds, "train_s": seconds}
 
 
 @torch.no_grad()
@@ -174,6 +178,7 @@ def evaluate_epoch(model: ImageClassifier, loader, runtime: Runtime) -> dict[str
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
+    total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], runtime.device)
     return {"val_loss": total_loss / max(1, seen), "val_accuracy": correct / max(1, seen)}
 
 
@@ -227,8 +232,11 @@ def finetune(
     model.head_dropout = config.dropout
     frozen = frozen_modules(model.net, config.unfreeze)
     pre = model.preprocess
-    train_loader_for = lambda epoch: make_loader(ImageFiles(train, train_transform(pre, config.augment), pre.draft_size()), config.batch_size, True, seed, epoch)  # noqa: E731
-    val_loader = make_loader(ImageFiles(val, pre.to_uint8, pre.draft_size()), config.batch_size, False, seed)
+    w = world()
+    forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[w.local_rank] if runtime.device.type == "cuda" else None) if w.distributed else model
+    train_set = ImageFiles(train, train_transform(pre, config.augment), pre.draft_size())
+    train_loader_for = lambda epoch: make_loader(train_set, config.batch_size, True, seed, epoch, w.size, w.rank)  # noqa: E731
+    val_loader = make_loader(ImageFiles(list(val)[w.rank :: w.size], pre.to_uint8, pre.draft_size()), config.batch_size, False, seed)  # a shard per rank
     steps = len(train_loader_for(0))
     optimizer = make_optimizer(model.net, config, config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
@@ -249,13 +257,13 @@ def finetune(
         while not _should_stop(epoch, result, config):
             epoch += 1
             on_step = (lambda d, t, e=epoch: progress(f"epoch {e}", d, t)) if progress else None
-            row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step)}
+            row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step, forward)}
             row.update(evaluate_epoch(model, val_loader, runtime), lr=max(group["lr"] for group in optimizer.param_groups))
             result.history.append(row)
             if _score(row) > best["score"]:
                 best = {"score": _score(row), "state": copy.deepcopy(model.net.state_dict())}
                 result.best_epoch = epoch
-            if checkpoint is not None:
+            if checkpoint is not None and w.is_main:
                 save_checkpoint(checkpoint, {
                     "epoch": epoch, "model": model.net.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "history": result.history,

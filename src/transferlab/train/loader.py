@@ -28,15 +28,23 @@ class ImageFiles(torch.utils.data.Dataset):
         return self.transform(open_rgb(path, draft=self.draft)), label
 
 
-def make_loader(dataset: ImageFiles, batch_size: int, shuffle: bool, seed: int, epoch: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader decoding in one worker per core; shuffling depends only on (seed, epoch)."""
+def make_loader(dataset: ImageFiles, batch_size: int, shuffle: bool, seed: int, epoch: int = 0, world_size: int = 1, rank: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader decoding in one worker per core; shuffling depends only on (seed, epoch).
+
+    With ``world_size`` > 1 (DDP), each rank gets its own shard of every epoch's shuffled order.
+    """
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     workers = min(cpu_count(), max(1, len(dataset) // batch_size))
+    sampler = None
+    if world_size > 1:
+        sampler = torch.utils.data.DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=seed, drop_last=shuffle)
+        sampler.set_epoch(epoch)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=shuffle and len(dataset) > batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        drop_last=shuffle and len(dataset) > batch_size * world_size,
         num_workers=workers,
         generator=generator,
         worker_init_fn=_seed_worker,

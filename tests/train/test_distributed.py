@@ -1,0 +1,46 @@
+"""The fine-tuning loop under `torchrun --nproc_per_node 2` (DDP, gloo on CPU) on a tiny model."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from ..conftest import TINY
+
+SCRIPT = """
+import sys
+import torch.distributed as dist
+import transferlab as tl
+from transferlab.train import FinetuneConfig
+ds = tl.load_dataset(sys.argv[1], val_frac=0.2, test_frac=0.3)
+run = tl.train(ds, sys.argv[2], "finetune", weights=sys.argv[3], out=sys.argv[4], precision="fp32",
+               finetune_config=FinetuneConfig(epochs=2, batch_size=4, lr=3e-3, warmup_epochs=0, patience=5))
+print("rank", dist.get_rank(), "of", dist.get_world_size(), "history", len(run.meta["finetune"]["history"]), flush=True)
+dist.destroy_process_group()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_cpu_processes_train_together_and_only_rank_0_writes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "--no-python", sys.executable, "-c", SCRIPT,
+           str(photo_folder), TINY, str(tiny_weights), str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("rank")) == ["rank 0 of 2 history 3", "rank 1 of 2 history 3"]
+    meta = json.loads((out / "model.json").read_text())
+    history = meta["finetune"]["history"]
+    train_items = meta["data"]["counts"]
+    n_train = sum(c["train"] for c in train_items.values())
+    # metrics are reduced over both ranks: each epoch saw (about) the whole training split, not half of it
+    assert all(row["train_images"] > n_train * 0.5 for row in history[1:])
+    assert {p.name for p in out.iterdir()} >= {"model.safetensors", "checkpoint.pt", "history.csv", "metrics.json"}
