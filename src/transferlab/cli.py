@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -129,6 +130,7 @@ def train(
     ft_batch_size: Annotated[int, typer.Option("--ft-batch-size", help="finetune: images per training step.", rich_help_panel="Fine-tuning")] = FT.batch_size,
     patience: Annotated[int, typer.Option(help="finetune: epochs without a better validation score before stopping.", rich_help_panel="Fine-tuning")] = FT.patience,
     bn_stats: Annotated[str, typer.Option(help="finetune: frozen | train (BatchNorm statistics).", rich_help_panel="Fine-tuning")] = FT.bn_stats,
+    mix: Annotated[str, typer.Option(help="finetune: none | mixup | cutmix | both.", rich_help_panel="Fine-tuning")] = FT.mix,
     layout: LayoutOpt = "auto",
     label: LabelOpt = "breed",
     val_frac: ValFracOpt = 0.1,
@@ -153,13 +155,15 @@ def train(
     with progress_bar(quiet or json_) as cb:
         recipe = tl.FinetuneConfig(
             epochs=epochs, unfreeze=unfreeze, lr=lr, layer_decay=layer_decay, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
-            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats,
+            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, mix=mix,
         )
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, finetune_config=recipe, progress=cb)
     _report_training(run, run.meta["data"], directory, json_)
 
 
 def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: bool) -> None:
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     m, t = run.meta.get("metrics", {}), run.meta["timing"]
     if json_:
         _emit_json({"run": str(directory), "metrics": m, "timing": t, "skipped": data["skipped_files"]})

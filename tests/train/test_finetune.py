@@ -41,7 +41,7 @@ def test_schedule_warms_up_then_decays_to_zero() -> None:
     assert [constant(s) for s in range(10, 40)] == [1.0] * 30
 
 
-@pytest.mark.parametrize(("field", "value"), [("optimizer", "lion"), ("schedule", "step"), ("unfreeze", "-1"), ("bn_stats", "moving")])
+@pytest.mark.parametrize(("field", "value"), [("optimizer", "lion"), ("schedule", "step"), ("unfreeze", "-1"), ("bn_stats", "moving"), ("mix", "blend")])
 def test_bad_settings_are_named(field: str, value: str) -> None:
     with pytest.raises(ValueError, match=field):
         check_config(FinetuneConfig(**{field: value}))
@@ -113,3 +113,17 @@ def test_suggestion_is_a_decade_below_the_blow_up() -> None:
     losses = [0.05] * 20 + [0.08, 0.2, 0.9, 3.0, 9.0]  # flat after the probe, then diverging at lrs[21]
     assert _suggest(lrs, losses) == pytest.approx(lrs[20] / 10)
     assert _suggest(lrs, [0.05] * 25) == pytest.approx(lrs[-1] / 10)  # never blew up
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix", "both"])
+def test_mixup_and_cutmix_train_on_soft_labels(photo_folder: Path, tiny_weights: Path, mix: str) -> None:
+    from transferlab.train.finetune import _mixer
+
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    mixed, soft = _mixer(mix, 3)(x, y)
+    assert soft.shape == (4, 3) and torch.allclose(soft.sum(1), torch.ones(4)) and mixed.min() >= 0 and mixed.max() <= 1
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])
+    items = _items(photo_folder)
+    result = finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), FinetuneConfig(epochs=1, batch_size=4, mix=mix))
+    assert result.history[1]["train_loss"] > 0 and 0 <= result.history[1]["train_accuracy"] <= 1

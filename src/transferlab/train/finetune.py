@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
+MIXES = ("none", "mixup", "cutmix", "both")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class FinetuneConfig:
     dropout: float = 0.2  # on the pooled features, before the head
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     augment: str = "light"  # none | light | strong (see data/augment.py)
+    mix: str = "none"  # none | mixup | cutmix | both: blend pairs of training images and their labels
     batch_size: int = 32
     patience: int = 2  # stop once this many epochs in a row bring no better validation score
     bn_stats: str = "frozen"  # "frozen": every BatchNorm keeps its pretrained statistics (as the Keras guide
@@ -74,6 +76,8 @@ def check_config(config: FinetuneConfig) -> None:
         raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {config.optimizer!r}")
     if config.schedule not in SCHEDULES:
         raise ValueError(f"expected schedule in {SCHEDULES}, got {config.schedule!r}")
+    if config.mix not in MIXES:
+        raise ValueError(f"expected mix in {MIXES}, got {config.mix!r}")
     if config.bn_stats not in ("frozen", "train"):
         raise ValueError(f"expected bn_stats 'frozen' or 'train', got {config.bn_stats!r}")
     if config.unfreeze != "all" and not (config.unfreeze.isdigit() and int(config.unfreeze) > 0):
@@ -145,12 +149,17 @@ def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig,
     _set_train_mode(model, frozen, config.bn_stats)
     total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
+    mixer = _mixer(config.mix, len(model.classes))
     for step, (x, y) in enumerate(loader):
-        x = x.to(runtime.device).contiguous(memory_format=torch.channels_last)
+        x, target = x.to(runtime.device), y.to(runtime.device)
+        if mixer is not None:
+            x, target = mixer(x.float().div_(255), target)  # soft (B, C) targets
+            y = target.argmax(1)  # the dominant class, for the running accuracy
+        x = x.contiguous(memory_format=torch.channels_last)
         y = y.to(runtime.device)
         with runtime.autocast():
             logits = forward(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -165,6 +174,17 @@ def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig,
     seconds = time.perf_counter() - started
     total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], runtime.device)
     return {"train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, seen), "train_images": seen, "images_per_s": seen / seconds, "train_s": seconds}
+
+
+def _mixer(mix: str, n_classes: int):
+    """torchvision's batch-level MixUp / CutMix (or a random choice of the two), or None."""
+    from torchvision.transforms import v2
+
+    if mix == "none":
+        return None
+    choices = {"mixup": [v2.MixUp(num_classes=n_classes)], "cutmix": [v2.CutMix(num_classes=n_classes)]}
+    options = choices.get(mix, choices["mixup"] + choices["cutmix"])
+    return v2.RandomChoice(options)
 
 
 @torch.no_grad()
