@@ -2,10 +2,10 @@
 head, so large early errors never reach the pretrained filters.
 
 Layer-wise learning-rate decay (timm's optimizer factory), AdamW, warm-up + cosine, label smoothing,
-dropout before the head, gradient clipping, BatchNorm statistics frozen in frozen stages, early stopping
-on validation accuracy (then loss); the best epoch's weights are what the run keeps. The probe's own
-validation score is recorded as epoch 0 for comparison. A checkpoint is written
-atomically at the end of every epoch.
+dropout before the head, gradient clipping, BatchNorm statistics frozen (all, or in frozen stages),
+MixUp/CutMix, early stopping on validation accuracy (then loss); the best epoch's weights are what the
+run keeps. The probe's own validation score is recorded as epoch 0 for comparison. A checkpoint is
+written atomically at the end of every epoch, and a run continues from it exactly (``resume``).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ MIXES = ("none", "mixup", "cutmix", "both")
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Phase-2 recipe; the defaults work without tuning on photos in general."""
+    """Phase-2 recipe; every field is also a ``transferlab train`` flag."""
 
     epochs: int = 6  # upper bound; early stopping may end sooner
     unfreeze: str = "3"  # "all", or "K": only the last K stages of the backbone (plus the head) learn; 3 of
-    # EfficientNet-Lite0's 8 trains 2x faster than "all" and overfits less on a few hundred images
+    # EfficientNet-Lite0's 8 trains at 41 images/s here against 21 for "all" (2 cores, bf16)
     lr: float = 1e-4  # peak learning rate of the head; stage i from the top gets lr * layer_decay**i
     layer_decay: float = 0.7  # discriminative learning rates: earlier (more generic) layers move less
     optimizer: str = "adamw"  # adamw | adam | sgd (momentum 0.9)
