@@ -61,6 +61,8 @@ def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_we
         (["train", "{photos}", "-b", "resnet18"], "--weights"),
         (["evaluate", "{photos}", "{photos}"], "not a transferlab run"),
         (["predict", "efficientnet_lite0", "/no/such.jpg"], "does not exist"),
+        (["train", "{photos}", "--strategy", "finetune", "--optimizer", "lion"], "expected optimizer"),
+        (["train", "{photos}", "--strategy", "magic"], "expected strategy"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(capsys, monkeypatch, photo_folder: Path, args, message) -> None:

@@ -18,3 +18,7 @@ class BackboneError(TransferlabError):
 class RunError(TransferlabError):
     """A run directory is missing, incomplete, malformed, or does not match the data."""
 
+
+
+class ConfigError(TransferlabError, ValueError):
+    """An option has a value outside its choices (``--optimizer lion``)."""

@@ -18,12 +18,13 @@ import torch
 
 from . import __version__
 from .data import Dataset, Sample
-from .errors import DataError, RunError
+from .errors import ConfigError, DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, save_model, write_json
 from .train import FinetuneConfig, ProbeConfig, finetune, fit_probe, stratified_holdout
 from .train.distributed import main_first, world
+from .train.finetune import check_config
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,9 @@ def train(
         DataError, BackboneError: data or backbone problems a user can fix (one-sentence messages).
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"expected strategy in {STRATEGIES}, got {strategy!r}")
+        raise ConfigError(f"expected strategy in {STRATEGIES}, got {strategy!r}")
+    if strategy == "finetune":
+        check_config(finetune_config)  # before minutes of work, not after
     torch.manual_seed(seed)
     started = time.perf_counter()
     bb = create_backbone(backbone, weights)

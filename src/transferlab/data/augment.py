@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from PIL import Image
 from torchvision.transforms import v2
+from ..errors import ConfigError
 
 AUGMENTATIONS = ("none", "light", "strong")
 
@@ -31,7 +32,7 @@ def train_transform(preprocess, preset: str = "light") -> Callable[[Image.Image]
             ``strong`` (light + TrivialAugment + random erasing).
     """
     if preset not in AUGMENTATIONS:
-        raise ValueError(f"expected augmentation in {AUGMENTATIONS}, got {preset!r}")
+        raise ConfigError(f"expected augmentation in {AUGMENTATIONS}, got {preset!r}")
     if preset == "none":
         return preprocess.to_uint8
     interpolation = _INTERPOLATION.get(preprocess.interpolation, v2.InterpolationMode.BICUBIC)

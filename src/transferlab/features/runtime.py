@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Runtime:
 def pick_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     """Resolve "auto": CUDA when present, bf16 where the hardware has it, fp32 elsewhere."""
     if precision not in PRECISIONS:
-        raise ValueError(f"expected precision in {PRECISIONS}, got {precision!r}")
+        raise ConfigError(f"expected precision in {PRECISIONS}, got {precision!r}")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     if precision == "auto":
         if dev.type == "cuda":

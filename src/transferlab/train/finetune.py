@@ -30,6 +30,7 @@ from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
 from .distributed import all_reduce_sums, world
 from .loader import ImageFiles, make_loader
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,15 @@ class FinetuneResult:
 
 def check_config(config: FinetuneConfig) -> None:
     if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {config.optimizer!r}")
+        raise ConfigError(f"expected optimizer in {OPTIMIZERS}, got {config.optimizer!r}")
     if config.schedule not in SCHEDULES:
-        raise ValueError(f"expected schedule in {SCHEDULES}, got {config.schedule!r}")
+        raise ConfigError(f"expected schedule in {SCHEDULES}, got {config.schedule!r}")
     if config.mix not in MIXES:
-        raise ValueError(f"expected mix in {MIXES}, got {config.mix!r}")
+        raise ConfigError(f"expected mix in {MIXES}, got {config.mix!r}")
     if config.bn_stats not in ("frozen", "train"):
-        raise ValueError(f"expected bn_stats 'frozen' or 'train', got {config.bn_stats!r}")
+        raise ConfigError(f"expected bn_stats 'frozen' or 'train', got {config.bn_stats!r}")
     if config.unfreeze != "all" and not (config.unfreeze.isdigit() and int(config.unfreeze) > 0):
-        raise ValueError(f"expected unfreeze 'all' or a positive number of stages, got {config.unfreeze!r}")
+        raise ConfigError(f"expected unfreeze 'all' or a positive number of stages, got {config.unfreeze!r}")
 
 
 def frozen_modules(net: nn.Module, unfreeze: str) -> list[nn.Module]:
