@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._io import atomic_write_bytes
 from .data import Dataset, Sample
 from .errors import ConfigError, DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
@@ -295,9 +296,9 @@ def train(
     model = bb.model
     model.set_head(fit.weight, fit.bias, dataset.classes)
     directory = Path(out) if out is not None else None
-    tuned = None
+    tuned, data_record = None, _data_record(dataset)
     if strategy == "finetune":
-        record = {"backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": _data_record(dataset)}
+        record = {"backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": data_record}
         tuned = _finetune(model, dataset, runtime, finetune_config, seed, probe.val_frac, directory, progress, resume_from, record)
         fingerprint = model.backbone_fingerprint()
     meta = {
@@ -307,7 +308,7 @@ def train(
         "strategy": strategy,
         "hyperparameters": {**asdict(probe), "chosen_l2": fit.l2, "seed": seed, "precision": runtime.precision, "batch_size": batch_size, **({"finetune": asdict(finetune_config)} if tuned else {})},
         "validation": fit.val_scores,
-        "data": _data_record(dataset),
+        "data": data_record,
         "species": dataset.species,
         "timing": {"backbone_s": round(backbone_seconds, 3), "features_s": round(ex.seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
     }
@@ -346,8 +347,6 @@ def _finetune(
 
         keys = list(dict.fromkeys(k for row in result.history for k in row))
         lines = [",".join(keys)] + [",".join(f"{row[k]:.6g}" if k in row else "" for k in keys) for row in result.history]
-        from ._io import atomic_write_bytes
-
         atomic_write_bytes(directory / "history.csv", ("\n".join(lines) + "\n").encode())
         save_figure(plot_history(result.history), directory / "curves.png")
     return result
@@ -428,8 +427,6 @@ def _write_evaluation(out: Path, result: Evaluation, classes: list[str], n_losse
     for i, path in enumerate(result.paths):
         t, p = result.y_true[i], pred[i]
         writer.writerow([str(path), classes[t], classes[p], f"{result.probs[i, p]:.6f}", f"{result.probs[i, t]:.6f}", int(t == p)])
-    from ._io import atomic_write_bytes
-
     atomic_write_bytes(files["predictions"], buf.getvalue().encode())
     return files
 
