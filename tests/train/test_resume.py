@@ -60,3 +60,20 @@ def test_resume_without_a_checkpoint_or_from_a_truncated_one_is_clear(tmp_path: 
     (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(RunError, match="cannot resume"):
         tl.resume(tmp_path)
+
+
+def test_ctrl_c_keeps_the_best_epoch_so_far_and_the_run_resumes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(photo_folder), TINY, str(tiny_weights), str(out), repr(RECIPE)], env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 0  # a clean stop, not a traceback
+    meta = tl.load(out).meta
+    assert meta["finetune"]["interrupted"] and len(meta["finetune"]["history"]) - 1 < RECIPE["epochs"]
+    finished = tl.resume(out)
+    assert [row["epoch"] for row in finished.meta["finetune"]["history"]] == [0, 1, 2, 3, 4]
+    assert not finished.meta["finetune"]["interrupted"]
