@@ -127,3 +127,18 @@ def test_mixup_and_cutmix_train_on_soft_labels(photo_folder: Path, tiny_weights:
     items = _items(photo_folder)
     result = finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), FinetuneConfig(epochs=1, batch_size=4, mix=mix))
     assert result.history[1]["train_loss"] > 0 and 0 <= result.history[1]["train_accuracy"] <= 1
+
+
+def test_compile_option_compiles_the_training_forward(photo_folder: Path, tiny_weights: Path, monkeypatch) -> None:
+    compiled = []
+
+    def fake_compile(module):  # the real one takes ~50 s on this CPU; the wiring is what is tested
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])
+    items = _items(photo_folder)
+    finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), FinetuneConfig(epochs=1, batch_size=4, compile=True))
+    assert compiled == [model]
