@@ -60,8 +60,9 @@ def lr_find(
                 lr = start_lr * (end_lr / start_lr) ** (len(lrs) / max(1, steps - 1))
                 for group, scale in zip(optimizer.param_groups, scales):
                     group["lr"] = lr * scale
+                x, y = x.to(runtime.device).contiguous(memory_format=torch.channels_last), y.to(runtime.device)
                 with runtime.autocast():
-                    loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)).float(), y)
+                    loss = F.cross_entropy(model(x).float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
