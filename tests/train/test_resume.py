@@ -1,6 +1,7 @@
 """A fine-tuning run killed with SIGKILL resumes from its last checkpoint and ends where an
 uninterrupted run with the same seed ends."""
 
+import json
 import os
 import signal
 import subprocess
@@ -18,26 +19,31 @@ from ..conftest import TINY
 
 RECIPE = dict(epochs=4, batch_size=4, patience=10, lr=3e-3, warmup_epochs=0)
 SCRIPT = """
-import sys, time
+import json, sys, time
 import transferlab as tl
 from transferlab.train import FinetuneConfig
 ds = tl.load_dataset(sys.argv[1], val_frac=0.2, test_frac=0.3)
 slow = lambda stage, done, total: time.sleep(0.15) if stage.startswith("epoch") else None  # time to be killed
 tl.train(ds, sys.argv[2], "finetune", weights=sys.argv[3], out=sys.argv[4], precision="fp32",
-         finetune_config=FinetuneConfig(**eval(sys.argv[5])), progress=slow)
+         finetune_config=FinetuneConfig(**json.loads(sys.argv[5])), progress=slow)
 """
+
+
+def _signal_after_first_checkpoint(data: Path, weights: Path, out: Path, sig: signal.Signals) -> subprocess.Popen:
+    """Start a fine-tuning process and send it ``sig`` shortly after its first checkpoint appears."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(data), TINY, str(weights), str(out), json.dumps(RECIPE)], env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(sig)
+    return proc
 
 
 def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(photo_folder), TINY, str(tiny_weights), str(killed), repr(RECIPE)], env=env)
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _signal_after_first_checkpoint(photo_folder, tiny_weights, killed, signal.SIGKILL).wait()
     stopped_at = load_checkpoint(killed / "checkpoint.pt")["epoch"]
     assert 1 <= stopped_at < RECIPE["epochs"], "the kill should land mid-training"
     assert not (killed / "model.json").exists()
@@ -64,13 +70,7 @@ def test_resume_without_a_checkpoint_or_from_a_truncated_one_is_clear(tmp_path: 
 
 def test_ctrl_c_keeps_the_best_epoch_so_far_and_the_run_resumes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "interrupted"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(photo_folder), TINY, str(tiny_weights), str(out), repr(RECIPE)], env=env)
-    deadline = time.monotonic() + 120
-    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    proc = _signal_after_first_checkpoint(photo_folder, tiny_weights, out, signal.SIGINT)
     assert proc.wait(timeout=120) == 0  # a clean stop, not a traceback
     meta = tl.load(out).meta
     assert meta["finetune"]["interrupted"] and len(meta["finetune"]["history"]) - 1 < RECIPE["epochs"]
