@@ -97,3 +97,14 @@ def test_backbone_alone_predicts_imagenet_names(photo_folder: Path) -> None:
     run = tl.from_backbone("efficientnet_lite0")
     (result,) = run.predict([next(photo_folder.rglob("*.jpg"))], k=5)
     assert len(result["top"]) == 5 and len(run.classes) == 1000 and "tabby cat" in run.classes
+
+
+def test_open_model_takes_a_run_folder_or_a_backbone_name(trained, tmp_path: Path, photo_folder: Path) -> None:
+    _, run = trained
+    opened = tl.open_model(run.directory)
+    assert opened.classes == run.classes and opened.class_index("dog") == run.classes.index("dog")
+    image = opened.load_image(next(photo_folder.rglob("*.jpg")))
+    assert image.shape == (1, 3, *run.model.preprocess.input_size) and 0 <= image.min() and image.max() <= 1
+    assert len(tl.open_model("efficientnet_lite0").classes) == 1000
+    with pytest.raises(RunError, match="no run folder at"):
+        tl.open_model(tmp_path / "missing")

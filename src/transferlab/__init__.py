@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 from .data import Dataset, check_dataset, load_dataset  # noqa: E402
 from .errors import BackboneError, DataError, RunError, TransferlabError  # noqa: E402
 from .models import create_backbone, list_backbones  # noqa: E402
-from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load, resume, train  # noqa: E402
+from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load, open_model, resume, train  # noqa: E402
 from .train import FinetuneConfig, ProbeConfig  # noqa: E402
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "list_backbones",
     "load",
     "load_dataset",
+    "open_model",
     "resume",
     "train",
 ]

@@ -266,8 +266,7 @@ def predict(
     quiet: QuietOpt = False,
 ) -> None:
     """Top-k labels with probabilities for each image."""
-    is_run = Path(model).is_dir() or "/" in model or model.startswith(".")  # a path, not a timm name
-    run = tl.load(model) if is_run else tl.from_backbone(model, weights)
+    run = tl.open_model(model, weights)
     files = expand_image_paths(paths)
     with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
         results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)

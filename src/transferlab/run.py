@@ -18,11 +18,11 @@ import torch
 
 from . import __version__
 from ._io import atomic_write_bytes
-from .data import Dataset, Sample
+from .data import Dataset, Sample, open_rgb
 from .errors import ConfigError, DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
-from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, save_model, write_json
+from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, resolve_class, save_model, write_json
 from .train import FinetuneConfig, ProbeConfig, finetune, fit_probe, stratified_holdout
 from .train.distributed import main_first, world
 from .train.finetune import check_config
@@ -70,6 +70,18 @@ class Run:
     def __repr__(self) -> str:
         where = f", directory={str(self.directory)!r}" if self.directory else ""
         return f"Run(backbone={self.meta['backbone']['name']!r}, classes={len(self.classes)}{where})"
+
+    def class_index(self, name: str | int) -> int:
+        """Index of a class given by exact or fuzzy name ("siamese" -> "Siamese cat") or by number."""
+        return resolve_class(self.classes, name)
+
+    def load_image(self, path: Path | str) -> torch.Tensor:
+        """A photo as the model sees it at evaluation: resized, centre-cropped, in [0, 1].
+
+        Shape:
+            returns (1, 3, H, W) float32.
+        """
+        return self.model.preprocess.to_tensor(open_rgb(Path(path))).unsqueeze(0)
 
     # -- features -----------------------------------------------------------------------------------
     def _cache(self, runtime: Runtime, cache_dir: Path | str | None) -> FeatureCache:
@@ -180,6 +192,17 @@ def from_backbone(name: str = DEFAULT_BACKBONE, weights: Path | str | None = Non
         "strategy": "pretrained",
     }
     return Run(backbone.model, meta)
+
+
+def open_model(spec: Path | str, weights: Path | str | None = None) -> Run:
+    """A run folder, or a backbone name (its ImageNet head): what every ``MODEL`` argument accepts."""
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        return load(path)
+    if not text.startswith(("hf-hub:", "hf_hub:")) and ("/" in text or text.startswith(".") or path.exists()):
+        raise RunError(f"no run folder at {text} — give a run made by `transferlab train` or a backbone name")
+    return from_backbone(text, weights)
 
 
 def find_lr(

@@ -2,6 +2,7 @@
 
 from .backbones import DEFAULT_BACKBONE, Backbone, create_backbone, list_backbones, read_state_dict
 from .bundled import BUNDLED
+from .classes import resolve_class
 from .classifier import ImageClassifier, Normalize
 from .imagenet import imagenet_classes
 from .preprocess import Preprocess
@@ -20,6 +21,7 @@ __all__ = [
     "load_model",
     "read_meta",
     "read_state_dict",
+    "resolve_class",
     "save_model",
     "write_json",
 ]

@@ -112,6 +112,14 @@ class Preprocess:
         array = np.asarray(resized, dtype=np.uint8)  # (H, W, 3)
         return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        """The model's evaluation view of ``image`` as floats in [0, 1] (what inspect/attacks work on).
+
+        Shape:
+            returns (3, H, W) float32.
+        """
+        return self.to_uint8(image).float().div_(255)
+
     def draft_size(self) -> tuple[int, int]:
         """Smallest decode size that keeps full quality: JPEG can decode at 1/2, 1/4, 1/8 scale."""
         rh, rw = self.resize_size
