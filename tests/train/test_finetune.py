@@ -41,6 +41,13 @@ def test_schedule_warms_up_then_decays_to_zero() -> None:
     assert [constant(s) for s in range(10, 40)] == [1.0] * 30
 
 
+def test_one_cycle_starts_low_peaks_after_warm_up_and_ends_near_zero() -> None:
+    f = lr_lambda(FinetuneConfig(epochs=4, warmup_epochs=1, schedule="onecycle"), steps_per_epoch=10)
+    values = [f(s) for s in range(40)]
+    assert values[0] == pytest.approx(1 / 25) and max(values) == values[10] == pytest.approx(1.0)
+    assert values[:11] == sorted(values[:11]) and values[10:] == sorted(values[10:], reverse=True) and values[-1] < 1e-2
+
+
 @pytest.mark.parametrize(("field", "value"), [("optimizer", "lion"), ("schedule", "step"), ("unfreeze", "-1"), ("bn_stats", "moving"), ("mix", "blend")])
 def test_bad_settings_are_named(field: str, value: str) -> None:
     with pytest.raises(ValueError, match=field):

@@ -51,7 +51,7 @@ class FinetuneConfig:
     layer_decay: float = 0.7  # discriminative learning rates: earlier (more generic) layers move less
     optimizer: str = "adamw"  # adamw | adam | sgd (momentum 0.9)
     weight_decay: float = 0.05  # decoupled for adamw; biases and norms are not decayed
-    schedule: str = "cosine"  # cosine (after warm-up) | onecycle | constant
+    schedule: str = "cosine"  # cosine (after linear warm-up) | onecycle (cosine up from lr/25, then down) | constant
     warmup_epochs: float = 0.5  # linear warm-up from 0, in epochs
     label_smoothing: float = 0.1
     dropout: float = 0.2  # on the pooled features, before the head
@@ -123,15 +123,20 @@ def lr_lambda(config: FinetuneConfig, steps_per_epoch: int) -> Callable[[int], f
     total = max(1, config.epochs * steps_per_epoch)
     warmup = int(config.warmup_epochs * steps_per_epoch)
 
+    def cosine(start: float, end: float, t: float) -> float:
+        return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
     def factor(step: int) -> float:
+        if config.schedule == "onecycle":  # Smith's one-cycle as torch's OneCycleLR / fastai shape it:
+            # cosine up from peak/25 over the warm-up, then cosine down to peak/25e4 (momentum not cycled)
+            if step < warmup:
+                return cosine(1 / 25, 1.0, step / warmup)
+            return cosine(1.0, 1 / 25e4, (step - warmup) / max(1, total - warmup))
         if step < warmup:
             return (step + 1) / warmup
         if config.schedule == "constant":
             return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        if config.schedule == "onecycle":  # linear anneal after the warm-up peak
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return cosine(1.0, 0.0, (step - warmup) / max(1, total - warmup))
 
     return factor
 
