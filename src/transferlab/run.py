@@ -311,7 +311,12 @@ def train(
     if progress:
         progress("head", 0, 1)
     t_head = time.perf_counter()
-    fit = fit_probe(*_features_and_labels(dataset, "train", feats), len(dataset.classes), *_features_and_labels(dataset, "val", feats), probe, seed)
+    fit_set, val_set = dataset.split("train"), dataset.split("val")
+    if strategy == "finetune" and not val_set:  # one holdout for both phases, so phase 2's validation is unseen
+        tr, va = stratified_holdout(np.array([s.label for s in fit_set]), probe.val_frac, seed)
+        fit_set, val_set = [fit_set[i] for i in tr], [fit_set[i] for i in va]
+    # Fine-tuning keeps the head off the validation images: they judge its epochs (and the probe's, as epoch 0).
+    fit = fit_probe(*_features_and_labels(fit_set, feats), len(dataset.classes), *_features_and_labels(val_set, feats), probe, seed, refit=strategy != "finetune")
     head_seconds = time.perf_counter() - t_head
     if progress:
         progress("head", 1, 1)
@@ -322,7 +327,7 @@ def train(
     tuned, data_record = None, _data_record(dataset)
     if strategy == "finetune":
         record = {"backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": data_record}
-        tuned = _finetune(model, dataset, runtime, finetune_config, seed, probe.val_frac, directory, progress, resume_from, record)
+        tuned = _finetune(model, fit_set, val_set, runtime, finetune_config, seed, directory, progress, resume_from, record)
         fingerprint = model.backbone_fingerprint()
     meta = {
         "transferlab_version": __version__,
@@ -352,15 +357,12 @@ def train(
 
 
 def _finetune(
-    model: ImageClassifier, dataset: Dataset, runtime: Runtime, config: FinetuneConfig, seed: int, val_frac: float,
+    model: ImageClassifier, train_set: list[Sample], val_set: list[Sample], runtime: Runtime, config: FinetuneConfig, seed: int,
     directory: Path | None, progress: Progress | None, resume_from: dict[str, Any] | None, record: dict[str, Any],
 ):
-    """Phase 2 on the train split, early-stopped on val (carved from train when the data has none)."""
-    train_items = [(s.path, s.label) for s in dataset.split("train")]
-    val_items = [(s.path, s.label) for s in dataset.split("val")]
-    if not val_items:
-        tr, va = stratified_holdout(np.array([label for _, label in train_items]), val_frac, seed)
-        train_items, val_items = [train_items[i] for i in tr], [train_items[i] for i in va]
+    """Phase 2 on ``train_set``, early-stopped on ``val_set``."""
+    train_items = [(s.path, s.label) for s in train_set]
+    val_items = [(s.path, s.label) for s in val_set]
     if directory is not None and world().is_main:
         directory.mkdir(parents=True, exist_ok=True)
     checkpoint = directory / "checkpoint.pt" if directory else None
@@ -375,9 +377,8 @@ def _finetune(
     return result
 
 
-def _features_and_labels(dataset: Dataset, split: str, feats: dict[Path, torch.Tensor]) -> tuple[torch.Tensor | None, np.ndarray | None]:
-    """(N, D) features and (N,) labels of one split, or (None, None) when it is empty."""
-    samples = dataset.split(split)
+def _features_and_labels(samples: list[Sample], feats: dict[Path, torch.Tensor]) -> tuple[torch.Tensor | None, np.ndarray | None]:
+    """(N, D) features and (N,) labels of some samples, or (None, None) when there are none."""
     if not samples:
         return None, None
     return torch.stack([feats[s.path] for s in samples]), np.array([s.label for s in samples], dtype=int)

@@ -41,6 +41,17 @@ def test_regularisation_is_chosen_on_validation_data_and_generalises() -> None:
     assert test_acc(fit) >= per_l2[min(per_l2)] + 0.03  # beats the weakest penalty
 
 
+def test_without_refit_the_validation_images_never_shape_the_head() -> None:
+    # Fine-tuning judges its epochs on these images: a head refitted on them would score them unfairly.
+    x, y = _blobs(300, 16, 3, 0.3, seed=2)
+    xv, yv = _blobs(60, 16, 3, 0.3, seed=3)
+    a = fit_probe(x, y, 3, xv, yv, refit=False)
+    only_train = fit_probe(x, y, 3, xv, yv, ProbeConfig(l2_grid=(a.l2,)), refit=False)
+    torch.testing.assert_close(a.weight, only_train.weight, rtol=1e-4, atol=1e-5)
+    refitted = fit_probe(x, y, 3, xv, yv, ProbeConfig(l2_grid=(a.l2,)))
+    assert not torch.allclose(refitted.weight, a.weight, atol=1e-3)
+
+
 def test_same_seed_same_head() -> None:
     x, y = _blobs(300, 32, 3, 0.3, seed=2)
     a, b = fit_probe(x, y, 3, seed=7), fit_probe(x, y, 3, seed=7)

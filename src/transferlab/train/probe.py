@@ -69,10 +69,12 @@ def fit_probe(
     y_val: np.ndarray | None = None,
     config: ProbeConfig = ProbeConfig(),
     seed: int = 0,
+    refit: bool = True,
 ) -> ProbeResult:
     """Fit the head; pick L2 on (x_val, y_val), or on a stratified holdout of the training data.
 
-    The chosen strength is refitted on train + val. Features are standardised for conditioning and the
+    With ``refit`` the chosen strength is refitted on train + val (fine-tuning turns it off: its
+    validation images must stay unseen). Features are standardised for conditioning and the
     scaling folded back into the returned weights, so the head applies to raw features. Deterministic.
 
     Shape:
@@ -88,7 +90,8 @@ def fit_probe(
         x_va = torch.as_tensor(np.asarray(x_val), dtype=torch.float64)
         y_va = torch.as_tensor(np.asarray(y_val), dtype=torch.long)
         x_all, y_all = torch.cat([x_tr, x_va]), torch.cat([y_tr, y_va])
-    mean, std = x_all.mean(0), x_all.std(0).clamp_min(1e-6)
+    basis = x_all if refit else x_tr
+    mean, std = basis.mean(0), basis.std(0).clamp_min(1e-6)
     z = lambda x: (x - mean) / std  # noqa: E731
 
     scores, theta, best = [], None, None
@@ -99,7 +102,7 @@ def fit_probe(
         if best is None or (acc, -loss) > (best[1], -best[2]):
             best = (l2, acc, loss, theta)
     assert best is not None
-    theta = _fit(z(x_all), y_all, n_classes, best[0], config.max_iter, best[3])
+    theta = _fit(z(x_all), y_all, n_classes, best[0], config.max_iter, best[3]) if refit else best[3]
     weight = (theta[:-1] / std[:, None]).T  # fold the standardisation into the head
     bias = theta[-1] - (mean / std) @ theta[:-1]
     return ProbeResult(weight.float().contiguous(), bias.float().contiguous(), best[0], scores)
