@@ -130,6 +130,7 @@ def train(
     ft_batch_size: Annotated[int, typer.Option("--ft-batch-size", help="finetune: images per training step.", rich_help_panel="Fine-tuning")] = FT.batch_size,
     patience: Annotated[int, typer.Option(help="finetune: epochs without a better validation score before stopping.", rich_help_panel="Fine-tuning")] = FT.patience,
     bn_stats: Annotated[str, typer.Option(help="finetune: frozen | train (BatchNorm statistics).", rich_help_panel="Fine-tuning")] = FT.bn_stats,
+    refit_head: Annotated[bool, typer.Option("--refit-head/--no-refit-head", help="finetune: refit the head on the tuned features of train + val at the end.", rich_help_panel="Fine-tuning")] = FT.refit_head,
     mix: Annotated[str, typer.Option(help="finetune: none | mixup | cutmix | both.", rich_help_panel="Fine-tuning")] = FT.mix,
     compile_: Annotated[bool, typer.Option("--compile", help="finetune: torch.compile the training step (helps on GPUs, not on small CPUs).", rich_help_panel="Fine-tuning")] = FT.compile,
     layout: LayoutOpt = "auto",
@@ -156,7 +157,7 @@ def train(
     with progress_bar(quiet or json_) as cb:
         recipe = tl.FinetuneConfig(
             epochs=epochs, unfreeze=unfreeze, lr=lr, layer_decay=layer_decay, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
-            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, mix=mix, compile=compile_,
+            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, compile=compile_,
         )
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, finetune_config=recipe, progress=cb)
     _report_training(run, run.meta["data"], directory, json_)

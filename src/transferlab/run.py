@@ -329,6 +329,8 @@ def train(
         record = {"backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": data_record}
         tuned = _finetune(model, fit_set, val_set, runtime, finetune_config, seed, directory, progress, resume_from, record)
         fingerprint = model.backbone_fingerprint()
+        if finetune_config.refit_head and not tuned.interrupted:
+            fit = _refit_head(model, fit_set, val_set, FeatureCache(cache_dir, cache_key(model, runtime, fingerprint)), runtime, batch_size, probe, seed, progress)
     meta = {
         "transferlab_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -341,7 +343,7 @@ def train(
         "timing": {"backbone_s": round(backbone_seconds, 3), "features_s": round(ex.seconds, 3), "images_computed": ex.computed, "head_s": round(head_seconds, 3)},
     }
     if tuned is not None:
-        meta["finetune"] = {"best_epoch": tuned.best_epoch, "stopped_early": tuned.stopped_early, "interrupted": tuned.interrupted, "history": tuned.history}
+        meta["finetune"] = {"head_refit": finetune_config.refit_head and not tuned.interrupted, "best_epoch": tuned.best_epoch, "stopped_early": tuned.stopped_early, "interrupted": tuned.interrupted, "history": tuned.history}
         meta["timing"]["finetune_s"] = round(sum(row.get("train_s", 0.0) for row in tuned.history), 3)
     run = Run(model, meta)
     if not world().is_main:
@@ -375,6 +377,26 @@ def _finetune(
         atomic_write_bytes(directory / "history.csv", ("\n".join(lines) + "\n").encode())
         save_figure(plot_history(result.history), directory / "curves.png")
     return result
+
+
+def _refit_head(
+    model: ImageClassifier, fit_set: list[Sample], val_set: list[Sample], cache: FeatureCache, runtime: Runtime,
+    batch_size: int | None, probe: ProbeConfig, seed: int, progress: Progress | None,
+):
+    """After phase 2: the probe's head fit again, on the tuned network's features of train + val.
+
+    Phase 2 needed the validation images unseen to pick its epoch; once picked, they are labelled data
+    like any other. The L2 strength is chosen on them first, as for the probe.
+    """
+    cb = (lambda d, t: progress("refit head", d, t)) if progress else None
+    samples = fit_set + val_set
+    with main_first():
+        ex = extract_features(model, [s.path for s in samples], cache=cache, runtime=runtime, batch_size=batch_size, progress=cb)
+    feats = {samples[i].path: row for i, row in zip(ex.ok, ex.features)}
+    fit_set, val_set = [s for s in fit_set if s.path in feats], [s for s in val_set if s.path in feats]
+    fit = fit_probe(*_features_and_labels(fit_set, feats), len(model.classes), *_features_and_labels(val_set, feats), probe, seed)
+    model.set_head(fit.weight, fit.bias, model.classes)
+    return fit
 
 
 def _features_and_labels(samples: list[Sample], feats: dict[Path, torch.Tensor]) -> tuple[torch.Tensor | None, np.ndarray | None]:

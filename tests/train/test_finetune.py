@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -79,6 +80,11 @@ def test_train_finetune_writes_curves_and_reloads_identically(photo_folder: Path
     assert meta["backbone"]["fingerprint"] == run.model.backbone_fingerprint()  # features of the tuned network
     paths = sorted(photo_folder.rglob("*.jpg"))
     assert tl.load(tmp_path / "run").predict(paths, k=2) == run.predict(paths, k=2)
+    # The final head refit touches the head only: same tuned backbone as without it, another head.
+    assert meta["finetune"]["head_refit"] is True
+    plain = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=dataclasses.replace(FAST, refit_head=False))
+    assert plain.model.backbone_fingerprint() == run.model.backbone_fingerprint() and plain.meta["finetune"]["head_refit"] is False
+    assert not torch.allclose(plain.model.head.weight, run.model.head.weight)
 
 
 def test_layer_decay_really_scales_the_learning_rate_of_lower_stages(tiny_weights: Path) -> None:

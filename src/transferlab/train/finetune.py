@@ -62,6 +62,7 @@ class FinetuneConfig:
     patience: int = 2  # stop once this many epochs in a row bring no better validation score
     compile: bool = False  # torch.compile the training forward: for GPUs; on the 2-core CPU here it took 48 s
     # to compile EfficientNet-Lite0 and then trained 12% slower (37 vs 42 images/s)
+    refit_head: bool = True  # then fit the head again (L-BFGS, as the probe) on the tuned features of train + val
     bn_stats: str = "frozen"  # "frozen": every BatchNorm keeps its pretrained statistics (as the Keras guide
     # advises; small augmented batches make noisy ones); "train": update them in the unfrozen stages
 
