@@ -1,0 +1,1 @@
+"""Look inside a network: layer hooks, feature maps, ideal class images (dream) and Grad-CAM."""
