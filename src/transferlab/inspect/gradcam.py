@@ -70,9 +70,8 @@ def gradcam(model: ImageClassifier, image: torch.Tensor, target: int | str | Non
         model.train(was_training)
     weights = grad.mean(dim=(2, 3), keepdim=True)  # (1, K, 1, 1): channel importance
     coarse = F.relu((weights * activation).sum(dim=1))[0].detach().float().cpu()  # (h, w)
-    lo, hi = coarse.min(), coarse.max()
-    scaled = (coarse - lo) / (hi - lo + 1e-7)  # normalise before upsampling, as the grad-cam package does
-    heatmap = F.interpolate(scaled[None, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
+    up = F.interpolate(coarse[None, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    heatmap = (up - up.min()) / (up.max() - up.min() + 1e-12)  # min-max after upsampling: the peak is exactly 1
     prob = float(torch.softmax(logits.detach().float(), dim=1)[0, index])
     return CAM(heatmap, coarse, index, model.classes[index], prob, name, image.detach().float().cpu())
 
