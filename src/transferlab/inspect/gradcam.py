@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ..models import ImageClassifier, resolve_class
 from .hooks import capture, last_conv_layer
@@ -45,6 +45,16 @@ class CAM:
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
         """The image with the heat map blended over it, as an RGB PIL image."""
         return overlay(self.image[0], self.heatmap, alpha, cmap)
+
+    def sheet(self, alpha: float = 0.5) -> Image.Image:
+        """The model's view of the photo beside the overlay, captioned with class, probability and layer."""
+        view = overlay(self.image[0], self.heatmap, 0.0)
+        w, h = view.size
+        out = Image.new("RGB", (2 * w + 12, h + 22), "white")
+        out.paste(view, (4, 18))
+        out.paste(self.overlay(alpha), (w + 8, 18))
+        ImageDraw.Draw(out).text((4, 3), f"Grad-CAM: {self.class_name} (p={self.probability:.2f}) at {self.layer}", fill="black")
+        return out
 
 
 def gradcam(model: ImageClassifier, image: torch.Tensor, target: int | str | None = None, layer: str | None = None) -> CAM:
