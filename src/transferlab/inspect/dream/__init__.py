@@ -38,7 +38,7 @@ class DreamConfig:
     lr: float = 0.05  # Adam learning rate on the image parameters
     size: int | None = None  # side of the square image in pixels; None: the model's input size
     seed: int = 0  # noise and transform draws
-    tv: float = 0.0  # weight of the total variation per pixel subtracted from the objective (0: none)
+    tv: float = 1000.0  # weight of the total variation per pixel subtracted from the objective (0: none)
     l2: float = 0.0  # weight of the mean squared distance from grey subtracted from the objective
     param: str = "fft"  # "fft" (1/f spectrum, decorrelated colour) or "pixel" (free pixels)
     decorrelate: bool | None = None  # colour decorrelation; None: on for fft, off for pixel
