@@ -40,7 +40,7 @@ def timed_dream(model, name: str, config: tl.DreamConfig) -> tuple[tl.Dream, flo
 
 def pixel_experiment(lite0: tl.Run, out: Path) -> dict[str, tl.Dream]:
     default = tl.DreamConfig(param="pixel")
-    runs = {"tv 0": replace(default, tv=0.0), f"tv {default.tv:g} (default)": default}
+    runs = {"tv 0": replace(default, tv=0.0), f"tv {default.tv_weight:g} (default)": default}
     results = {}
     print(f"(a) tabby cat, lite0, 224 px, param pixel, {default.steps} steps")
     print(f"{'':>20} {'p(float)':>9} {'p(PNG)':>7} {'top-1 after PNG':>20} {'TV/pixel':>9} {'wall s':>7} {'CPU s':>6}")

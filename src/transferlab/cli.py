@@ -359,7 +359,7 @@ def dream(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = DREAM.lr,
     size: Annotated[Optional[int], typer.Option(help="Image side in pixels [default: the model's input size].")] = None,
     seed: SeedOpt = DREAM.seed,
-    tv: Annotated[float, typer.Option(help="Total-variation weight (0: the noisy baseline).")] = DREAM.tv,
+    tv: Annotated[Optional[float], typer.Option(help="Total-variation weight (0: the noisy baseline) [default: 300 for fft, 1000 for pixel].")] = None,
     l2: Annotated[float, typer.Option(help="Weight of an L2 penalty pulling pixels to grey.")] = DREAM.l2,
     param: Annotated[str, typer.Option(help="fft (1/f spectrum, decorrelated colour) | pixel.")] = DREAM.param,
     decorrelate: Annotated[Optional[bool], typer.Option("--decorrelate/--no-decorrelate", help="Colour decorrelation [default: on for fft, off for pixel].")] = None,

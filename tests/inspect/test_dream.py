@@ -58,7 +58,7 @@ def test_dream_raises_the_target_probability_and_leaves_the_model_alone(colour_r
     start = float(class_probabilities(model, make_param("fft", (1, 3, 48, 48))())[0, 1])
     model.train()
     try:
-        result = dream(model, "dog", DreamConfig(steps=24, size=48, lr=0.1))
+        result = dream(model, "dog", DreamConfig(steps=24, size=48, lr=0.1, tv=0.0, l2=0.0))
         assert model.training  # mode restored
     finally:
         model.eval()
@@ -69,7 +69,7 @@ def test_dream_raises_the_target_probability_and_leaves_the_model_alone(colour_r
 
 
 def test_tv_weight_lowers_total_variation(colour_run: tl.Run) -> None:
-    config = DreamConfig(steps=12, size=48, lr=0.1, param="pixel")
+    config = DreamConfig(steps=12, size=48, lr=0.1, param="pixel", tv=0.0)
     plain = dream(colour_run.model, "dog", config)
     smooth = dream(colour_run.model, "dog", DreamConfig(**{**config.__dict__, "tv": 300.0}))
     assert smooth.tv_per_pixel < 0.5 * plain.tv_per_pixel

@@ -28,6 +28,10 @@ from .render import Rendered, StepCallback, frame_steps, render
 from .transforms import compose, jitter, pad, random_rotate, random_scale, standard_transforms
 
 OBJECTIVES = ("logit", "log_prob")
+# Default TV weight per parameterisation. Adam moves every free pixel by about lr per step whatever its
+# gradient, so the pixel param needs a stronger pull to smoothness than the fft one, whose 1/f scaling
+# already favours low frequencies; on fft, 1000 gives flat saturated blobs (BENCHMARKS.md).
+DEFAULT_TV = {"pixel": 1000.0, "fft": 300.0}
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,8 @@ class DreamConfig:
     lr: float = 0.05  # Adam learning rate on the image parameters
     size: int | None = None  # side of the square image in pixels; None: the model's input size
     seed: int = 0  # noise and transform draws
-    tv: float = 1000.0  # weight of the total variation per pixel subtracted from the objective (0: none)
-    l2: float = 0.0  # weight of the mean squared distance from grey subtracted from the objective
+    tv: float | None = None  # weight of the total variation per pixel subtracted (0: none; None: DEFAULT_TV[param])
+    l2: float = 100.0  # weight of the mean squared distance from grey subtracted (keeps colours off saturation)
     param: str = "fft"  # "fft" (1/f spectrum, decorrelated colour) or "pixel" (free pixels)
     decorrelate: bool | None = None  # colour decorrelation; None: on for fft, off for pixel
     jitter: int = 8  # random shift in pixels (0: off)
@@ -58,7 +62,8 @@ class DreamConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"expected {name} >= 0, got {getattr(self, name)}")
         for name in ("lr", "tv", "l2", "scale", "rotate"):
-            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value < 0):
                 raise ConfigError(f"expected {name} >= 0, got {getattr(self, name)}")
         if self.lr == 0:
             raise ConfigError("expected lr > 0, got 0")
@@ -66,6 +71,11 @@ class DreamConfig:
             raise ConfigError(f"expected scale < 1 (zoom 1 ± scale), got {self.scale}")
         if self.size is not None and not 16 <= self.size <= 2048:
             raise ConfigError(f"expected size between 16 and 2048 pixels, got {self.size}")
+
+    @property
+    def tv_weight(self) -> float:
+        """The TV weight in force: ``tv``, or the parameterisation's default."""
+        return DEFAULT_TV.get(self.param, 0.0) if self.tv is None else self.tv
 
 
 @dataclass
@@ -103,7 +113,7 @@ class Dream:
         return {
             "class": self.class_name, "class_index": self.class_index, "probability": self.probability,
             "probability_png": self.probability_png, "top_png": self.top, "tv_per_pixel": self.tv_per_pixel,
-            "seconds": round(self.seconds, 2), "size": list(self.image.shape[-2:]), "config": asdict(self.config),
+            "seconds": round(self.seconds, 2), "size": list(self.image.shape[-2:]), "config": {**asdict(self.config), "tv": self.config.tv_weight},
             "objective_first_last": [self.history[0], self.history[-1]] if self.history else None,
         }
 
@@ -151,8 +161,8 @@ def frame_sheet(frames: list[tuple[int, torch.Tensor]], columns: int = 8) -> Ima
 def build_objective(index: int, config: DreamConfig) -> Objective:
     """The class term minus the weighted regularisers, as one composable objective."""
     target = class_logit(index) if config.objective == "logit" else class_log_prob(index)
-    if config.tv > 0:
-        target = target - config.tv * total_variation()
+    if config.tv_weight > 0:
+        target = target - config.tv_weight * total_variation()
     if config.l2 > 0:
         target = target - config.l2 * l2()
     return target
@@ -225,7 +235,7 @@ def dream(
 
 
 __all__ = [
-    "OBJECTIVES", "PARAMS", "Dream", "DreamConfig", "FFTParam", "ImageParam", "Objective", "PixelParam", "Rendered", "Step",
+    "DEFAULT_TV", "OBJECTIVES", "PARAMS", "Dream", "DreamConfig", "FFTParam", "ImageParam", "Objective", "PixelParam", "Rendered", "Step",
     "build_objective", "class_log_prob", "class_logit", "class_prob", "class_probabilities", "compose", "dream", "frame_sheet",
     "frame_steps", "jitter", "l2", "make_param", "pad", "png_round_trip", "random_rotate", "random_scale", "render",
     "standard_transforms", "to_pil", "total_variation", "tv_per_pixel",
