@@ -1,6 +1,6 @@
 """Ideal class images on this machine: the seed's pixel/TV experiment and the 10-class cross-model table.
 
-    PYTHONPATH=src python benchmarks/dream.py [--out /tmp/dream-bench] [--threads 1] [--docs]
+    PYTHONPATH=src python benchmarks/dream.py [--out /tmp/dream-bench] [--threads 1] [--only pixel|table] [--tv W --l2 W] [--docs]
 
 (a) tabby cat, bundled efficientnet_lite0 at 224 px, ``param="pixel"``: ``tv=0`` (the seed's noisy baseline)
     against the default TV weight at the same steps; probability after the 8-bit PNG round trip, total
@@ -8,7 +8,7 @@
 (b) the default recipe (fft, decorrelated colour, transforms, default TV) for 10 ImageNet classes with
     lite0, each PNG then classified by a *different* network, bundled efficientnet_lite2, through
     ``Run.predict`` (exactly what ``transferlab predict`` does with the file).
-``--docs`` also writes the README's examples to docs/inspect/.
+``--tv``/``--l2`` rerun (b) with other weights (the tuning in BENCHMARKS.md); ``--docs`` also writes the README's examples to docs/inspect/.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def pixel_experiment(lite0: tl.Run, out: Path) -> dict[str, tl.Dream]:
     return results
 
 
-def cross_model(lite0: tl.Run, lite2: tl.Run, out: Path) -> int:
-    config = tl.DreamConfig()
+def cross_model(lite0: tl.Run, lite2: tl.Run, out: Path, config: tl.DreamConfig) -> int:
     print(f"(b) default recipe {config}")
     print(f"{'class':>17} {'lite0 p(PNG)':>12} {'TV/pixel':>9} {'wall s':>7} {'CPU s':>6}   lite2 top-1 (prob)            ok")
     hits = 0
@@ -86,6 +85,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/dream-bench"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--only", choices=["pixel", "table"], default=None)
+    parser.add_argument("--tv", type=float, default=None, help="(b) with this TV weight instead of the default")
+    parser.add_argument("--l2", type=float, default=tl.DreamConfig().l2, help="(b) with this L2 weight instead of the default")
     parser.add_argument("--docs", action="store_true", help="also write docs/inspect/ examples")
     args = parser.parse_args()
     if args.threads:
@@ -97,7 +98,7 @@ def main() -> None:
     if args.only in (None, "pixel"):
         pixel_experiment(lite0, args.out)
     if args.only in (None, "table"):
-        cross_model(lite0, lite2, args.out)
+        cross_model(lite0, lite2, args.out, tl.DreamConfig(tv=args.tv, l2=args.l2))
     if args.docs:
         docs_examples(lite0, ROOT / "docs" / "inspect")
     print(f"total {time.perf_counter() - started:.0f} s; images in {args.out}")
