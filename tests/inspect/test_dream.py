@@ -13,7 +13,7 @@ import transferlab as tl
 from transferlab.errors import ConfigError
 from transferlab.inspect.dream import (
     DreamConfig, FFTParam, PixelParam, Step, class_logit, class_probabilities, dream, frame_steps, l2, make_param,
-    png_round_trip, render, standard_transforms, total_variation, tv_per_pixel,
+    png_round_trip, standard_transforms, total_variation, tv_per_pixel,
 )
 
 FAST = DreamConfig(steps=12, size=48, lr=0.1, jitter=2, scale=0.05, rotate=5)
