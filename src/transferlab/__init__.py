@@ -10,31 +10,51 @@
 __version__ = "0.1.0"
 
 from .data import Dataset, check_dataset, load_dataset  # noqa: E402
-from .errors import BackboneError, DataError, RunError, TransferlabError  # noqa: E402
+from .errors import BackboneError, ConfigError, DataError, RunError, TransferlabError  # noqa: E402
+from . import inspect  # noqa: E402
+from .inspect.dream import Dream, DreamConfig, dream  # noqa: E402
+from .inspect.feature_maps import FeatureMaps, feature_maps  # noqa: E402
+from .inspect.gradcam import CAM, gradcam  # noqa: E402
+from .inspect.hooks import capture, list_layers  # noqa: E402
 from .models import create_backbone, list_backbones  # noqa: E402
 from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load, open_model, resume, train  # noqa: E402
 from .train import FinetuneConfig, ProbeConfig  # noqa: E402
+from .explain import PointingScore, explain, score_explanations  # noqa: E402
 
 __all__ = [
     "BackboneError",
+    "CAM",
+    "ConfigError",
     "DataError",
     "Dataset",
+    "Dream",
+    "DreamConfig",
     "Evaluation",
+    "FeatureMaps",
     "FinetuneConfig",
+    "PointingScore",
     "ProbeConfig",
     "Run",
     "RunError",
     "TransferlabError",
     "__version__",
+    "capture",
     "check_dataset",
     "create_backbone",
     "default_run_dir",
+    "dream",
+    "explain",
+    "feature_maps",
     "find_lr",
     "from_backbone",
+    "gradcam",
+    "inspect",
     "list_backbones",
+    "list_layers",
     "load",
     "load_dataset",
     "open_model",
     "resume",
+    "score_explanations",
     "train",
 ]

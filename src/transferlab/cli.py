@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -316,6 +317,124 @@ def datasets_get(
     started = time.perf_counter()
     path = get_dataset(name, dest)
     out.print(f"{name} ready in [bold]{path}[/] ({time.perf_counter() - started:.0f} s)")
+
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="A run folder, or a backbone name (its ImageNet head).")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")]
+DREAM = tl.DreamConfig()
+
+
+@app.command()
+def features(
+    model: ModelArg,
+    image: Annotated[Optional[Path], typer.Argument(help="The photo to look at.")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="Layer name (see --list-layers).")] = None,
+    stage: Annotated[Optional[int], typer.Option(help="K-th feature level instead (1 = finest) [default: the middle one].")] = None,
+    top: Annotated[int, typer.Option(help="How many of the most active channels to show.")] = 16,
+    out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write [default: IMAGE-stem_features_LAYER.png].")] = None,
+    list_layers: Annotated[bool, typer.Option("--list-layers", help="Print the layer names with output shapes and stop.")] = False,
+    weights: WeightsOpt = None,
+) -> None:
+    """Feature maps: the most active channels of one layer for IMAGE, in a PNG grid next to the input."""
+    run = tl.open_model(model, weights)
+    if list_layers:
+        table = Table("layer", "type", "output (C, H, W)", "--stage")
+        for info in tl.list_layers(run.model):
+            table.add_row(info.name, info.kind, " x ".join(map(str, info.shape[1:])), str(info.stage or ""))
+        out.print(table)
+        return
+    if image is None:
+        raise tl.ConfigError("expected IMAGE (a photo) or --list-layers — see `transferlab features --help`")
+    maps = tl.feature_maps(run.model, run.load_image(image), layer=layer, stage=stage)
+    path = out_png or Path(f"{image.stem}_features_{maps.layer}.png")
+    tl.inspect.feature_grid(maps, top).save(path)
+    c, h, w = maps.activation.shape[1:]
+    out.print(f"{maps.layer}: {c} channels of {h}x{w}; most active {maps.top(min(top, 5))}; wrote [bold]{path}[/]")
+
+
+@app.command()
+def dream(
+    model: ModelArg,
+    class_: Annotated[str, typer.Option("--class", "-c", help="Class name (exact or fuzzy, e.g. 'siamese') or index.")],
+    out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write (+ .json beside it) [default: dream_CLASS.png].")] = None,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = DREAM.steps,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = DREAM.lr,
+    size: Annotated[Optional[int], typer.Option(help="Image side in pixels [default: the model's input size].")] = None,
+    seed: SeedOpt = DREAM.seed,
+    tv: Annotated[Optional[float], typer.Option(help="Total-variation weight (0: the noisy baseline) [default: 300 for fft, 1000 for pixel].")] = None,
+    l2: Annotated[float, typer.Option(help="Weight of an L2 penalty pulling pixels to grey.")] = DREAM.l2,
+    param: Annotated[str, typer.Option(help="fft (1/f spectrum, decorrelated colour) | pixel.")] = DREAM.param,
+    decorrelate: Annotated[Optional[bool], typer.Option("--decorrelate/--no-decorrelate", help="Colour decorrelation [default: on for fft, off for pixel].")] = None,
+    jitter: Annotated[int, typer.Option(help="Random shift in pixels (0: off).")] = DREAM.jitter,
+    scale: Annotated[float, typer.Option(help="Random zoom 1 ± SCALE (0: off).")] = DREAM.scale,
+    rotate: Annotated[float, typer.Option(help="Random rotation ± degrees (0: off).")] = DREAM.rotate,
+    objective: Annotated[str, typer.Option(help="logit | log_prob.")] = DREAM.objective,
+    from_: Annotated[Optional[Path], typer.Option("--from", help="Start from this photo instead of noise.")] = None,
+    frames: Annotated[int, typer.Option(help="Also save a sheet of K snapshots of the optimisation (NAME_frames.png).")] = DREAM.frames,
+    weights: WeightsOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Ideal class image: optimise an image from noise (or --from a photo) until MODEL is sure of --class."""
+    config = tl.DreamConfig(
+        steps=steps, lr=lr, size=size, seed=seed, tv=tv, l2=l2, param=param, decorrelate=decorrelate, jitter=jitter,
+        scale=scale, rotate=rotate, objective=objective, frames=frames,
+    )
+    config.check()  # before loading the model
+    run = tl.open_model(model, weights)
+    init = run.load_image(from_) if from_ is not None else None
+    with progress_bar(quiet or json_) as cb:
+        result = tl.dream(run.model, class_, config, init=init, progress=(lambda d, t: cb("dream", d, t)) if cb else None)
+    path = out_png or Path(f"dream_{re.sub(r'[^A-Za-z0-9_.-]+', '_', result.class_name)}.png")
+    files = result.save(path)
+    if json_:
+        _emit_json({**result.summary(), "files": {k: str(v) for k, v in files.items()}})
+        return
+    best = result.top[0]
+    out.print(
+        f"{result.class_name}: probability {result.probability:.3f}, after the 8-bit PNG round trip [bold]{result.probability_png:.3f}[/]"
+        f" (top-1 {best['label']} {best['prob']:.3f}); total variation per pixel {result.tv_per_pixel:.4f}; {result.seconds:.1f} s"
+    )
+    out.print(f"wrote {', '.join(str(p) for p in files.values())}")
+
+
+@app.command()
+def explain(
+    model: ModelArg,
+    image: Annotated[Optional[Path], typer.Argument(help="The photo to explain.")] = None,
+    class_: Annotated[Optional[str], typer.Option("--class", "-c", help="Class to explain [default: the predicted one].")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="Layer [default: the last spatial one].")] = None,
+    out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write [default: IMAGE-stem_gradcam.png].")] = None,
+    score: Annotated[Optional[Path], typer.Option(help="Score Grad-CAM on this Oxford-IIIT Pet folder instead: peak on the pet / on the head.")] = None,
+    split: Annotated[str, typer.Option(help="--score: test | trainval | all (Oxford has head boxes for trainval only).")] = "test",
+    limit: Annotated[Optional[int], typer.Option(help="--score: only the first N images of the split.")] = None,
+    weights: WeightsOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Grad-CAM heat map of the predicted (or --class) class over IMAGE; or --score DATA for the pointing game."""
+    run = tl.open_model(model, weights)
+    if score is not None:
+        with progress_bar(quiet or json_) as cb:
+            result = tl.score_explanations(run, score, split, layer=layer, limit=limit, progress=cb)
+        if json_:
+            _emit_json({**result.summary(), "images": result.images})
+            return
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+        out.print(f"Grad-CAM ({result.layer}) peak on the pet: [bold]{pct(result.in_pet)}[/] of {result.n} images ({pct(result.in_pet_or_border)} counting the border); centre baseline {pct(result.centre_in_pet)}")
+        out.print(f"Grad-CAM peak in the head box: [bold]{pct(result.in_head)}[/] of {result.n_head} images with a box; centre baseline {pct(result.centre_in_head)}")
+        if not result.n_head:
+            err.print(f"the {split} split has no head boxes (annotations/xmls/) — try --split trainval")
+        return
+    if image is None:
+        raise tl.ConfigError("expected IMAGE (a photo) or --score DATA — see `transferlab explain --help`")
+    cam = tl.explain(run, image, class_, layer)
+    path = out_png or Path(f"{image.stem}_gradcam.png")
+    cam.sheet().save(path)
+    row, col = cam.peak()
+    if json_:
+        _emit_json({"class": cam.class_name, "prob": cam.probability, "layer": cam.layer, "peak_row_col": [row, col], "file": str(path)})
+    else:
+        out.print(f"{cam.class_name} (p={cam.probability:.3f}): Grad-CAM at {cam.layer} peaks at row {row}, column {col} of the model's view; wrote [bold]{path}[/]")
 
 
 def main() -> None:

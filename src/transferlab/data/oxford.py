@@ -118,3 +118,65 @@ def scan_oxford(root: Path, label: str) -> Scan:
             found[cls] = found[cls] or species_of.get(file.stem)
         scan.species = {k: v for k, v in found.items() if v} if found and all(found.values()) else None
     return scan
+
+
+# -- localisation annotations (trimaps and head boxes), for scoring where a model looks --------------------
+TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3  # pixel values of annotations/trimaps/*.png
+
+
+def read_trimap(root: Path, name: str) -> "np.ndarray | None":
+    """The pixel-level trimap of image ``name`` (1 pet, 2 background, 3 unclassified border), or None.
+
+    Shape:
+        (H, W) uint8, the photo's size.
+    """
+    import numpy as np
+    from PIL import Image
+
+    path = root / "annotations" / "trimaps" / f"{name}.png"
+    if not path.is_file():
+        return None
+    with Image.open(path) as img:
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def read_head_boxes(root: Path, name: str) -> list[tuple[float, float, float, float]] | None:
+    """Head boxes ``(xmin, ymin, xmax, ymax)`` in photo pixels from ``annotations/xmls/NAME.xml``, or None.
+
+    The Oxford set annotates heads for the trainval images only; test images have no xml.
+
+    Raises:
+        DataError: the file exists but is not a readable PASCAL VOC annotation.
+    """
+    import xml.etree.ElementTree as ET
+
+    path = root / "annotations" / "xmls" / f"{name}.xml"
+    if not path.is_file():
+        return None
+    try:
+        tree = ET.parse(path)
+        boxes = []
+        for box in tree.getroot().iter("bndbox"):
+            xmin, ymin, xmax, ymax = (float(box.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
+            boxes.append((xmin, ymin, xmax, ymax))
+    except (ET.ParseError, ValueError) as err:
+        raise DataError(f"cannot read the head box in {path} ({err}) — fix or delete that file") from err
+    return boxes
+
+
+def split_names(root: Path, split: str) -> list[str]:
+    """Image names of ``split`` ("test", "trainval" or "all") from ``annotations/``.
+
+    Raises:
+        DataError: the annotation file for that split is missing.
+    """
+    files = {"test": ["test.txt"], "trainval": ["trainval.txt"], "all": ["trainval.txt", "test.txt"]}
+    if split not in files:
+        raise DataError(f"expected split test, trainval or all, got {split!r}")
+    names: list[str] = []
+    for file in files[split]:
+        path = root / "annotations" / file
+        if not path.is_file():
+            raise DataError(f"no {path} — expected the Oxford-IIIT Pet layout (images/ and annotations/)")
+        names += list(read_annotations(path))
+    return names
