@@ -9,8 +9,8 @@
 
 __version__ = "0.1.0"
 
-from .data import Dataset, check_dataset, load_dataset  # noqa: E402
-from .errors import BackboneError, DataError, RunError, TransferlabError  # noqa: E402
+from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: E402
+from .errors import BackboneError, DataError, RunError, StorageError, TransferlabError  # noqa: E402
 from .models import create_backbone, list_backbones  # noqa: E402
 from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load, open_model, resume, train  # noqa: E402
 from .train import FinetuneConfig, ProbeConfig  # noqa: E402
@@ -24,6 +24,7 @@ __all__ = [
     "ProbeConfig",
     "Run",
     "RunError",
+    "StorageError",
     "TransferlabError",
     "__version__",
     "check_dataset",
@@ -37,4 +38,5 @@ __all__ = [
     "open_model",
     "resume",
     "train",
+    "write_fix_list",
 ]

@@ -6,7 +6,7 @@
     image = open_rgb(path)                # upright 8-bit RGB, transparency on white
 """
 
-from .check import check_dataset
+from .check import check_dataset, write_fix_list
 from .dataset import Dataset, Sample, Skipped, Warned
 from .decode import IMAGE_EXTENSIONS, MAX_PIXELS, MIN_SIDE, BadImageError, open_rgb, sniff
 from .duplicates import content_hash, find_leaks
@@ -33,4 +33,5 @@ __all__ = [
     "open_rgb",
     "sniff",
     "stratified_split",
+    "write_fix_list",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .._io import atomic_write_bytes
 from .dataset import Dataset
 from .decode import BadImageError, open_rgb, os_reason
 from .duplicates import content_hash, find_leaks
@@ -78,3 +79,15 @@ def check_dataset(
     settle_classes(dataset)
     dataset.warnings.extend(find_leaks(dataset, hashes))
     return dataset
+
+
+def write_fix_list(dataset: Dataset, path: Path | str) -> Path:
+    """Write the paths of ``dataset.skipped`` to ``path``, one a line, as their bytes on disk.
+
+    Nothing in the dataset is touched: the list is for the user to review (``xargs -d '\\n' ls -l < FILE``).
+    Names that are not UTF-8 are written byte for byte, so the list names the real files.
+    """
+    path = Path(path)
+    lines = b"".join(os.fsencode(s.path) + b"\n" for s in dataset.skipped)
+    atomic_write_bytes(path, lines)
+    return path
