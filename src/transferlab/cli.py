@@ -95,7 +95,7 @@ def _load_data(data: Path, layout: str, label: str, val_frac: float, test_frac: 
 
 
 def _emit_json(obj: Any) -> None:
-    out.print_json(json.dumps(obj, default=str))
+    out.print_json(json.dumps(obj, default=str), ensure_ascii=True)  # file names that are not UTF-8 stay valid JSON
 
 
 @app.callback()
@@ -217,7 +217,7 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
         return  # under torchrun, rank 0 reports
     m, t = run.meta.get("metrics", {}), run.meta["timing"]
     if json_:
-        _emit_json({"run": str(directory), "metrics": m, "timing": t, "skipped": data["skipped_files"]})
+        _emit_json({"run": str(directory), "metrics": m, "timing": t, "skipped": data["skipped_files"], "warnings": data.get("warnings", [])})
         return
     if data["skipped"] or data.get("warnings"):
         pairs = lambda key: [(x["path"], x["reason"]) for x in data.get(key, [])]  # noqa: E731
