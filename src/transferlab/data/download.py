@@ -222,7 +222,8 @@ def safe_extract(archive: Path, dest: Path) -> None:
             for info in zf.infolist():
                 mode = info.external_attr >> 16
                 link = ("sym", zf.read(info).decode("utf-8", "replace")) if stat.S_ISLNK(mode) else None
-                _check_member(archive, info.filename, dest, link, special=bool(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)))
+                kind = stat.S_IFMT(mode)  # 0 when the archiver stored permissions only
+                _check_member(archive, info.filename, dest, link, special=kind not in (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK))
             zf.extractall(dest)
     else:
         raise DataError(f"{archive.name} is not a tar or zip archive — the download is damaged or the URL is wrong")
