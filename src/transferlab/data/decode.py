@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import io
+import re
 import struct
 from pathlib import Path
 
@@ -71,8 +72,10 @@ def non_image_reason(path: Path) -> str:
 
 def _error_reason(err: BaseException) -> str:
     """One line from a Pillow error, e.g. ``cannot decode: image file is truncated``."""
-    if isinstance(err, Image.DecompressionBombError):
-        return "too many pixels (possible decompression bomb)"
+    if isinstance(err, Image.DecompressionBombError):  # over twice Pillow's own limit: it refused from the header
+        sizes = [f"{int(n):,}" for n in re.findall(r"\d+", str(err))[:2]]
+        detail = f" ({sizes[0]} > {sizes[1]}, Pillow's limit)" if len(sizes) == 2 else ""
+        return f"too many pixels{detail}: refused unread as a possible decompression bomb"
     if isinstance(err, Image.UnidentifiedImageError):
         return "not an image Pillow can read (unknown or corrupt format)"
     text = (str(err).splitlines() or [""])[0].strip()

@@ -101,9 +101,13 @@ def get_dataset(
     archives = [r if isinstance(r, Resource) else Resource(*r) for r in (resources or DATASETS[name]())]
     downloads = dest / f".{name}-downloads"  # kept between attempts: finished archives and partial ones
     downloads.mkdir(parents=True, exist_ok=True)
-    for resource in archives:
-        cb = (lambda done, total, f=resource.filename: progress(f, done, total)) if progress else None
-        fetch(resource, downloads / resource.filename, cb)
+    try:
+        for resource in archives:
+            cb = (lambda done, total, f=resource.filename: progress(f, done, total)) if progress else None
+            fetch(resource, downloads / resource.filename, cb)
+    finally:
+        if not any(downloads.iterdir()):
+            downloads.rmdir()  # nothing fetched: leave no trace
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest))
     try:
         for resource in archives:
@@ -221,7 +225,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 mode = info.external_attr >> 16
-                link = ("sym", zf.read(info).decode("utf-8", "replace")) if stat.S_ISLNK(mode) else None
+                link = ("symbolic", zf.read(info).decode("utf-8", "replace")) if stat.S_ISLNK(mode) else None
                 kind = stat.S_IFMT(mode)  # 0 when the archiver stored permissions only
                 _check_member(archive, info.filename, dest, link, special=kind not in (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK))
             zf.extractall(dest)
@@ -231,7 +235,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
 
 def _tar_link(member: tarfile.TarInfo) -> tuple[str, str] | None:
     if member.issym():
-        return "sym", member.linkname
+        return "symbolic", member.linkname
     if member.islnk():
         return "hard", member.linkname
     return None
@@ -254,6 +258,6 @@ def _check_member(archive: Path, name: str, dest: Path, link: tuple[str, str] | 
         if target.startswith("/"):
             raise refuse(f"is a {kind} link to the absolute path {target!r}")
         # symbolic links resolve from the member's folder, hard links from the archive's root
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(clean) if kind == "sym" else "", target))
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(clean) if kind == "symbolic" else "", target))
         if resolved == ".." or resolved.startswith("../"):
             raise refuse(f"is a {kind} link leading outside the destination ({target!r})")
