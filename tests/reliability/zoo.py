@@ -94,6 +94,11 @@ def _folder_loop(folder: Path) -> list[Path]:
     return [folder / "again"]
 
 
+def _fifo(folder: Path) -> list[Path]:
+    os.mkfifo(folder / "pipe.jpg")  # reading it would block forever
+    return [folder / "pipe.jpg"]
+
+
 def _non_utf8(content: str) -> Callable[[Path], list[Path]]:
     def make(folder: Path) -> list[Path]:
         path = Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9 " + content.encode() + b".jpg"))  # Latin-1 é
@@ -157,6 +162,7 @@ CASES = [
     Case("broken symbolic link", "skipped", "broken symbolic link", _broken_link),
     Case("symbolic link loop between two files", "skipped", "symbolic link loop", _file_loop),
     Case("symbolic link loop to its own folder", "skipped", "symbolic link loop", _folder_loop),
+    Case("FIFO named .jpg (reading it would hang)", "skipped", "not a regular file", _fifo),
     Case("non-image file among the photos (.mat)", "skipped", "not an image (MATLAB .mat file)", _mat),
     Case("non-UTF-8 file name, broken content", "skipped", "not an image", _non_utf8("bad")),
     Case("PNG named .jpg", "decoded", "colour", _solid("PNG")),

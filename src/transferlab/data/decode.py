@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import io
 import re
+import stat
 import struct
 from pathlib import Path
 
@@ -129,7 +130,10 @@ def header_size(path: Path, max_pixels: int | None = None) -> tuple[int, int]:
     if not is_image_name(path):
         raise BadImageError(non_image_reason(path))
     try:
-        if path.stat().st_size == 0:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end when read
+            raise BadImageError("not a regular file (a device, FIFO or socket)")
+        if st.st_size == 0:
             raise BadImageError("empty file (0 bytes)")
         with Image.open(path) as image:  # reads the header only
             size = image.size
