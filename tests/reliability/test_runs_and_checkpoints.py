@@ -125,8 +125,9 @@ def test_a_pickle_that_runs_code_is_refused_as_weights(tmp_path: Path, suffix: s
     with pytest.raises(tl.BackboneError, match="cannot read weights") as info:
         create_backbone(TINY, weights=evil)
     assert not target.exists(), "the pickle ran code"
+    assert "\n" not in str(info.value)
     reliability("Untrusted files", f"--weights {suffix} holding a pickle that creates a file when loaded",
-                f"refused, file not created: \u201c{str(info.value).split(' (')[0].replace(str(evil), evil.name)} (UnpicklingError: …) — …\u201d")
+                f"refused, file not created: \u201c{str(info.value).replace(str(evil), evil.name)}\u201d")
 
 
 def test_a_pickle_that_runs_code_is_refused_as_a_checkpoint(finetuned, tmp_path: Path, reliability) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, refused pickle global, I/O error: all "unusable checkpoint"
-        raise RunError(f"{path} is not a usable checkpoint ({type(err).__name__}: {_first_line(err)})") from err
+    except pickle.UnpicklingError as err:  # what weights_only raises for anything but plain data
+        raise RunError(f"{path} is not a usable checkpoint (it holds objects that could run code when loaded: refused)") from err
+    except OSError as err:
+        raise RunError(f"{path} is not a usable checkpoint (cannot read: {err.strerror or err})") from err
+    except Exception as err:  # truncated or foreign zip (RuntimeError), EOF...: torch's messages run to paragraphs
+        raise RunError(f"{path} is not a usable checkpoint (truncated, or not a PyTorch checkpoint: {type(err).__name__})") from err
     missing = [k for k in REQUIRED if not isinstance(state, dict) or k not in state]
     if missing:
         raise RunError(f"{path} is not a usable checkpoint (no {', '.join(missing)})")
@@ -79,7 +84,7 @@ def load_latest_checkpoint(path: Path) -> tuple[dict[str, Any], Path]:
         try:
             state = load_checkpoint(candidate)
         except RunError as err:
-            reasons.append(str(err))
+            reasons.append(str(err).replace(str(candidate), candidate.name))
             continue
         if candidate != path:
             if path.exists():
@@ -88,6 +93,3 @@ def load_latest_checkpoint(path: Path) -> tuple[dict[str, Any], Path]:
         return state, candidate
     raise RunError(f"no usable checkpoint in {path.parent} ({'; '.join(reasons)}) — retrain without --resume")
 
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [""])[0][:200]
