@@ -9,8 +9,8 @@
 
 __version__ = "0.1.0"
 
-from .data import Dataset, check_dataset, load_dataset  # noqa: E402
-from .errors import BackboneError, ConfigError, DataError, RunError, TransferlabError  # noqa: E402
+from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: E402
+from .errors import BackboneError, ConfigError, DataError, RunError, StorageError, TransferlabError  # noqa: E402
 from . import inspect  # noqa: E402
 from .inspect.dream import Dream, DreamConfig, dream  # noqa: E402
 from .inspect.feature_maps import FeatureMaps, feature_maps  # noqa: E402
@@ -36,6 +36,7 @@ __all__ = [
     "ProbeConfig",
     "Run",
     "RunError",
+    "StorageError",
     "TransferlabError",
     "__version__",
     "capture",
@@ -57,4 +58,5 @@ __all__ = [
     "resume",
     "score_explanations",
     "train",
+    "write_fix_list",
 ]

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
 
+from .errors import StorageError
+
+# What a full disk (or quota, or file-size limit) looks like to write/fsync/close.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file + rename, so readers see the old file or the new one, never a part."""
+    """Write via a temporary file + rename, so readers see the old file or the new one, never a part.
+
+    Raises:
+        StorageError: the disk (or quota) is full; the temporary file is removed and ``path`` is untouched.
+    """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -16,5 +26,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in _NO_SPACE:
+            raise StorageError(
+                f"no space left to write {path} ({err.strerror}; {len(data):,} bytes needed) — free some space or "
+                "write elsewhere (--out, --cache-dir or $TRANSFERLAB_CACHE); nothing partial was left behind"
+            ) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def display_path(path: Path | str) -> str:
+    """A path printable on any terminal: bytes that are not UTF-8 appear as ``\\xe9`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

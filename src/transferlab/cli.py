@@ -21,6 +21,7 @@ from rich.text import Text
 
 import transferlab as tl
 
+from ._io import display_path
 from .data.files import expand_image_paths
 from .errors import TransferlabError
 
@@ -71,12 +72,31 @@ def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None
         yield update
 
 
+@contextmanager
+def download_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A (file name, bytes so far, total bytes) callback drawing one rich bar per file."""
+    if quiet:
+        yield None
+        return
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    with Progress(TextColumn("{task.description:>24}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(), console=err) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total or None)
+            bar.update(tasks[name], completed=done, total=total or None)
+
+        yield update
+
+
 def _load_data(data: Path, layout: str, label: str, val_frac: float, test_frac: float, seed: int) -> tl.Dataset:
     return tl.load_dataset(data, layout=layout, label=label, val_frac=val_frac, test_frac=test_frac, seed=seed)
 
 
 def _emit_json(obj: Any) -> None:
-    out.print_json(json.dumps(obj, default=str))
+    out.print_json(json.dumps(obj, default=str), ensure_ascii=True)  # file names that are not UTF-8 stay valid JSON
 
 
 @app.callback()
@@ -85,27 +105,57 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
 
 
 @app.command()
-def check(data: DataArg, layout: LayoutOpt = "auto", label: LabelOpt = "breed", val_frac: ValFracOpt = 0.1, test_frac: TestFracOpt = 0.2, seed: SeedOpt = 0, json_: JsonOpt = False) -> None:
-    """Decode every file; print the layout, per-class counts per split and every skipped file.
+def check(
+    data: DataArg,
+    layout: LayoutOpt = "auto",
+    label: LabelOpt = "breed",
+    val_frac: ValFracOpt = 0.1,
+    test_frac: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help="Write the unusable files to FILE, one path a line (the data is never touched).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Decode every file; print the layout, per-class counts per split, every skipped file and every warning.
 
-    Exit code 0 when the data is usable and no file was skipped, 1 otherwise.
+    Exit code 0 when every file is usable and nothing needs a look, 1 otherwise.
     """
     ds = tl.check_dataset(data, layout=layout, label=label, val_frac=val_frac, test_frac=test_frac, seed=seed)
     counts = ds.counts()
+    if fix_list is not None:
+        tl.write_fix_list(ds, fix_list)
     if json_:
-        _emit_json({"root": str(ds.root), "layout": ds.layout, "label": ds.label, "counts": counts, "skipped": [{"path": str(s.path), "reason": s.reason} for s in ds.skipped]})
+        _emit_json({
+            "root": str(ds.root), "layout": ds.layout, "label": ds.label, "counts": counts,
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in ds.skipped],
+            "warnings": [{"path": str(w.path), "reason": w.reason} for w in ds.warnings],
+        })
     else:
         splits = [s for s in ("train", "val", "test") if any(c.get(s) for c in counts.values())]
-        out.print(f"[bold]{ds.root}[/]: layout [cyan]{ds.layout}[/], {len(ds.classes)} classes, {len(ds.samples)} images, split {'from the data' if ds.given_split else f'stratified (seed {seed})'}")
+        out.print(f"[bold]{escape(display_path(ds.root))}[/]: layout [cyan]{ds.layout}[/], {len(ds.classes)} classes, {len(ds.samples)} images, split {'from the data' if ds.given_split else f'stratified (seed {seed})'}")
         table = Table("class", *splits, "total")
         for name in ds.classes:
-            table.add_row(name, *[str(counts[name].get(s, 0)) for s in splits], str(sum(counts[name].values())))
+            table.add_row(escape(display_path(name)), *[str(counts[name].get(s, 0)) for s in splits], str(sum(counts[name].values())))
         table.add_row("[bold]all", *[str(sum(c.get(s, 0) for c in counts.values())) for s in splits], f"[bold]{len(ds.samples)}")
         out.print(table)
-        out.print(f"{len(ds.skipped)} skipped file(s)" + (":" if ds.skipped else ""))
-        for s in ds.skipped:
-            out.print(f"  {s.path}: {s.reason}", markup=False, highlight=False)
-    raise typer.Exit(1 if ds.skipped else 0)
+        _print_problems(out, [(x.path, x.reason) for x in ds.skipped], [(x.path, x.reason) for x in ds.warnings], limit=None)
+        if fix_list is not None:
+            out.print(f"wrote the {len(ds.skipped)} unusable file(s) to {escape(display_path(fix_list))}", highlight=False)
+    raise typer.Exit(1 if ds.skipped or ds.warnings else 0)
+
+
+Problems = list[tuple[Any, str]]  # (path, reason)
+
+
+def _print_problems(console: Console, skipped: Problems, warnings: Problems, limit: int | None) -> None:
+    """``N skipped file(s):`` then ``  path: reason`` lines, then the warnings (at most ``limit`` of each)."""
+    for title, items in (("skipped file(s)", skipped), ("warning(s)", warnings)):
+        if not items and title.startswith("warning"):
+            continue
+        console.print(f"{len(items)} {title}" + (":" if items else ""), highlight=False)
+        for path, reason in items[:limit]:
+            console.print(f"  {display_path(path)}: {reason}", markup=False, highlight=False)
+        if limit is not None and len(items) > limit:
+            console.print(f"  … and {len(items) - limit} more (the run's model.json lists them all)", highlight=False)
 
 
 @app.command()
@@ -169,10 +219,11 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
         return  # under torchrun, rank 0 reports
     m, t = run.meta.get("metrics", {}), run.meta["timing"]
     if json_:
-        _emit_json({"run": str(directory), "metrics": m, "timing": t, "skipped": data["skipped_files"]})
+        _emit_json({"run": str(directory), "metrics": m, "timing": t, "skipped": data["skipped_files"], "warnings": data.get("warnings", [])})
         return
-    if data["skipped"]:
-        err.print(f"skipped {data['skipped']} unusable file(s) (`transferlab check {data['root']}` lists them)")
+    if data["skipped"] or data.get("warnings"):
+        pairs = lambda key: [(x["path"], x["reason"]) for x in data.get(key, [])]  # noqa: E731
+        _print_problems(err, pairs("skipped_files"), pairs("warnings"), limit=20)
     if "finetune" in run.meta:
         tuned = run.meta["finetune"]
         best = tuned["history"][tuned["best_epoch"]]
@@ -308,14 +359,16 @@ def backbones(pattern: Annotated[str, typer.Argument(help="Filter, e.g. 'resnet*
 
 @datasets_app.command("get")
 def datasets_get(
-    name: Annotated[str, typer.Argument(help="oxford-iiit-pet")],
+    name: Annotated[str, typer.Argument(help="oxford-iiit-pet | petimages")],
     dest: Annotated[Path, typer.Option(help="Parent folder.")] = Path("data"),
+    quiet: QuietOpt = False,
 ) -> None:
-    """Download and verify a dataset (official URLs and checksums)."""
+    """Download, verify and extract a dataset (official URLs and checksums; an interrupted download resumes)."""
     from .data.download import get_dataset
 
     started = time.perf_counter()
-    path = get_dataset(name, dest)
+    with download_bar(quiet) as cb:
+        path = get_dataset(name, dest, progress=cb)
     out.print(f"{name} ready in [bold]{path}[/] ({time.perf_counter() - started:.0f} s)")
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="A run folder, or a backbone name (its ImageNet head).")]

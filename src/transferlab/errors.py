@@ -19,6 +19,9 @@ class RunError(TransferlabError):
     """A run directory is missing, incomplete, malformed, or does not match the data."""
 
 
-
 class ConfigError(TransferlabError, ValueError):
     """An option has a value outside its choices (``--optimizer lion``)."""
+
+
+class StorageError(TransferlabError, OSError):
+    """The disk (or quota) filled up while writing a cache entry, checkpoint or run file."""

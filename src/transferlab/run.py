@@ -18,7 +18,8 @@ import torch
 
 from . import __version__
 from ._io import atomic_write_bytes
-from .data import Dataset, Sample, open_rgb
+from .data import Dataset, Sample, find_leaks, open_rgb
+from .data.load import settle_classes
 from .errors import ConfigError, DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
@@ -144,12 +145,7 @@ class Run:
         ``predictions.csv`` there.
         """
         samples, split = _evaluation_samples(dataset, split)
-        missing = sorted(set(dataset.classes) - set(self.classes))
-        if missing:
-            raise RunError(
-                f"the data has classes this run was not trained on: {', '.join(missing[:10])}"
-                f"{' …' if len(missing) > 10 else ''} — evaluate on data with the run's classes ({', '.join(self.classes[:10])})"
-            )
+        check_classes(self.classes, dataset.classes, dataset.root)
         paths = [s.path for s in samples]
         ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
         to_run = {c: self.classes.index(c) for c in dataset.classes}
@@ -173,6 +169,26 @@ class Run:
         save_model(directory, self.model, self.meta)
         self.directory = directory
         return directory
+
+
+def check_classes(run_classes: Sequence[str], data_classes: Sequence[str], root: Path) -> None:
+    """Raise ``RunError`` when the data has classes the run cannot predict, naming both differences.
+
+    Data with fewer classes than the run (a subset) is fine: the run's extra classes are just never right.
+    """
+    missing = sorted(set(data_classes) - set(run_classes))
+    if not missing:
+        return
+    extra = sorted(set(run_classes) - set(data_classes))
+
+    def names(items: list[str]) -> str:
+        return ", ".join(items[:10]) + (f" … ({len(items)} in all)" if len(items) > 10 else "")
+
+    raise RunError(
+        f"the labels of this run do not match the data in {root}: the data has {len(missing)} class(es) the run was not "
+        f"trained on ({names(missing)})" + (f", and the run has {len(extra)} the data lacks ({names(extra)})" if extra else "")
+        + " — evaluate on data with the run's classes, or train a run on this data"
+    )
 
 
 def load(directory: Path | str) -> Run:
@@ -234,17 +250,21 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
     run would have given.
     """
     from .data import load_dataset
-    from .train import load_checkpoint
+    from .train import load_latest_checkpoint
+    from .train.checkpoint import previous_path
 
     directory = Path(directory)
     path = directory / "checkpoint.pt"
-    if not path.is_file():
+    if not path.is_file() and not previous_path(path).is_file():
         raise RunError(f"{str(directory)!r} has no checkpoint.pt to resume from — only fine-tuning runs write one")
     try:
-        state = load_checkpoint(path)
+        state, used = load_latest_checkpoint(path)  # a damaged newest checkpoint falls back to the previous epoch's
+    except RunError as err:
+        raise RunError(f"cannot resume: {err}") from err
+    try:
         spec, config = state["run"], FinetuneConfig(**state["config"])
-    except Exception as err:  # truncated file, refused pickle, missing keys: all "this checkpoint is unusable"
-        raise RunError(f"cannot resume from {path} ({type(err).__name__}: {err}) — retrain without --resume") from err
+    except (KeyError, TypeError) as err:
+        raise RunError(f"cannot resume from {used} ({type(err).__name__}: {err}) — retrain without --resume") from err
     data = spec["data"]
     dataset = load_dataset(data["root"], layout=data["layout"], label=data["label"] if data["layout"] == "oxford" else "breed", **data["split_options"])
     if dataset.fingerprint() != data["fingerprint"]:
@@ -304,7 +324,12 @@ def train(
         ex = extract_features(bb.model, [s.path for s in samples], cache=cache, runtime=runtime, batch_size=batch_size, progress=cb)
     if ex.failed:
         dataset.drop(ex.failed)
+        settle_classes(dataset)  # a class may have lost its last usable images
         log.warning("skipped %d files that could not be decoded", len(ex.failed))
+    leaks = find_leaks(dataset, {s.path: h for s, h in zip(samples, ex.hashes)})
+    if leaks:
+        dataset.warnings.extend(leaks)
+        log.warning("%d image(s) appear in two splits (train/test leakage); the run's data record lists the pairs", len(leaks))
     if not dataset.split("train"):
         raise DataError(f"the train split of {dataset.root} is empty — add training images or lower --test-frac")
     feats = {samples[i].path: row for i, row in zip(ex.ok, ex.features)}
@@ -425,6 +450,7 @@ def _data_record(dataset: Dataset) -> dict[str, Any]:
         "counts": dataset.counts(),
         "skipped": len(dataset.skipped),
         "skipped_files": [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped],
+        "warnings": [{"path": str(w.path), "reason": w.reason} for w in dataset.warnings],
         "split_options": dataset.split_options,
     }
 
@@ -473,6 +499,6 @@ def _write_evaluation(out: Path, result: Evaluation, classes: list[str], n_losse
     for i, path in enumerate(result.paths):
         t, p = result.y_true[i], pred[i]
         writer.writerow([str(path), classes[t], classes[p], f"{result.probs[i, p]:.6f}", f"{result.probs[i, t]:.6f}", int(t == p)])
-    atomic_write_bytes(files["predictions"], buf.getvalue().encode())
+    atomic_write_bytes(files["predictions"], buf.getvalue().encode("utf-8", "surrogateescape"))  # non-UTF-8 names as on disk
     return files
 

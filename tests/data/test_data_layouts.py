@@ -140,12 +140,29 @@ def test_one_class_is_an_error(tmp_path: Path, make_image) -> None:
         load_dataset(tmp_path)
 
 
-def test_class_with_one_usable_image_is_an_error(tmp_path: Path, make_image) -> None:
+def test_class_with_one_usable_image_is_left_out_with_a_warning(tmp_path: Path, make_image) -> None:
+    for name in ("many", "more"):
+        for i in range(3):
+            make_image(tmp_path / name / f"{i}.jpg", seed=i)
+    make_image(tmp_path / "few" / "0.jpg")
+    (tmp_path / "few" / "1.jpg").write_bytes(b"")  # not usable: still only one image
+    (tmp_path / "empty").mkdir()
+    ds = load_dataset(tmp_path)
+    assert ds.classes == ["many", "more"] and len(ds.samples) == 6
+    assert {w.path.name: w.reason for w in ds.warnings if "class" in w.reason} == {
+        "empty": "class 'empty' has no image files: left out",
+        "few": "class 'few' has 1 usable image (2 or more needed): left out",
+    }
+    assert {s.path.name: s.reason for s in ds.skipped if s.path.parent.name == "few"} == {
+        "0.jpg": "left out with its class 'few'", "1.jpg": "empty file (0 bytes)",
+    }
+
+
+def test_too_few_classes_left_is_an_error_naming_those_left_out(tmp_path: Path, make_image) -> None:
     for i in range(3):
         make_image(tmp_path / "many" / f"{i}.jpg", seed=i)
     make_image(tmp_path / "few" / "0.jpg")
-    (tmp_path / "few" / "1.jpg").write_bytes(b"")  # not usable: still only one image
-    with pytest.raises(DataError, match=r"few \(1\)"):
+    with pytest.raises(DataError, match=r"got 1 \(many\); left out: few \(has 1 usable image"):
         load_dataset(tmp_path)
 
 

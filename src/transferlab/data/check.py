@@ -1,27 +1,38 @@
-"""``check_dataset``: ``load_dataset`` plus a full decode of every image, so nothing fails later."""
+"""``check_dataset``: ``load_dataset`` plus a full decode of every image, so nothing fails later, and a
+search for the same image in two splits (leakage)."""
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .._io import atomic_write_bytes
 from .dataset import Dataset
-from .decode import BadImageError, open_rgb
-from .load import load_dataset, validate
+from .decode import BadImageError, open_rgb, os_reason
+from .duplicates import content_hash, find_leaks
+from .load import load_dataset, settle_classes
 
 Progress = Callable[[int, int], None]  # (files decoded, files total)
 
 
 def decode_problem(path: Path) -> str | None:
     """``None`` when ``path`` fully decodes with ``open_rgb``, else the reason it does not."""
+    return inspect_file(path)[0]
+
+
+def inspect_file(path: Path) -> tuple[str | None, str | None]:
+    """(reason it cannot be used or None, content hash or None): the file is read once for both."""
     try:
-        open_rgb(path)
+        data = path.read_bytes()
+    except OSError as err:
+        return os_reason(err, path), None
+    try:
+        open_rgb(data)
     except BadImageError as err:
-        return err.reason
-    return None
+        return err.reason, None
+    return None, content_hash(data)
 
 
 def check_dataset(
@@ -38,7 +49,8 @@ def check_dataset(
     """Like ``load_dataset``, but every image is fully decoded and failures move to ``skipped``.
 
     The split is computed before decoding (as ``load_dataset`` does), so a checked dataset has the
-    same split as a loaded one, minus the files that failed.
+    same split as a loaded one, minus the files that failed. Files with identical bytes in two splits
+    are added to ``warnings`` in pairs (train/test leakage inflates test scores).
 
     Args:
         path, layout, label, val_frac, test_frac, seed: as for ``load_dataset``.
@@ -49,17 +61,33 @@ def check_dataset(
         The dataset with only fully decodable samples.
 
     Raises:
-        DataError: as ``load_dataset``, also when decoding leaves a class with fewer than 2 images.
+        DataError: as ``load_dataset``, also when decoding leaves fewer than 2 usable classes.
     """
     dataset = load_dataset(path, layout, label, val_frac, test_frac, seed)
     paths = [s.path for s in dataset.samples]
     failed: dict[Path, str] = {}
+    hashes: dict[Path, str] = {}
     with ThreadPoolExecutor(workers or min(16, 2 * (os.cpu_count() or 1))) as pool:
-        for done, (p, reason) in enumerate(zip(paths, pool.map(decode_problem, paths)), 1):
+        for done, (p, (reason, digest)) in enumerate(zip(paths, pool.map(inspect_file, paths)), 1):
             if reason is not None:
                 failed[p] = reason
+            else:
+                hashes[p] = digest
             if progress is not None:
                 progress(done, len(paths))
     dataset.drop(failed)
-    validate(dataset.root, set(dataset.classes), Counter(dataset.classes[s.label] for s in dataset.samples))
+    settle_classes(dataset)
+    dataset.warnings.extend(find_leaks(dataset, hashes))
     return dataset
+
+
+def write_fix_list(dataset: Dataset, path: Path | str) -> Path:
+    """Write the paths of ``dataset.skipped`` to ``path``, one a line, as their bytes on disk.
+
+    Nothing in the dataset is touched: the list is for the user to review (``xargs -d '\\n' ls -l < FILE``).
+    Names that are not UTF-8 are written byte for byte, so the list names the real files.
+    """
+    path = Path(path)
+    lines = b"".join(os.fsencode(s.path) + b"\n" for s in dataset.skipped)
+    atomic_write_bytes(path, lines)
+    return path

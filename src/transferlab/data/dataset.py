@@ -28,6 +28,15 @@ class Skipped:
     reason: str  # one short sentence, e.g. "empty file (0 bytes)"
 
 
+@dataclass(frozen=True)
+class Warned:
+    """Something a user should look at that does not stop training: a tiny image, a class left out,
+    the same image in two splits (leakage)."""
+
+    path: Path  # the file (or class folder) concerned
+    reason: str  # one short sentence, e.g. "same bytes as train/cat/1.jpg (train): test/train leakage"
+
+
 @dataclass
 class Dataset:
     """Images with labels and splits, as ``load_dataset`` or ``check_dataset`` found them."""
@@ -41,6 +50,7 @@ class Dataset:
     given_split: bool = False  # True when the split came from the data, not from the seeded split
     species: dict[str, str] | None = None  # oxford breed labels only: class -> "cat" / "dog"
     split_options: dict[str, float | int] = field(default_factory=dict)  # val_frac, test_frac, seed: to load it again
+    warnings: list[Warned] = field(default_factory=list)  # kept (or left-out classes), but worth a look
 
     def split(self, name: str) -> list[Sample]:
         """The samples of one split, sorted by path.
@@ -72,7 +82,8 @@ class Dataset:
             except ValueError:  # a sample outside root (hand-built Dataset): use the path as is
                 rel = s.path.as_posix()
             size = s.path.stat().st_size if s.path.exists() else -1
-            digest.update(f"{rel}\t{self.classes[s.label]}\t{s.split}\t{size}\n".encode())
+            # surrogateescape: file names that are not UTF-8 keep their own bytes
+            digest.update(f"{rel}\t{self.classes[s.label]}\t{s.split}\t{size}\n".encode("utf-8", "surrogateescape"))
         return digest.hexdigest()[:16]
 
     def drop(self, paths: Mapping[Path, str] | Iterable[Path | str], reason: str = "cannot decode") -> list[Skipped]:
@@ -95,3 +106,21 @@ class Dataset:
         self.samples = [s for s in self.samples if s.path not in gone]
         self.skipped = sorted([*self.skipped, *dropped], key=lambda s: s.path)
         return dropped
+
+    def leave_out_classes(self, reasons: Mapping[str, str]) -> None:
+        """Remove whole classes (class name -> why): their samples move to ``skipped``, a warning per
+        class is added, and the remaining classes are re-indexed."""
+        if not reasons:
+            return
+        gone = [s for s in self.samples if self.classes[s.label] in reasons]
+        self.skipped = sorted(
+            [*self.skipped, *(Skipped(s.path, f"left out with its class {self.classes[s.label]!r}") for s in gone)],
+            key=lambda s: s.path,
+        )
+        self.warnings.extend(Warned(self.root / name, f"class {name!r} {why}: left out") for name, why in sorted(reasons.items()))
+        kept = [c for c in self.classes if c not in reasons]
+        index = {name: i for i, name in enumerate(kept)}
+        self.samples = [Sample(s.path, index[self.classes[s.label]], s.split) for s in self.samples if self.classes[s.label] not in reasons]
+        self.classes = kept
+        if self.species is not None:
+            self.species = {k: v for k, v in self.species.items() if k in index}

@@ -2,12 +2,17 @@
 
 ``sniff`` only reads the header so that a 100k-image folder loads in seconds; the full decode happens
 once, later, during feature extraction (or in ``check_dataset``), and files that fail there are dropped.
-Truncated files are never silently padded: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left off.
+Truncated files are never silently padded: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left off. An image
+whose header announces more than ``MAX_PIXELS`` pixels is refused before a single pixel is decoded (a
+decompression bomb: a few KB of PNG can expand to gigabytes).
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import re
+import stat
 import struct
 from pathlib import Path
 
@@ -18,6 +23,10 @@ from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})  # OS droppings, never data
+# Refused unread above this many pixels. Pillow's own warning threshold (~0.25 GiB as RGB); a classifier
+# sees 224-px crops, so nothing is lost. Raise it here (``transferlab.data.decode.MAX_PIXELS = ...``) if needed.
+MAX_PIXELS = 89_478_485
+MIN_SIDE = 32  # images with a shorter side are kept but warned about: upscaled, they carry little detail
 
 # What a broken or hostile file can make Pillow raise (UnidentifiedImageError is an OSError).
 _PIL_ERRORS = (OSError, EOFError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError)
@@ -64,8 +73,10 @@ def non_image_reason(path: Path) -> str:
 
 def _error_reason(err: BaseException) -> str:
     """One line from a Pillow error, e.g. ``cannot decode: image file is truncated``."""
-    if isinstance(err, Image.DecompressionBombError):
-        return "too many pixels (possible decompression bomb)"
+    if isinstance(err, Image.DecompressionBombError):  # over twice Pillow's own limit: it refused from the header
+        sizes = [f"{int(n):,}" for n in re.findall(r"\d+", str(err))[:2]]
+        detail = f" ({sizes[0]} > {sizes[1]}, Pillow's limit)" if len(sizes) == 2 else ""
+        return f"too many pixels{detail}: refused unread as a possible decompression bomb"
     if isinstance(err, Image.UnidentifiedImageError):
         return "not an image Pillow can read (unknown or corrupt format)"
     text = (str(err).splitlines() or [""])[0].strip()
@@ -73,35 +84,87 @@ def _error_reason(err: BaseException) -> str:
     return f"cannot decode: {text or type(err).__name__}"
 
 
-def sniff(path: Path) -> str | None:
+def os_reason(err: OSError, path: Path | None = None) -> str:
+    """One line for a file-system error: broken or looping symbolic links are named as such."""
+    if err.errno == errno.ELOOP:
+        return "symbolic link loop (the link leads back to itself)"
+    if err.errno == errno.ENOENT and path is not None and Path(path).is_symlink():
+        return f"broken symbolic link (its target {display_target(path)} does not exist)"
+    return f"cannot read: {err.strerror or err}"
+
+
+def display_target(link: Path) -> str:
+    try:
+        return repr(str(Path(link).readlink()))
+    except OSError:
+        return "?"
+
+
+def check_size(width: int, height: int, max_pixels: int | None = None) -> None:
+    """Raise ``BadImageError`` for an image without pixels or with more than ``max_pixels`` (default ``MAX_PIXELS``)."""
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if width <= 0 or height <= 0:
+        raise BadImageError(f"cannot decode: image has no pixels ({width}x{height})")
+    if width * height > limit:
+        raise BadImageError(
+            f"too many pixels ({width}x{height} = {width * height:,} > {limit:,}): refused unread as a possible "
+            "decompression bomb"
+        )
+
+
+def tiny_reason(size: tuple[int, int], min_side: int | None = None) -> str | None:
+    """The warning for an image with a side under ``min_side`` (default ``MIN_SIDE``) pixels, else ``None``."""
+    limit = MIN_SIDE if min_side is None else min_side
+    if min(size) < limit:
+        return f"tiny image ({size[0]}x{size[1]}, a side under {limit} px): used, but it carries little detail"
+    return None
+
+
+def header_size(path: Path, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding pixels.
+
+    Raises:
+        BadImageError: not an image file name, empty, unreadable, not an image, or too many pixels.
+    """
+    path = Path(path)
+    if not is_image_name(path):
+        raise BadImageError(non_image_reason(path))
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end when read
+            raise BadImageError("not a regular file (a device, FIFO or socket)")
+        if st.st_size == 0:
+            raise BadImageError("empty file (0 bytes)")
+        with Image.open(path) as image:  # reads the header only
+            size = image.size
+    except _PIL_ERRORS as err:
+        if isinstance(err, OSError) and not isinstance(err, Image.UnidentifiedImageError) and err.errno is not None:
+            raise BadImageError(os_reason(err, path)) from err
+        raise BadImageError(_error_reason(err)) from err
+    check_size(*size, max_pixels=max_pixels)
+    return size
+
+
+def sniff(path: Path, max_pixels: int | None = None) -> str | None:
     """Cheap check that a file looks like a decodable image (header only, no pixel decode).
 
     Args:
         path: the file.
+        max_pixels: refuse larger images (default ``MAX_PIXELS``).
 
     Returns:
         ``None`` when the file looks usable, else a one-sentence reason to skip it, e.g.
         ``"empty file (0 bytes)"`` or ``"not an image (MATLAB .mat file)"``. The content decides the
         format, not the name: a GIF or PNG named ``.jpg`` is fine.
     """
-    path = Path(path)
-    if not is_image_name(path):
-        return non_image_reason(path)
     try:
-        if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as image:  # reads the header only
-            width, height = image.size
-    except _PIL_ERRORS as err:
-        if isinstance(err, OSError) and not isinstance(err, Image.UnidentifiedImageError) and err.strerror:
-            return f"cannot read: {err.strerror}"
-        return _error_reason(err)
-    if width <= 0 or height <= 0:
-        return f"cannot decode: image has no pixels ({width}x{height})"
+        header_size(path, max_pixels)
+    except BadImageError as err:
+        return err.reason
     return None
 
 
-def open_rgb(source: Path | str | bytes, *, draft: tuple[int, int] | None = None) -> Image.Image:
+def open_rgb(source: Path | str | bytes, *, draft: tuple[int, int] | None = None, max_pixels: int | None = None) -> Image.Image:
     """Fully decode an image file to an upright 8-bit RGB image.
 
     EXIF orientation is applied; transparency (RGBA, LA, palette or tRNS) is composited on white;
@@ -112,6 +175,7 @@ def open_rgb(source: Path | str | bytes, *, draft: tuple[int, int] | None = None
         source: a path, or the file's bytes.
         draft: optional (width, height) lower bound; JPEGs may then decode at 1/2, 1/4 or 1/8 scale
             while staying at least this large (faster, same quality after resizing down to it).
+        max_pixels: images announcing more pixels are refused before decoding (default ``MAX_PIXELS``).
 
     Returns:
         A new ``RGB`` image, independent of the file.
@@ -121,14 +185,15 @@ def open_rgb(source: Path | str | bytes, *, draft: tuple[int, int] | None = None
     """
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as image:
+            check_size(*image.size, max_pixels=max_pixels)  # before any pixel is decoded
             if draft is not None:
                 image.draft(None, tuple(draft))  # no-op for non-JPEG formats
             image.load()
             upright = ImageOps.exif_transpose(image)  # always a copy, so closing the file is safe
         return to_rgb(upright)
     except _PIL_ERRORS as err:
-        if isinstance(err, OSError) and not isinstance(err, Image.UnidentifiedImageError) and err.strerror:
-            raise BadImageError(f"cannot read: {err.strerror}") from err
+        if isinstance(err, OSError) and not isinstance(err, Image.UnidentifiedImageError) and err.errno is not None:
+            raise BadImageError(os_reason(err, None if isinstance(source, bytes) else Path(source))) from err
         raise BadImageError(_error_reason(err)) from err
 
 

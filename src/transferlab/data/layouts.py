@@ -10,8 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._io import display_path
 from ..errors import DataError
-from .decode import is_ignored, is_image_name, non_image_reason
+from .decode import is_ignored, is_image_name, non_image_reason, os_reason
 
 LAYOUTS = ("folder", "oxford", "petimages")
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -39,26 +40,58 @@ class Scan:
 
 
 def list_dir(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Sorted (sub-folders, files) of ``folder``, hidden entries and OS droppings left out."""
+    """Sorted (sub-folders, files) of ``folder``, hidden entries and OS droppings left out.
+
+    Entries that are neither (a broken or looping symbolic link, a socket) count as files, so that the
+    header check reports them with a reason instead of their vanishing silently.
+    """
     dirs: list[Path] = []
     files: list[Path] = []
     with os.scandir(folder) as entries:
         for entry in entries:
             if is_ignored(entry.name):
                 continue
-            if entry.is_dir():
-                dirs.append(Path(entry.path))
-            elif entry.is_file():
-                files.append(Path(entry.path))
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # ELOOP on some systems: a file-like entry that cannot be followed
+                is_dir = False
+            (dirs if is_dir else files).append(Path(entry.path))
     return sorted(dirs), sorted(files)
 
 
-def walk_files(folder: Path) -> list[Path]:
-    """Every file below ``folder`` (recursively, sorted), hidden entries and OS droppings left out."""
+def link_problem(path: Path) -> str | None:
+    """The reason a symbolic link cannot be followed (broken, or a loop), else ``None``."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as err:
+        return os_reason(err, path)
+    return None
+
+
+def walk_files(folder: Path, problems: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Every file below ``folder`` (recursively, sorted), hidden entries and OS droppings left out.
+
+    Symbolic links to folders are followed (datasets are often assembled from links), each real folder
+    once: a link leading back into a folder already walked (a loop) is reported in ``problems``.
+    """
     found: list[Path] = []
-    for current, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not is_ignored(d)]  # prune hidden folders (.git, __MACOSX)
-        found.extend(Path(current) / f for f in files if not is_ignored(f))
+    seen: dict[tuple[int, int], Path] = {}
+    for parent in Path(folder).resolve().parents:  # a link up to an ancestor would walk it all again
+        st = parent.stat()
+        seen[st.st_dev, st.st_ino] = parent
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        here = Path(current)
+        st = here.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            if problems is not None:
+                problems.append((here, f"symbolic link loop (leads back to {display_path(seen[st.st_dev, st.st_ino])}): not followed"))
+            dirs[:] = []
+            continue
+        seen[st.st_dev, st.st_ino] = here
+        dirs[:] = sorted(d for d in dirs if not is_ignored(d))  # prune hidden folders (.git, __MACOSX)
+        found.extend(here / f for f in files if not is_ignored(f))
     return sorted(found)
 
 
@@ -126,11 +159,13 @@ def detect_layout(path: Path | str, layout: str = "auto") -> tuple[Path, str]:
 def _scan_class_dirs(scan: Scan, class_dirs: list[Path], split: str | None) -> None:
     for class_dir in class_dirs:
         scan.class_names.add(class_dir.name)
-        for file in walk_files(class_dir):
+        problems: list[tuple[Path, str]] = []
+        for file in walk_files(class_dir, problems):
             if is_image_name(file):
                 scan.items.append((file, class_dir.name, split))
             else:
-                scan.skipped.append((file, non_image_reason(file)))
+                scan.skipped.append((file, link_problem(file) or non_image_reason(file)))
+        scan.skipped.extend(problems)
 
 
 def _skip_loose(scan: Scan, files: list[Path]) -> None:

@@ -1,4 +1,4 @@
-"""``load_dataset``: detect the layout, scan it, sniff every image header, validate, split."""
+"""``load_dataset``: detect the layout, scan it, sniff every image header, split, leave out unusable classes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import DataError
-from .dataset import Dataset, Sample, Skipped
-from .decode import sniff
+from .dataset import Dataset, Sample, Skipped, Warned
+from .decode import BadImageError, header_size, tiny_reason
 from .layouts import Scan, detect_layout, scan_folder
 from .oxford import scan_oxford
 from .splits import check_fractions, stratified_split
@@ -17,16 +17,23 @@ from .splits import check_fractions, stratified_split
 LABELS = ("breed", "species")
 
 
-def _sniff_all(paths: list[Path]) -> list[str | None]:
-    """``sniff`` each path, in order.
+def _header(path: Path) -> tuple[str | None, tuple[int, int] | None]:
+    try:
+        return None, header_size(path)
+    except BadImageError as err:
+        return err.reason, None
+
+
+def _sniff_all(paths: list[Path]) -> list[tuple[str | None, tuple[int, int] | None]]:
+    """(reason to skip or None, (width, height) or None) of each path's header, in order.
 
     Threads overlap the file-system waits of cold or network folders; header parsing holds the GIL, so
     a few threads suffice (about 25 µs a file on a warm local disk: 100k files in a few seconds).
     """
     if len(paths) < 64:
-        return [sniff(p) for p in paths]
+        return [_header(p) for p in paths]
     with ThreadPoolExecutor(min(8, 2 * (os.cpu_count() or 1))) as pool:
-        return list(pool.map(sniff, paths))
+        return list(pool.map(_header, paths))
 
 
 def scan(path: Path | str, layout: str = "auto", label: str = "breed") -> Scan:
@@ -48,28 +55,38 @@ def scan(path: Path | str, layout: str = "auto", label: str = "breed") -> Scan:
     return scan_folder(root, found)
 
 
-def validate(root: Path, class_names: set[str], counts: Counter[str]) -> None:
-    """Raise ``DataError`` unless there are 2+ classes, each with 2+ usable images."""
-    if len(class_names) < 2:
-        found = ", ".join(sorted(class_names)) or "none"
+def settle_classes(dataset: Dataset, empty: set[str] | None = None) -> None:
+    """Leave out (with a warning) classes with fewer than 2 usable images; 2 or more classes must remain.
+
+    Args:
+        dataset: modified in place.
+        empty: class names seen on disk without any image file (empty folders).
+
+    Raises:
+        DataError: fewer than 2 classes would remain (the message names those left out).
+    """
+    counts = Counter(dataset.classes[s.label] for s in dataset.samples)
+    small = {c: f"has {counts[c]} usable image{'s' * (counts[c] != 1)} (2 or more needed)" for c in dataset.classes if counts[c] < 2}
+    small.update({c: "has no image files" for c in empty or ()})
+    kept = sorted(set(dataset.classes) - set(small))
+    if len(kept) < 2:
+        dropped = f"; left out: {', '.join(f'{c} ({why})' for c, why in sorted(small.items()))}" if small else ""
         raise DataError(
-            f"expected at least 2 classes in {root}, got {len(class_names)} ({found}) — add a folder per class"
+            f"expected at least 2 classes in {dataset.root}, got {len(kept)} ({', '.join(kept) or 'none'}){dropped} — "
+            "add a folder per class with 2 or more images"
         )
-    small = [f"{name} ({counts[name]})" for name in sorted(class_names) if counts[name] < 2]
-    if small:
-        raise DataError(
-            f"expected at least 2 usable images per class in {root}, got fewer in {', '.join(small)} — "
-            "add images or remove those classes"
-        )
+    dataset.leave_out_classes({c: why for c, why in small.items() if c in dataset.classes})
+    for name in sorted((empty or set()) - set(dataset.classes)):
+        dataset.warnings.append(Warned(dataset.root / name, f"class {name!r} {small[name]}: left out"))
 
 
 def build_dataset(found: Scan, label: str, val_frac: float, test_frac: float, seed: int) -> Dataset:
-    """Sniff the scanned files, validate the classes and assign splits."""
-    reasons = _sniff_all([p for p, _, _ in found.items])
-    usable = [item for item, reason in zip(found.items, reasons) if reason is None]
+    """Sniff the scanned files, leave out classes too small to use, and assign splits."""
+    headers = _sniff_all([p for p, _, _ in found.items])
+    usable = [item for item, (reason, _) in zip(found.items, headers) if reason is None]
     skipped = [Skipped(p, r) for p, r in found.skipped]
-    skipped += [Skipped(item[0], r) for item, r in zip(found.items, reasons) if r is not None]
-    validate(found.root, found.class_names, Counter(cls for _, cls, _ in usable))
+    skipped += [Skipped(item[0], r) for item, (r, _) in zip(found.items, headers) if r is not None]
+    tiny = [Warned(item[0], w) for item, (_, size) in zip(found.items, headers) if size and (w := tiny_reason(size))]
 
     if found.given_split:
         split_of = {p: split for p, _, split in usable}
@@ -78,10 +95,10 @@ def build_dataset(found: Scan, label: str, val_frac: float, test_frac: float, se
         for p, cls, _ in usable:
             by_class[cls].append(p)
         split_of = stratified_split(by_class, val_frac, test_frac, seed)
-    classes = sorted(found.class_names)
+    classes = sorted(found.class_names & {cls for _, cls, _ in found.items})
     index = {name: i for i, name in enumerate(classes)}
     samples = sorted((Sample(p, index[cls], split_of[p]) for p, cls, _ in usable), key=lambda s: s.path)
-    return Dataset(
+    dataset = Dataset(
         root=found.root,
         layout=found.layout,
         classes=classes,
@@ -91,7 +108,10 @@ def build_dataset(found: Scan, label: str, val_frac: float, test_frac: float, se
         given_split=found.given_split,
         species=found.species if found.layout == "oxford" and label == "breed" else None,
         split_options={"val_frac": val_frac, "test_frac": test_frac, "seed": seed},
+        warnings=tiny,
     )
+    settle_classes(dataset, empty=found.class_names - set(classes))
+    return dataset
 
 
 def load_dataset(

@@ -60,7 +60,7 @@ def stratified_split(
         n = len(paths)
         n_test = min(_half_up(test_frac * n), max(n - 1, 0))
         n_val = min(_half_up(val_frac * n), max(n - 1 - n_test, 0))
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))])
         order = rng.permutation(n)
         for rank, index in enumerate(order):
             assignment[paths[index]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"

@@ -2,8 +2,9 @@
 
 Layout: ``ROOT/features/<key digest>/`` holds ``key.json`` (what the features were computed with) and
 shards ``*.safetensors``, each a (N, D) float32 tensor plus the N content hashes in its metadata. A shard is
-written to a temporary file and renamed into place, so a reader sees a whole shard or none: an interrupted
-extraction keeps every shard already written and never leaves a corrupt one under a real name. Several
+written to a temporary file, flushed to disk and renamed into place, so a reader sees a whole shard or none:
+an interrupted extraction keeps every shard already written and never leaves a corrupt one under a real
+name (a shard damaged some other way is ignored and recomputed). A full disk is a ``StorageError``. Several
 processes may fill one cache at once; each writes its own shards.
 """
 
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .._io import atomic_write_bytes
+from ..data.duplicates import content_hash  # noqa: F401  (re-exported: the key of every entry)
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,6 @@ def default_cache_dir() -> Path:
     """``$TRANSFERLAB_CACHE``, else ``~/.cache/transferlab``."""
     env = os.environ.get("TRANSFERLAB_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "transferlab"
-
-
-def content_hash(data: bytes) -> str:
-    """Hash of a file's bytes: the same photo under another name or folder hits the same entry."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 class FeatureCache:
@@ -103,12 +100,9 @@ class FeatureCache:
         self._write(self.dir / f"{uuid.uuid4().hex}.safetensors", list(hashes), features)
 
     def _write(self, path: Path, hashes: list[str], features: torch.Tensor) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            save_file({"features": features.detach().float().cpu().contiguous()}, str(tmp), metadata={"hashes": json.dumps(hashes)})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Atomic and fsynced; a full disk raises ``StorageError`` and leaves no partial shard."""
+        data = save({"features": features.detach().float().cpu().contiguous()}, metadata={"hashes": json.dumps(hashes)})
+        atomic_write_bytes(path, data)
 
     def compact(self) -> None:
         """Merge all shards into one, so loading a large cache opens few files."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..data import BadImageError, open_rgb
+from ..data.decode import os_reason
 from ..models.classifier import ImageClassifier
 from ..models.preprocess import Preprocess
 from .cache import FeatureCache, content_hash
@@ -35,6 +36,7 @@ class Extraction:
     failed: dict[Path, str] = field(default_factory=dict)  # unreadable/undecodable file -> reason
     computed: int = 0  # images run through the network (cache misses)
     seconds: float = 0.0
+    hashes: list[str | None] = field(default_factory=list)  # content hash of each requested path (None: unreadable)
 
 
 def cache_key(model: ImageClassifier, runtime: Runtime, fingerprint: str | None = None) -> dict[str, str]:
@@ -66,7 +68,7 @@ def _hash_files(paths: Sequence[Path], workers: int) -> tuple[list[str | None], 
                 hashes.append(fut.result())
             except OSError as err:
                 hashes.append(None)
-                failed[path] = f"cannot read: {err.strerror or err}"
+                failed[path] = os_reason(err, path)
     return hashes, failed
 
 
@@ -90,7 +92,7 @@ class _Decoder:
         except BadImageError as err:
             return err.reason
         except OSError as err:
-            return f"cannot read: {err.strerror or err}"
+            return os_reason(err, path)
 
     def _fill(self, upto: int) -> None:
         while self.submitted < min(len(self.paths), upto):
@@ -206,4 +208,4 @@ def extract_features(
             ok.append(i)
             rows.append(found[h])
     features = torch.stack(rows) if rows else torch.empty(0, model.num_features)
-    return Extraction(features, ok, failed, computed=len(todo) - len(bad_hashes), seconds=time.perf_counter() - started)
+    return Extraction(features, ok, failed, computed=len(todo) - len(bad_hashes), seconds=time.perf_counter() - started, hashes=hashes)

@@ -73,9 +73,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any parse failure is the same user error: not a usable weights file
+        import pickle
+
+        why = (
+            "it holds objects that could run code when loaded: refused" if isinstance(err, pickle.UnpicklingError)
+            else f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:160]}"  # torch's messages run to paragraphs
+        )
         raise BackboneError(
-            f"cannot read weights from {str(path)!r} ({type(err).__name__}: {err}) — expected a .safetensors "
-            "file or a plain PyTorch state dict"
+            f"cannot read weights from {str(path)!r} ({why}) — expected a .safetensors file or a plain PyTorch state dict"
         ) from err
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):

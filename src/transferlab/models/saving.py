@@ -57,6 +57,7 @@ def read_meta(directory: Path) -> dict[str, Any]:
 def load_model(directory: Path | str) -> tuple[ImageClassifier, dict[str, Any]]:
     """Rebuild the classifier of a run directory (no network, no pickle)."""
     import timm
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -66,11 +67,26 @@ def load_model(directory: Path | str) -> tuple[ImageClassifier, dict[str, Any]]:
         raise RunError(f"{str(directory)!r} has no {WEIGHTS_FILE} — the run is incomplete; retrain it")
     try:
         state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:  # not safetensors (a pickle?), truncated, unreadable
+        raise RunError(f"cannot load the model in {str(directory)!r}: {WEIGHTS_FILE} is not a whole safetensors file ({_first_line(err)}) — the run is damaged; retrain it") from err
+    try:
         arch = meta["backbone"]["arch"]
         net = timm.create_model(arch, pretrained=False, num_classes=len(meta["classes"]))
-        net.load_state_dict(state)
         preprocess = Preprocess.from_dict(meta["preprocess"])
-    except (RuntimeError, KeyError, TypeError, ValueError, OSError) as err:
-        raise RunError(f"cannot load the model in {str(directory)!r}: {err}") from err
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise RunError(f"cannot load the model in {str(directory)!r}: {META_FILE} is inconsistent ({type(err).__name__}: {_first_line(err)}) — the run is damaged; retrain it") from err
+    own = net.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise RunError(
+            f"cannot load the model in {str(directory)!r}: its tensors do not fit {arch} with {len(meta['classes'])} classes "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} wrongly shaped, e.g. {(wrong + missing + unexpected)[0]}) "
+            "— model.json and model.safetensors come from different runs, or the run is damaged; retrain it"
+        )
+    net.load_state_dict(state)
     return ImageClassifier(net.eval(), preprocess, meta["classes"]), meta
 
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]

@@ -11,7 +11,6 @@ written atomically at the end of every epoch, and a run continues from it exactl
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import math
 import time
@@ -24,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._io import atomic_write_bytes
 from ..data.augment import train_transform
 from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
+from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (load_checkpoint: public here too)
 from .distributed import all_reduce_sums, world
 from .loader import ImageFiles, make_loader
 from ..errors import ConfigError
@@ -214,18 +213,6 @@ def evaluate_epoch(model: ImageClassifier, loader, runtime: Runtime) -> dict[str
 def _score(row: dict[str, float]) -> tuple[float, float]:
     """Validation accuracy, ties (frequent on small validation sets) broken by lower loss."""
     return row["val_accuracy"], -row["val_loss"]
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Everything needed to continue, written atomically (temporary file + rename)."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint without unpickling code (tensors, numbers, strings, lists and dicts only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _should_stop(epoch: int, result: FinetuneResult, config: FinetuneConfig) -> bool:
