@@ -14,8 +14,11 @@ from .errors import BackboneError, DataError, RunError, TransferlabError  # noqa
 from .models import create_backbone, list_backbones  # noqa: E402
 from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load, open_model, resume, train  # noqa: E402
 from .train import FinetuneConfig, ProbeConfig  # noqa: E402
+from .attacks import AttackConfig  # noqa: E402
+from .adversarial import attack, robustness  # noqa: E402
 
 __all__ = [
+    "AttackConfig",
     "BackboneError",
     "DataError",
     "Dataset",
@@ -26,6 +29,7 @@ __all__ = [
     "RunError",
     "TransferlabError",
     "__version__",
+    "attack",
     "check_dataset",
     "create_backbone",
     "default_run_dir",
@@ -36,5 +40,6 @@ __all__ = [
     "load_dataset",
     "open_model",
     "resume",
+    "robustness",
     "train",
 ]
