@@ -41,7 +41,7 @@ def plot_attack(
     gain = 0.5 / peak if peak > 0 else 1.0
     top_b, top_a = int(probs_before.argmax()), int(probs_after.argmax())
     fig = _new_figure((11, 7.2))
-    grid = fig.add_gridspec(2, 6, height_ratios=[1.35, 1])
+    grid = fig.add_gridspec(2, 6, height_ratios=[1.5, 1])
     panels = [
         (_hwc(original), f"original: {classes[top_b]} {float(probs_before[top_b]):.2f}"),
         ((delta * gain + 0.5).clamp(0, 1).permute(1, 2, 0).numpy(), f"perturbation ×{gain:.0f} (max {peak * 255:.0f}/255)"),
@@ -57,8 +57,13 @@ def plot_attack(
         ax = fig.add_subplot(grid[1, 3 * j : 3 * j + 3])
         p = probs.detach().float().cpu()
         order = p.argsort(descending=True)[: min(k, len(p))].tolist()[::-1]  # largest at the top
-        ax.barh([classes[i] for i in order], [float(p[i]) for i in order], color=[marked.get(i, _OTHER) for i in order])
+        values = [float(p[i]) for i in order]
+        ax.barh(range(len(order)), values, color=[marked.get(i, _OTHER) for i in order])
+        for row, (i, v) in enumerate(zip(order, values)):  # names on the bars: long ones need no margin
+            ax.text(0.01 if v < 0.5 else v - 0.01, row, f"{classes[i]}  {v:.2f}", va="center", ha="left" if v < 0.5 else "right", fontsize=9,
+                    color="black" if v < 0.5 else "white", transform=ax.transData)
         ax.set_xlim(0, 1)
+        ax.set_yticks([])
         ax.set_title(f"top-{len(order)} {name}", fontsize=10)
         ax.tick_params(labelsize=9)
     if title:
