@@ -20,8 +20,11 @@ from .models import create_backbone, list_backbones  # noqa: E402
 from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load, open_model, resume, train  # noqa: E402
 from .train import FinetuneConfig, ProbeConfig  # noqa: E402
 from .explain import PointingScore, explain, score_explanations  # noqa: E402
+from .attacks import AttackConfig  # noqa: E402
+from .adversarial import attack, robustness  # noqa: E402
 
 __all__ = [
+    "AttackConfig",
     "BackboneError",
     "CAM",
     "ConfigError",
@@ -40,6 +43,7 @@ __all__ = [
     "TransferlabError",
     "__version__",
     "capture",
+    "attack",
     "check_dataset",
     "create_backbone",
     "default_run_dir",
@@ -57,6 +61,7 @@ __all__ = [
     "open_model",
     "resume",
     "score_explanations",
+    "robustness",
     "train",
     "write_fix_list",
 ]

@@ -490,6 +490,124 @@ def explain(
         out.print(f"{cam.class_name} (p={cam.probability:.3f}): Grad-CAM at {cam.layer} peaks at row {row}, column {col} of the model's view; wrote [bold]{path}[/]")
 
 
+MethodOpt = Annotated[str, typer.Option(help="fgsm | bim | pgd (pgd: bim from a random start).", rich_help_panel="Attack")]
+NormOpt = Annotated[str, typer.Option(help="Linf | L2: the budget's distance.", rich_help_panel="Attack")]
+StepsOpt = Annotated[int, typer.Option(help="Most gradient steps (fgsm: 1).", rich_help_panel="Attack")]
+AlphaOpt = Annotated[Optional[str], typer.Option(help="Step size, e.g. 1/255 [default: eps/4].", rich_help_panel="Attack")]
+RandomStartOpt = Annotated[bool, typer.Option(help="pgd: start from a random point of the ball.", rich_help_panel="Attack")]
+ConfidenceOpt = Annotated[float, typer.Option(help="Stop once the attack wins by this logit margin.", rich_help_panel="Attack")]
+AttackPrecisionOpt = Annotated[str, typer.Option("--precision", help="Gradient precision: auto | bf16 | fp32 (checks are fp32).", rich_help_panel="Attack")]
+ThreadsOpt = Annotated[int, typer.Option(help="CPU threads per gradient (0: torch's default). 1 was 6x faster than 2 on a busy 2-core CPU (BENCHMARKS.md).", rich_help_panel="Attack")]
+
+
+def _set_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _attack_config(method: str, norm: str, eps: str, steps: int, alpha: Optional[str], random_start: bool, confidence: float, precision: str, seed: int) -> tl.AttackConfig:
+    from .attacks import parse_eps
+
+    norm = {"linf": "Linf", "l2": "L2"}.get(norm.lower(), norm)
+    limit = 1.0 if norm == "Linf" else float("inf")  # an L2 budget sums over all pixels: it may exceed 1
+    return tl.AttackConfig(method=method.lower(), norm=norm, eps=parse_eps(eps, limit), steps=steps,
+                           alpha=None if alpha is None else parse_eps(alpha, limit), random_start=random_start, confidence=confidence, precision=precision, seed=seed)
+
+
+@app.command()
+def attack(
+    model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder, or a backbone name (ImageNet classes).")],
+    image: Annotated[Path, typer.Argument(help="The photo to attack.")],
+    target: Annotated[Optional[str], typer.Option(help="Class to turn the image into (name, fuzzy, or index); without it: untargeted.")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Untargeted: the true class to move away from [default: the model's prediction].")] = None,
+    out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="Adversarial PNG; the figure and JSON go next to it [default: <image>_adv.png].")] = None,
+    transfer_to: Annotated[Optional[str], typer.Option("--transfer-to", help="Comma-separated backbones or runs to show the adversarial image to.")] = None,
+    eps: Annotated[str, typer.Option(help="Budget in [0, 1] pixels, e.g. 4/255.", rich_help_panel="Attack")] = "4/255",
+    method: MethodOpt = "pgd",
+    norm: NormOpt = "Linf",
+    steps: StepsOpt = 20,
+    alpha: AlphaOpt = None,
+    random_start: RandomStartOpt = True,
+    confidence: ConfidenceOpt = 0.0,
+    precision: AttackPrecisionOpt = "auto",
+    threads: ThreadsOpt = 1,
+    seed: SeedOpt = 0,
+    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Nudge IMAGE within an ε budget until MODEL calls it --target (or anything else): PNG, figure, JSON."""
+    _set_threads(threads)
+    config = _attack_config(method, norm, eps, steps, alpha, random_start, confidence, precision, seed)
+    others = [t.strip() for t in (transfer_to or "").split(",") if t.strip()]
+    png = out_png or Path(f"{image.stem}_adv.png")
+    report = tl.attack(model, image, target, label=label, config=config, out=png, transfer_to=others, weights=weights)
+    r = report.record
+    if json_:
+        return _emit_json(r)
+    goal = f"→ {r['target']['class']}" if r["targeted"] else f"away from {r['label']['class']}"
+    verdict = "[green]success[/]" if r["success"] else "[red]failed[/]"
+    out.print(f"{r['original']['class']} ({r['original']['prob']:.2f}) {goal}: {verdict} in {r['steps']} step(s), {r['seconds']:.1f} s; now {r['adversarial']['class']} ({r['adversarial']['prob']:.2f})")
+    out.print(f"L∞ {r['linf_255']:.0f}/255, L2 {r['l2']:.3f}, PSNR {r['psnr_db']:.1f} dB, SSIM {r['ssim']:.4f}")
+    for t in r.get("transfer", []):
+        fooled = {True: "[red]fooled[/]", False: "[green]not fooled[/]", None: "no such class"}[t["fooled"]]
+        out.print(f"  {t['model']}: {t['original']['class']} → {t['adversarial']['class']} ({t['adversarial']['prob']:.2f}): {fooled}")
+    out.print(f"wrote {', '.join(str(p) for p in report.files.values())}")
+
+
+@app.command()
+def robustness(
+    model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder (or a backbone whose classes the data uses).")],
+    data: DataArg,
+    eps: Annotated[str, typer.Option(help="Comma-separated budgets, e.g. 0,1/255,2/255,4/255,8/255.")] = "0,1/255,2/255,4/255,8/255",
+    targeted: Annotated[bool, typer.Option("--targeted", help="Also the source → target success matrix with median minimal ε.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CSVs and figures.")] = Path("robustness"),
+    split: Annotated[str, typer.Option(help="auto (test, else val, else all) | test | val | train | all")] = "auto",
+    limit: Annotated[Optional[int], typer.Option(help="At most this many images per class.")] = None,
+    method: MethodOpt = "pgd",
+    norm: NormOpt = "Linf",
+    steps: StepsOpt = 20,
+    alpha: AlphaOpt = None,
+    random_start: RandomStartOpt = True,
+    confidence: ConfidenceOpt = 0.0,
+    precision: AttackPrecisionOpt = "auto",
+    threads: ThreadsOpt = 1,
+    batch_size: Annotated[int, typer.Option(help="Images attacked together.")] = 8,
+    layout: LayoutOpt = "auto",
+    label: LabelOpt = "breed",
+    val_frac: ValFracOpt = 0.1,
+    test_frac: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")] = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Accuracy under attack at each --eps (CSV + curve), and with --targeted which class turns into which."""
+    _set_threads(threads)
+    from .attacks import parse_eps_list
+
+    config = _attack_config(method, norm, "0", steps, alpha, random_start, confidence, precision, seed)
+    budgets = parse_eps_list(eps, 1.0 if config.norm == "Linf" else float("inf"))
+    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    with progress_bar(quiet or json_) as cb:
+        result = tl.robustness(model, ds, budgets, config, targeted=targeted, split=None if split == "auto" else split, limit=limit, seed=seed, out=out_dir, batch_size=batch_size, weights=weights, progress=cb)
+    if json_:
+        return _emit_json({"curve": result.curve, "matrix": result.matrix.rows() if result.matrix else None, "files": {k: str(v) for k, v in result.files.items()}})
+    table = Table("ε", "accuracy", "attack success", "attacked", "mean steps", "seconds")
+    for r in result.curve:
+        table.add_row(f"{r['eps_255']:.4g}/255", f"{r['robust_accuracy']:.3f}", f"{r['attack_success_rate']:.3f}", str(r["attacked"]), f"{r['mean_steps']:.1f}", f"{r['seconds']:.1f}")
+    out.print(table)
+    if result.matrix is not None:
+        m = result.matrix
+        table = Table("source → target", "n", f"success at {m.eps[-1] * 255:.4g}/255", "median minimal ε")
+        for row in m.rows():
+            med = row["median_min_eps_255"]
+            table.add_row(f"{row['source']} → {row['target']}", str(row["n"]), f"{row[m.success_key(m.eps[-1])]:.2f}", "—" if med == "" else f"{med:.4g}/255")
+        out.print(table)
+    out.print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+
+
 def main() -> None:
     """Entry point: user errors print one line (``--debug`` for the traceback) and exit 1."""
     try:

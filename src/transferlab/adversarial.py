@@ -1,0 +1,110 @@
+"""High-level adversarial API: attack a photo file, check transfer to other backbones, robustness of a
+model over a dataset. Glue between runs/data and ``transferlab.attacks`` (which only sees tensors)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .attacks import AttackConfig
+from .attacks.report import AttackReport, attack_image, transfer
+from .attacks.robustness import Progress, Robustness
+from .attacks.robustness import robustness as _robustness
+from .data import Dataset, open_rgb
+from .errors import DataError, RunError
+from .run import Run, _evaluation_samples, open_model
+
+
+def _as_run(model: Run | str | Path, weights: Path | str | None = None) -> Run:
+    return model if isinstance(model, Run) else open_model(model, weights)
+
+
+def attack(
+    model: Run | str | Path,
+    image: Path | str,
+    target: str | int | None = None,
+    *,
+    label: str | int | None = None,
+    config: AttackConfig = AttackConfig(),
+    out: Path | str | None = None,
+    transfer_to: Sequence[str] = (),
+    weights: Path | str | None = None,
+) -> AttackReport:
+    """Attack one photo as ``model`` sees it (resized, centre-cropped, in [0, 1]).
+
+    Targeted towards ``target`` (a class name, fuzzy: "tabby cat", or index) if given; else away from
+    ``label`` (default: the model's own prediction). With ``out``, writes the adversarial PNG, its
+    figure and JSON report (see ``AttackReport.save``). ``transfer_to`` names backbones or run folders
+    that are shown the same adversarial image (results in ``record["transfer"]``).
+    """
+    run = _as_run(model, weights)
+    x = run.load_image(image)
+    report = attack_image(
+        run.model, x, config,
+        target=None if target is None else run.class_index(target),
+        label=None if label is None else run.class_index(label),
+    )
+    report.record["image"] = str(image)
+    report.record["model"] = str(model if not isinstance(model, Run) else (model.directory or model.meta["backbone"]["name"]))
+    if transfer_to:
+        report.record["transfer"] = [transfer(_as_run(name).model, report, str(name)) for name in transfer_to]
+    if out is not None:
+        report.save(out)
+    return report
+
+
+class _Images(Sequence):
+    """Dataset photos decoded on demand as the model sees them: (3, H, W) in [0, 1]."""
+
+    def __init__(self, paths: list[Path], run: Run) -> None:
+        self.paths, self.preprocess = paths, run.model.preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.preprocess.to_tensor(open_rgb(self.paths[i]))
+
+
+def robustness(
+    model: Run | str | Path,
+    dataset: Dataset,
+    eps: Sequence[float] = (0, 1 / 255, 2 / 255, 4 / 255, 8 / 255),
+    config: AttackConfig = AttackConfig(),
+    *,
+    targeted: bool = False,
+    split: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    out: Path | str | None = None,
+    batch_size: int = 8,
+    weights: Path | str | None = None,
+    progress: Progress | None = None,
+) -> Robustness:
+    """Accuracy of ``model`` under attack at each ε on ``split`` of ``dataset`` (default test, else val,
+    else all); with ``targeted``, the source -> target success matrix between the dataset's classes.
+
+    ``limit`` keeps at most that many images per class (drawn with ``seed``), since targeted matrices cost
+    images x classes attacks. With ``out``, writes CSVs and figures there.
+    """
+    run = _as_run(model, weights)
+    samples, _ = _evaluation_samples(dataset, split)
+    missing = sorted(set(dataset.classes) - set(run.classes))
+    if missing:
+        raise RunError(f"the data has classes the model does not know: {', '.join(missing[:10])} — use a run trained on these classes")
+    if limit is not None:
+        by_class: dict[int, list] = {}
+        for s in samples:
+            by_class.setdefault(s.label, []).append(s)
+        rng = random.Random(seed)
+        samples = [s for group in by_class.values() for s in (rng.sample(group, limit) if len(group) > limit else group)]
+    if not samples:
+        raise DataError(f"no images to attack in {dataset.root}")
+    labels = [run.classes.index(dataset.classes[s.label]) for s in samples]
+    result = _robustness(run.model, _Images([s.path for s in samples], run), labels, eps, config, targeted=targeted, batch_size=batch_size, progress=progress)
+    if out is not None:
+        result.save(out)
+    return result

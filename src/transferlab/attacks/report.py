@@ -1,0 +1,178 @@
+"""One image attacked: the record a user reads (JSON), its figure, its PNG, and the transfer check."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .._io import atomic_write_bytes
+from ..models import write_json
+from .base import margins
+from .config import AttackConfig
+from .metrics import l2, linf, psnr, ssim
+
+
+@dataclass
+class AttackReport:
+    """Before and after of one attacked image; ``record`` is what ``save`` writes as JSON."""
+
+    original: torch.Tensor  # (3, H, W) in [0, 1]
+    adversarial: torch.Tensor  # (3, H, W) in [0, 1], on the 8-bit grid
+    probs_before: torch.Tensor  # (C,)
+    probs_after: torch.Tensor  # (C,)
+    classes: list[str]
+    record: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return bool(self.record["success"])
+
+    def figure(self):
+        """original | amplified perturbation | adversarial, and the top-5 bars before and after."""
+        from .figure import plot_attack
+
+        r = self.record
+        goal = f"target {r['target']['class']}" if r["targeted"] else f"away from {r['label']['class']}"
+        title = f"{r['method'].upper()} {r['norm']} ε={r['eps_255']:.3g}/255, {goal}: {'success' if r['success'] else 'failed'} in {r['steps']} step(s); PSNR {r['psnr_db']:.1f} dB, SSIM {r['ssim']:.3f}"
+        return plot_attack(self.original, self.adversarial, self.probs_before, self.probs_after, self.classes, title)
+
+    def save(self, png: Path | str, figure: bool = True) -> dict[str, Path]:
+        """Write the adversarial PNG, ``<stem>_figure.png`` and ``<stem>.json`` next to it; returns the paths."""
+        from ..evaluate.plots import save_figure
+
+        png = Path(png)
+        if png.suffix.lower() != ".png":
+            png = png.with_suffix(".png")  # lossy formats would undo the attack
+        png.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(png, encode_png(self.adversarial))
+        self.files = {"adversarial": png}
+        if figure:
+            self.files["figure"] = save_figure(self.figure(), png.with_name(png.stem + "_figure.png"))
+        self.files["report"] = png.with_suffix(".json")
+        self.record["files"] = {k: str(v) for k, v in self.files.items()}
+        write_json(self.files["report"], self.record)
+        return self.files
+
+
+def encode_png(image: torch.Tensor) -> bytes:
+    """Lossless 8-bit PNG of a (3, H, W) image in [0, 1] (exact for images on the 8-bit grid)."""
+    pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _top(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[dict[str, Any]]:
+    values, index = probs.topk(min(k, len(probs)))
+    return [{"class": classes[i], "index": i, "prob": round(float(v), 6)} for v, i in zip(values.tolist(), index.tolist())]
+
+
+def attack_image(
+    model: nn.Module,
+    image: torch.Tensor,
+    config: AttackConfig = AttackConfig(),
+    *,
+    target: int | None = None,
+    label: int | None = None,
+) -> AttackReport:
+    """Attack one image: towards class ``target`` if given, else away from ``label`` (default: the
+    model's own prediction on the image).
+
+    Args:
+        model: an ``ImageClassifier`` (pixels in [0, 1] -> logits; ``model.classes`` names them).
+        image: (1, 3, H, W) or (3, H, W) in [0, 1], on the 8-bit grid (as ``Run.load_image`` gives).
+
+    Shape:
+        image (3, H, W) or (1, 3, H, W) in [0, 1].
+    """
+    x = image if image.ndim == 4 else image.unsqueeze(0)
+    classes = list(model.classes)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            probs_before = model(x.to(device).float()).float().softmax(1)[0].cpu()
+    finally:
+        model.train(was_training)
+    predicted = int(probs_before.argmax())
+    if target is None and label is None:
+        label = predicted
+    targeted = target is not None
+    goal = target if targeted else label
+    attack = config.build(model, targeted=targeted)
+    result = attack(x, int(goal))  # type: ignore[arg-type]
+    adv = result.images.cpu()
+    probs_after = result.logits[0].softmax(0).cpu()
+    x_cpu = x.float().cpu()
+    after = int(probs_after.argmax())
+    record: dict[str, Any] = {
+        "method": config.method,
+        "norm": config.norm,
+        "eps": config.eps,
+        "eps_255": config.eps * 255,
+        "targeted": targeted,
+        "config": config.to_dict(),
+        "original": {"class": classes[predicted], "index": predicted, "prob": float(probs_before[predicted])},
+        "adversarial": {"class": classes[after], "index": after, "prob": float(probs_after[after])},
+        "success": bool(result.success[0]),
+        "margin": float(margins(result.logits[:1].float(), torch.tensor([int(goal)], device=result.logits.device), targeted)[0]),  # type: ignore[arg-type]
+        "linf": float(linf(adv, x_cpu)[0]),
+        "linf_255": round(float(linf(adv, x_cpu)[0]) * 255, 4),
+        "l2": float(l2(adv, x_cpu)[0]),
+        "psnr_db": float(psnr(adv, x_cpu)[0]),
+        "ssim": float(ssim(adv, x_cpu)[0]),
+        "steps": int(result.steps[0]),
+        "seconds": round(result.seconds, 4),
+        "top5_before": _top(probs_before, classes),
+        "top5_after": _top(probs_after, classes),
+    }
+    if targeted:
+        record["target"] = {"class": classes[target], "index": target, "prob_before": float(probs_before[target]), "prob_after": float(probs_after[target])}  # type: ignore[index]
+    else:
+        record["label"] = {"class": classes[label], "index": label, "prob_after": float(probs_after[label])}  # type: ignore[index]
+    return AttackReport(x_cpu[0], adv[0], probs_before, probs_after, classes, record)
+
+
+def transfer(model: nn.Module, report: AttackReport, name: str = "") -> dict[str, Any]:
+    """Does the adversarial image of ``report`` also fool ``model``? Both images get the same treatment:
+    resized (bilinear) to ``model``'s input size when it differs, no crop (the pixels stay those attacked).
+
+    The attack reached another model when its prediction changes (untargeted) or becomes the target
+    class, matched by name (targeted; ``None`` when that model has no class of this name).
+    """
+    size = tuple(model.preprocess.input_size) if hasattr(model, "preprocess") else tuple(report.original.shape[-2:])
+    pair = torch.stack([report.original, report.adversarial])
+    if tuple(pair.shape[-2:]) != size:
+        pair = nn.functional.interpolate(pair, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            probs = model(pair.to(next(model.parameters()).device)).float().softmax(1).cpu()
+    finally:
+        model.train(was_training)
+    classes = list(model.classes)
+    before, after = int(probs[0].argmax()), int(probs[1].argmax())
+    out: dict[str, Any] = {
+        "model": name,
+        "original": {"class": classes[before], "prob": float(probs[0, before])},
+        "adversarial": {"class": classes[after], "prob": float(probs[1, after])},
+        "prediction_changed": before != after,
+    }
+    if report.record["targeted"]:
+        wanted = report.record["target"]["class"]
+        hit = classes.index(wanted) if wanted in classes else None
+        out["target_prob"] = None if hit is None else float(probs[1, hit])
+        out["fooled"] = None if hit is None else after == hit
+    else:
+        out["fooled"] = before != after
+    return out

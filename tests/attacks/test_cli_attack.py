@@ -1,0 +1,25 @@
+"""`transferlab attack` and `transferlab robustness` as a user types them."""
+
+import json
+
+from ..test_cli import cli
+
+
+def test_attack_command(capsys, monkeypatch, tiny_run, pet_photos, tmp_path) -> None:
+    png = tmp_path / "adv.png"
+    code, out, _ = cli(capsys, monkeypatch, "attack", tiny_run.directory, pet_photos / "dog" / "dog_2.jpg", "--target", "fox", "--eps", "16/255", "-o", png, "--transfer-to", tiny_run.directory, "--json")
+    record = json.loads(out)
+    assert code == 0 and record["success"] and record["target"]["class"] == "fox"
+    assert record["eps_255"] == 16 and record["transfer"][0]["fooled"] is True  # the same model is fooled
+    assert png.is_file() and (tmp_path / "adv_figure.png").is_file() and (tmp_path / "adv.json").is_file()
+
+
+def test_attack_command_rejects_eps_in_levels(capsys, monkeypatch, tiny_run, pet_photos) -> None:
+    code, _, err = cli(capsys, monkeypatch, "attack", tiny_run.directory, pet_photos / "dog" / "dog_2.jpg", "--eps", "8")
+    assert code == 1 and "8/255" in err and "Traceback" not in err
+
+
+def test_robustness_command(capsys, monkeypatch, tiny_run, pet_photos, tmp_path) -> None:
+    code, out, _ = cli(capsys, monkeypatch, "robustness", tiny_run.directory, pet_photos, "--eps", "0,4/255", "--steps", "5", "--val-frac", "0.2", "--test-frac", "0.3", "-o", tmp_path, "--targeted", "--limit", "2")
+    assert code == 0 and "wrote" in out
+    assert {p.name for p in tmp_path.iterdir()} >= {"robustness.csv", "robustness.png", "success_matrix.csv", "success_matrix.png"}

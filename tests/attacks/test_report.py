@@ -1,0 +1,55 @@
+"""One photo attacked through the public API: the saved PNG is itself adversarial, the report says so."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import transferlab as tl
+from transferlab.attacks.report import attack_image, transfer
+
+from .conftest import CLASSES, grid_images, tiny_classifier
+
+
+def png_pixels(path) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+
+
+def test_saved_png_is_the_adversarial_and_stays_adversarial(tiny_run, pet_photos, tmp_path) -> None:
+    photo = pet_photos / "dog" / "dog_0.jpg"
+    config = tl.AttackConfig(eps=16 / 255, steps=20)
+    report = tl.attack(tiny_run, photo, "fox", config=config, out=tmp_path / "adv.png")
+    assert report.success and report.record["adversarial"]["class"] == "fox"
+    reread = png_pixels(tmp_path / "adv.png")
+    assert torch.equal(reread, report.adversarial)  # lossless, on the 8-bit grid
+    with torch.no_grad():
+        assert CLASSES[int(tiny_run.model.eval()(reread[None]).argmax())] == "fox"
+    original = tiny_run.load_image(photo)[0]
+    assert ((reread - original) * 255).round().abs().max() <= 16
+
+
+def test_report_json_and_figure(tiny_run, pet_photos, tmp_path) -> None:
+    report = tl.attack(tiny_run, pet_photos / "cat" / "cat_1.jpg", config=tl.AttackConfig(eps=8 / 255), out=tmp_path / "a" / "x.png")
+    files = {k: v.name for k, v in report.files.items()}
+    assert files == {"adversarial": "x.png", "figure": "x_figure.png", "report": "x.json"}
+    record = json.loads((tmp_path / "a" / "x.json").read_text())
+    for key in ("original", "adversarial", "success", "linf", "l2", "psnr_db", "ssim", "steps", "seconds", "top5_before", "top5_after", "config"):
+        assert key in record, key
+    assert record["targeted"] is False and record["label"]["class"] == record["original"]["class"]  # away from the prediction
+    assert record["linf_255"] <= 8 and 0 < record["ssim"] <= 1 and record["psnr_db"] > 20
+    assert Image.open(tmp_path / "a" / "x_figure.png").size[0] > 600
+
+
+def test_transfer_to_another_model_reports_each() -> None:
+    source, other = tiny_classifier(seed=0), tiny_classifier(seed=1)
+    report = attack_image(source, grid_images(1)[0], tl.AttackConfig(eps=16 / 255), target=2)
+    out = transfer(other, report, "other")
+    assert out["model"] == "other" and set(out) >= {"original", "adversarial", "fooled", "target_prob"}
+    assert out["fooled"] == (out["adversarial"]["class"] == "fox")
+
+
+def test_unknown_target_class_is_a_one_line_error(tiny_run, pet_photos) -> None:
+    with pytest.raises(tl.TransferlabError, match="unknown class"):
+        tl.attack(tiny_run, pet_photos / "cat" / "cat_1.jpg", "zebra")

@@ -1,0 +1,53 @@
+"""Robustness over a dataset: the CSV a user plots, a curve that can only go down, the targeted matrix."""
+
+import csv
+
+import numpy as np
+import torch
+
+import transferlab as tl
+from transferlab.attacks.robustness import CURVE_COLUMNS, robustness
+
+from .conftest import grid_images, tiny_classifier
+
+
+def test_curve_csv_columns_and_monotone_accuracy(tiny_run, pet_photos, tmp_path) -> None:
+    ds = tl.load_dataset(pet_photos, val_frac=0.2, test_frac=0.3)
+    result = tl.robustness(tiny_run, ds, [0, 2 / 255, 1 / 255, 16 / 255], tl.AttackConfig(steps=10), split="all", out=tmp_path)
+    with open(tmp_path / "robustness.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == CURVE_COLUMNS
+    assert [float(r["eps_255"]) for r in rows] == [0, 1, 2, 16]  # sorted
+    acc = [float(r["robust_accuracy"]) for r in rows]
+    assert acc[0] == float(rows[0]["clean_accuracy"]) and all(a >= b for a, b in zip(acc, acc[1:]))
+    assert acc[-1] < acc[0] and int(rows[0]["n"]) == 18
+    assert (tmp_path / "robustness.png").is_file() and result.matrix is None
+
+
+def test_targeted_success_matrix() -> None:
+    model = tiny_classifier()
+    images = grid_images(6)
+    with torch.no_grad():
+        labels = model(images).argmax(1).tolist()  # all correct: every image is a source
+    result = robustness(model, list(images), labels, [0, 1 / 255, 32 / 255], tl.AttackConfig(steps=10, random_start=False), targeted=True, targets=[0, 1, 2])
+    m = result.matrix
+    assert m.classes == ["cat", "dog", "fox"] and m.eps == [1 / 255, 32 / 255]
+    assert m.success.shape == (2, 3, 3) and np.isnan(m.success[:, [0, 1, 2], [0, 1, 2]]).all()
+    sources = [s for s in range(3) if m.n[s]]
+    for s in sources:
+        for t in range(3):
+            if s != t:
+                assert m.success[0, s, t] <= m.success[1, s, t]  # a bigger budget never does worse
+                assert np.isnan(m.median_eps[s, t]) or m.median_eps[s, t] in m.eps
+    rows = m.rows()
+    assert set(rows[0]) == {"source", "target", "n", "success_at_1/255", "success_at_32/255", "median_min_eps", "median_min_eps_255"}
+    assert len(rows) == 6
+
+
+def test_targeted_robustness_writes_the_matrix(tiny_run, pet_photos, tmp_path) -> None:
+    ds = tl.load_dataset(pet_photos, val_frac=0.2, test_frac=0.3)
+    tl.robustness(tiny_run, ds, [0, 16 / 255], tl.AttackConfig(steps=5), targeted=True, limit=2, out=tmp_path)
+    with open(tmp_path / "success_matrix.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {r["source"] for r in rows} <= {"cat", "dog", "fox"}
+    assert (tmp_path / "success_matrix.png").is_file()
