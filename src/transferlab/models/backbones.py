@@ -90,6 +90,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def state_dict_mismatch(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """Keys ``net`` needs that ``state`` lacks, keys it does not know, and keys whose shapes differ."""
+    own = net.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    return missing, unexpected, sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+
+
 def _from_file(arch: str, path: Path) -> torch.nn.Module:
     import timm
 
@@ -101,10 +108,7 @@ def _from_file(arch: str, path: Path) -> torch.nn.Module:
         # The file carries a head for other classes: keep its backbone, drop its head.
         model.reset_classifier(0)
         state = {k: v for k, v in state.items() if k not in head_keys}
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    missing, unexpected, wrong_shape = state_dict_mismatch(model, state)
     if missing or unexpected or wrong_shape:
         raise BackboneError(
             f"weights in {str(path)!r} do not fit {arch}: {len(missing)} missing, {len(unexpected)} unexpected and "

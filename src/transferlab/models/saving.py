@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import RunError
 from .._io import atomic_write_bytes
+from .backbones import state_dict_mismatch
 from .classifier import ImageClassifier
 from .preprocess import Preprocess
 
@@ -75,9 +76,7 @@ def load_model(directory: Path | str) -> tuple[ImageClassifier, dict[str, Any]]:
         preprocess = Preprocess.from_dict(meta["preprocess"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise RunError(f"cannot load the model in {str(directory)!r}: {META_FILE} is inconsistent ({type(err).__name__}: {_first_line(err)}) — the run is damaged; retrain it") from err
-    own = net.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    missing, unexpected, wrong = state_dict_mismatch(net, state)
     if missing or unexpected or wrong:
         raise RunError(
             f"cannot load the model in {str(directory)!r}: its tensors do not fit {arch} with {len(meta['classes'])} classes "
