@@ -20,6 +20,7 @@ from .models import create_backbone, list_backbones  # noqa: E402
 from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load, open_model, resume, train  # noqa: E402
 from .train import FinetuneConfig, ProbeConfig  # noqa: E402
 from .explain import PointingScore, explain, score_explanations  # noqa: E402
+from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: E402
 
 __all__ = [
     "BackboneError",
@@ -30,8 +31,11 @@ __all__ = [
     "Dream",
     "DreamConfig",
     "Evaluation",
+    "Export",
     "FeatureMaps",
     "FinetuneConfig",
+    "OnnxModel",
+    "Parity",
     "PointingScore",
     "ProbeConfig",
     "Run",
@@ -39,11 +43,13 @@ __all__ = [
     "TransferlabError",
     "__version__",
     "capture",
+    "check_parity",
     "check_dataset",
     "create_backbone",
     "default_run_dir",
     "dream",
     "explain",
+    "export",
     "feature_maps",
     "find_lr",
     "from_backbone",

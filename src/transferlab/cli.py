@@ -266,12 +266,20 @@ def predict(
     json_: JsonOpt = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV: path,rank,label,prob.")] = False,
     quiet: QuietOpt = False,
+    runtime: Annotated[str, typer.Option(help="torch | onnx (onnx: the run's model.onnx from `transferlab export`, or an .onnx file, on onnxruntime).")] = "torch",
 ) -> None:
     """Top-k labels with probabilities for each image."""
-    run = tl.open_model(model, weights)
     files = expand_image_paths(paths)
-    with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
-        results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
+    if runtime == "onnx":
+        from .export import OnnxModel
+
+        results = OnnxModel(model).predict(files, k)
+    elif runtime == "torch":
+        run = tl.open_model(model, weights)
+        with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
+            results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
+    else:
+        raise tl.ConfigError(f"expected --runtime torch or onnx, got {runtime!r}")
     if json_:
         _emit_json(results)
     elif csv_:
@@ -435,6 +443,35 @@ def explain(
         _emit_json({"class": cam.class_name, "prob": cam.probability, "layer": cam.layer, "peak_row_col": [row, col], "file": str(path)})
     else:
         out.print(f"{cam.class_name} (p={cam.probability:.3f}): Grad-CAM at {cam.layer} peaks at row {row}, column {col} of the model's view; wrote [bold]{path}[/]")
+
+
+@app.command("export")
+def export_(
+    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder (or a backbone name, with --out).")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write [default: RUN/model.onnx or RUN/model.torchscript.pt].")] = None,
+    images: Annotated[Optional[list[Path]], typer.Option("--images", help="Images for the parity check when the run's data is gone (repeatable; folders allowed).")] = None,
+    limit: Annotated[int, typer.Option(help="Parity check on at most this many images.")] = 256,
+    tolerance: Annotated[float, typer.Option(help="Max |logit difference| accepted by the parity check.")] = 1e-3,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Skip the parity check.")] = False,
+    weights: WeightsOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Export a run for deployment and check the copy gives the same answers as PyTorch (exit 1 if not)."""
+    from .export import export
+
+    run = tl.open_model(model, weights)
+    result = export(run, format_, out_file, check=not no_check, images=expand_image_paths(images) if images else None, limit=limit, tolerance=tolerance)
+    parity = result.parity
+    if json_:
+        _emit_json({"path": str(result.path), "format": result.format, "seconds": round(result.seconds, 3), "parity": parity.summary() if parity else None})
+    else:
+        out.print(f"wrote [bold]{result.path}[/] ({result.format}, {result.path.stat().st_size / 1e6:.1f} MB, {result.seconds:.1f} s)")
+        if parity:
+            verdict = "[green]parity ok[/]" if parity.ok else "[red]parity FAILED[/]"
+            out.print(f"{verdict}: same top-1 on {parity.top1_agree}/{parity.n} ({parity.source}); max |Δlogit| {parity.max_abs_logit_diff:.2e} (tolerance {parity.tolerance:g})", highlight=False)
+    if parity and not parity.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:
