@@ -474,6 +474,31 @@ def export_(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder, or a backbone name (ImageNet classes).")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for the local network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    max_mb: Annotated[float, typer.Option(help="Largest accepted upload, in MB.")] = 20.0,
+    max_files: Annotated[int, typer.Option(help="Photos per request.")] = 16,
+    workers: Annotated[int, typer.Option(help="Model replicas: requests inferred at the same time (the rest wait).")] = 1,
+    threshold: Annotated[Optional[float], typer.Option(help="'Not sure' below this top probability [default: the run's, else 0.5].")] = None,
+    save_threshold: Annotated[bool, typer.Option("--save-threshold", help="Store --threshold in the run folder, then serve.")] = False,
+    weights: WeightsOpt = None,
+) -> None:
+    """Serve the pet-nursery web page and JSON API (POST /predict, GET /model, /health, /docs) for a run."""
+    from .serve import ServeConfig, serve as serve_run, set_threshold
+
+    if save_threshold:
+        if threshold is None or not Path(model).is_dir():
+            raise tl.ConfigError("--save-threshold needs --threshold and a run folder")
+        set_threshold(model, threshold)
+    run = tl.open_model(model, weights)
+    config = ServeConfig(max_bytes=int(max_mb * 1e6), max_files=max_files, workers=workers, threshold=threshold)
+    err.print(f"serving {len(run.classes)} classes on http://{host}:{port}  (API docs: /docs)")
+    serve_run(run, host, port, config)
+
+
 def main() -> None:
     """Entry point: user errors print one line (``--debug`` for the traceback) and exit 1."""
     try:
