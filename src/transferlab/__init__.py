@@ -21,6 +21,7 @@ from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load,
 from .train import FinetuneConfig, ProbeConfig  # noqa: E402
 from .explain import PointingScore, explain, score_explanations  # noqa: E402
 from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: E402
+from .report import report  # noqa: E402
 
 __all__ = [
     "BackboneError",
@@ -60,6 +61,7 @@ __all__ = [
     "load",
     "load_dataset",
     "open_model",
+    "report",
     "resume",
     "score_explanations",
     "train",

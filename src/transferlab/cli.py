@@ -499,6 +499,24 @@ def serve(
     serve_run(run, host, port, config)
 
 
+@app.command("report")
+def report_(
+    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder.")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file [default: RUN/report.html].")] = None,
+    examples: Annotated[int, typer.Option(help="Correct examples shown per class.")] = 3,
+    gradcam_samples: Annotated[int, typer.Option("--gradcam", help="Photos explained with Grad-CAM (plus the two worst mistakes).")] = 6,
+    dream_steps: Annotated[int, typer.Option("--dream-steps", help="> 0: add each class's ideal image (dream) with this many steps; takes minutes.")] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """One self-contained report.html (images embedded): data, curves, metrics, confusion, top losses, examples, Grad-CAM."""
+    from .report import report
+
+    run = tl.open_model(model)
+    with progress_bar(quiet) as cb:
+        path = report(run, out_file, examples_per_class=examples, gradcam_samples=gradcam_samples, dream_steps=dream_steps, progress=cb)
+    out.print(f"wrote [bold]{path}[/] ({path.stat().st_size / 1e6:.1f} MB, no network needed to view it)")
+
+
 def main() -> None:
     """Entry point: user errors print one line (``--debug`` for the traceback) and exit 1."""
     try:
