@@ -451,7 +451,7 @@ def export_(
     format_: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write [default: RUN/model.onnx or RUN/model.torchscript.pt].")] = None,
     images: Annotated[Optional[list[Path]], typer.Option("--images", help="Images for the parity check when the run's data is gone (repeatable; folders allowed).")] = None,
-    limit: Annotated[int, typer.Option(help="Parity check on at most this many images.")] = 256,
+    limit: Annotated[Optional[int], typer.Option(help="Parity check on only the first N images [default: the whole evaluation split].")] = None,
     tolerance: Annotated[float, typer.Option(help="Max |logit difference| accepted by the parity check.")] = 1e-3,
     no_check: Annotated[bool, typer.Option("--no-check", help="Skip the parity check.")] = False,
     weights: WeightsOpt = None,

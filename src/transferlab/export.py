@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,13 +68,13 @@ def export(
     *,
     check: bool = True,
     images: Sequence[Path | str] | None = None,
-    limit: int | None = 256,
+    limit: int | None = None,
     tolerance: float = TOLERANCE,
 ) -> Export:
     """Write ``run`` as ONNX or TorchScript (default: into the run folder) and check it against PyTorch.
 
     The check compares logits on the run's evaluation split when its data is still where it was
-    trained (at most ``limit`` images), else on ``images``, else on random pixels (said in ``source``).
+    trained (all of it, or its first ``limit`` images), else on ``images``, else on random pixels (said in ``source``).
 
     Raises:
         ConfigError: unknown format, or no output path for a run that has no folder.
@@ -125,28 +125,29 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, meta:
 
 def check_parity(
     run: Run, path: Path | str, format: str = "onnx", *, images: Sequence[Path | str] | None = None,
-    limit: int | None = 256, tolerance: float = TOLERANCE, batch_size: int = 16,
+    limit: int | None = None, tolerance: float = TOLERANCE, batch_size: int = 16,
 ) -> Parity:
     """Logits of the exported model vs the PyTorch run on the same pixels (see ``export`` for which images)."""
-    pixels, source = _parity_pixels(run, images, limit)
     model = run.model.float().cpu().eval()
     exported = _load_exported(Path(path), format)
-    agree, worst = 0, 0.0
-    for start in range(0, len(pixels), batch_size):
-        x = pixels[start : start + batch_size]  # (B, 3, H, W) in [0, 1]
+    agree, worst, n, source = 0, 0.0, 0, ""
+    for x, source in _parity_batches(run, images, limit, batch_size):  # x: (B, 3, H, W) in [0, 1]
         with torch.no_grad():
             ref = model(x).numpy()
         got = exported(x)
         agree += int((ref.argmax(1) == got.argmax(1)).sum())
         worst = max(worst, float(np.abs(ref - got).max()))
-    return Parity(source, len(pixels), agree, worst, tolerance)
+        n += len(x)
+    return Parity(source, n, agree, worst, tolerance)
 
 
 def _load_exported(path: Path, format: str):
     if format == "onnx":
         model = OnnxModel(path)
         return lambda x: model.logits(x.numpy())
-    scripted = torch.jit.load(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream; still the format asked for
+        scripted = torch.jit.load(str(path))
 
     def run_scripted(x: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
@@ -155,23 +156,26 @@ def _load_exported(path: Path, format: str):
     return run_scripted
 
 
-def _parity_pixels(run: Run, images: Sequence[Path | str] | None, limit: int | None) -> tuple[torch.Tensor, str]:
-    """(N, 3, H, W) evaluation views in [0, 1] and where they came from."""
+def _parity_batches(run: Run, images: Sequence[Path | str] | None, limit: int | None, batch_size: int) -> Iterator[tuple[torch.Tensor, str]]:
+    """Batches of evaluation views in [0, 1], decoded as needed, each with where they came from."""
     paths, source = _evaluation_paths(run, limit)
     if not paths and images:
-        paths, source = [Path(p) for p in images][:limit], f"{min(len(images), limit or len(images))} given images"
-    views = []
-    for p in paths:
+        paths = [Path(p) for p in images][:limit]
+        source = f"{len(paths)} given images"
+    views: list[torch.Tensor] = []
+    yielded = False
+    for i, p in enumerate(paths):
         try:
             views.append(run.model.preprocess.to_tensor(open_rgb(p)))
         except BadImageError:
-            continue  # the same file is skipped by both sides
-    if views:
-        return torch.stack(views), source
-    h, w = run.model.preprocess.input_size
-    n = 8
-    log.warning("no images to check the export on; using %d random images", n)
-    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(0)), f"{n} random images (the run's data was not found)"
+            pass  # skipped for both sides alike
+        if views and (len(views) == batch_size or i == len(paths) - 1):
+            yield torch.stack(views), source
+            views, yielded = [], True
+    if not yielded:
+        h, w = run.model.preprocess.input_size
+        log.warning("no images to check the export on; using 8 random images")
+        yield torch.rand(8, 3, h, w, generator=torch.Generator().manual_seed(0)), "8 random images (the run's data was not found)"
 
 
 def _evaluation_paths(run: Run, limit: int | None) -> tuple[list[Path], str]:
