@@ -91,7 +91,7 @@ def test_page_shows_the_breed_of_an_uploaded_oxford_photo(browser, tmp_path: Pat
         browser.find_element(By.ID, "file").send_keys(str(photo))
         label = WebDriverWait(browser, 120).until(EC.presence_of_element_located((By.ID, "label")))
         bars = browser.find_elements(By.CSS_SELECTOR, "#bars .row")
-        WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "cam").get_attribute("src").startswith("data:image/png"))
+        WebDriverWait(browser, 60).until(lambda d: (d.find_element(By.ID, "cam").get_attribute("src") or "").startswith("data:image/png"))
         assert label.text == expected == "Bengal"
         assert len(bars) == 3 and bars[0].find_element(By.CSS_SELECTOR, ".label").text == "Bengal"
         browser.save_screenshot(str(tmp_path / "page.png"))
