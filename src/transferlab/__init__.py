@@ -22,6 +22,8 @@ from .train import FinetuneConfig, ProbeConfig  # noqa: E402
 from .explain import PointingScore, explain, score_explanations  # noqa: E402
 from .attacks import AttackConfig  # noqa: E402
 from .adversarial import attack, robustness  # noqa: E402
+from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: E402
+from .report import report  # noqa: E402
 
 __all__ = [
     "AttackConfig",
@@ -33,8 +35,11 @@ __all__ = [
     "Dream",
     "DreamConfig",
     "Evaluation",
+    "Export",
     "FeatureMaps",
     "FinetuneConfig",
+    "OnnxModel",
+    "Parity",
     "PointingScore",
     "ProbeConfig",
     "Run",
@@ -44,11 +49,13 @@ __all__ = [
     "__version__",
     "capture",
     "attack",
+    "check_parity",
     "check_dataset",
     "create_backbone",
     "default_run_dir",
     "dream",
     "explain",
+    "export",
     "feature_maps",
     "find_lr",
     "from_backbone",
@@ -59,6 +66,7 @@ __all__ = [
     "load",
     "load_dataset",
     "open_model",
+    "report",
     "resume",
     "score_explanations",
     "robustness",

@@ -317,12 +317,20 @@ def predict(
     json_: JsonOpt = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV: path,rank,label,prob.")] = False,
     quiet: QuietOpt = False,
+    runtime: Annotated[str, typer.Option(help="torch | onnx (onnx: the run's model.onnx from `transferlab export`, or an .onnx file, on onnxruntime).")] = "torch",
 ) -> None:
     """Top-k labels with probabilities for each image."""
-    run = tl.open_model(model, weights)
     files = expand_image_paths(paths)
-    with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
-        results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
+    if runtime == "onnx":
+        from .export import OnnxModel
+
+        results = OnnxModel(model).predict(files, k)
+    elif runtime == "torch":
+        run = tl.open_model(model, weights)
+        with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
+            results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
+    else:
+        raise tl.ConfigError(f"expected --runtime torch or onnx, got {runtime!r}")
     if json_:
         _emit_json(results)
     elif csv_:
@@ -606,6 +614,78 @@ def robustness(
             table.add_row(f"{row['source']} → {row['target']}", str(row["n"]), f"{row[m.success_key(m.eps[-1])]:.2f}", "—" if med == "" else f"{med:.4g}/255")
         out.print(table)
     out.print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+
+
+@app.command("export")
+def export_(
+    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder (or a backbone name, with --out).")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write [default: RUN/model.onnx or RUN/model.torchscript.pt].")] = None,
+    images: Annotated[Optional[list[Path]], typer.Option("--images", help="Images for the parity check when the run's data is gone (repeatable; folders allowed).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Parity check on only the first N images [default: the whole evaluation split].")] = None,
+    tolerance: Annotated[float, typer.Option(help="Max |logit difference| accepted by the parity check.")] = 1e-3,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Skip the parity check.")] = False,
+    weights: WeightsOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Export a run for deployment and check the copy gives the same answers as PyTorch (exit 1 if not)."""
+    from .export import export
+
+    run = tl.open_model(model, weights)
+    result = export(run, format_, out_file, check=not no_check, images=expand_image_paths(images) if images else None, limit=limit, tolerance=tolerance)
+    parity = result.parity
+    if json_:
+        _emit_json({"path": str(result.path), "format": result.format, "seconds": round(result.seconds, 3), "parity": parity.summary() if parity else None})
+    else:
+        out.print(f"wrote [bold]{result.path}[/] ({result.format}, {result.path.stat().st_size / 1e6:.1f} MB, {result.seconds:.1f} s)")
+        if parity:
+            verdict = "[green]parity ok[/]" if parity.ok else "[red]parity FAILED[/]"
+            out.print(f"{verdict}: same top-1 on {parity.top1_agree}/{parity.n} ({parity.source}); max |Δlogit| {parity.max_abs_logit_diff:.2e} (tolerance {parity.tolerance:g})", highlight=False)
+    if parity and not parity.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder, or a backbone name (ImageNet classes).")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for the local network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    max_mb: Annotated[float, typer.Option(help="Largest accepted upload, in MB.")] = 20.0,
+    max_files: Annotated[int, typer.Option(help="Photos per request.")] = 16,
+    workers: Annotated[int, typer.Option(help="Model replicas: requests inferred at the same time (the rest wait).")] = 1,
+    threshold: Annotated[Optional[float], typer.Option(help="'Not sure' below this top probability [default: the run's, else 0.5].")] = None,
+    save_threshold: Annotated[bool, typer.Option("--save-threshold", help="Store --threshold in the run folder, then serve.")] = False,
+    weights: WeightsOpt = None,
+) -> None:
+    """Serve the pet-nursery web page and JSON API (POST /predict, GET /model, /health, /docs) for a run."""
+    from .serve import ServeConfig, serve as serve_run, set_threshold
+
+    if save_threshold:
+        if threshold is None or not Path(model).is_dir():
+            raise tl.ConfigError("--save-threshold needs --threshold and a run folder")
+        set_threshold(model, threshold)
+    run = tl.open_model(model, weights)
+    config = ServeConfig(max_bytes=int(max_mb * 1e6), max_files=max_files, workers=workers, threshold=threshold)
+    err.print(f"serving {len(run.classes)} classes on http://{host}:{port}  (API docs: /docs)")
+    serve_run(run, host, port, config)
+
+
+@app.command("report")
+def report_(
+    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder.")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file [default: RUN/report.html].")] = None,
+    examples: Annotated[int, typer.Option(help="Correct examples shown per class.")] = 3,
+    gradcam_samples: Annotated[int, typer.Option("--gradcam", help="Photos explained with Grad-CAM (plus the two worst mistakes).")] = 6,
+    dream_steps: Annotated[int, typer.Option("--dream-steps", help="> 0: add each class's ideal image (dream) with this many steps; takes minutes.")] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """One self-contained report.html (images embedded): data, curves, metrics, confusion, top losses, examples, Grad-CAM."""
+    from .report import report
+
+    run = tl.open_model(model)
+    with progress_bar(quiet) as cb:
+        path = report(run, out_file, examples_per_class=examples, gradcam_samples=gradcam_samples, dream_steps=dream_steps, progress=cb)
+    out.print(f"wrote [bold]{path}[/] ({path.stat().st_size / 1e6:.1f} MB, no network needed to view it)")
 
 
 def main() -> None:

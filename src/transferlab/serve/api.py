@@ -1,0 +1,115 @@
+"""Routes, response schemas and error handlers of the service (kept apart from the model logic in ``app``)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from .app import ApiError, Predictor, decode_upload, page_html
+
+FIELD = "files"
+
+
+class Label(BaseModel):
+    label: str
+    prob: float = Field(ge=0, le=1)
+
+
+class Result(BaseModel):
+    filename: str
+    top: list[Label]
+    unsure: bool = Field(description="top probability below the run's threshold: the page says 'not sure'")
+    gradcam: Optional[str] = Field(None, description="PNG data URL of the Grad-CAM overlay of the top class (with ?gradcam=true)")
+
+
+class Prediction(BaseModel):
+    results: list[Result]
+    unsure_below: float
+
+
+class Error(BaseModel):
+    error: str = Field(description="one sentence saying what is wrong and what to do")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": Error} for s in (400, 413, 415, 422)}
+
+
+def build(predictor: Predictor) -> FastAPI:
+    config = predictor.config
+    app = FastAPI(
+        title="transferlab: pet nursery",
+        version=__version__,
+        description=f"Photo classifier over {len(predictor.run.classes)} classes ({predictor.run.meta['backbone'].get('name')}).",
+    )
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        size = request.headers.get("content-length")
+        overhead = 64 * 1024 * config.max_files  # multipart boundaries and part headers
+        if size and size.isdigit() and int(size) > config.max_bytes * config.max_files + overhead:
+            return JSONResponse({"error": f"the request is larger than {config.max_files} x {config.max_bytes / 1e6:.0f} MB — send fewer or smaller photos"}, 413)
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _one_sentence(exc.errors())}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return page_html()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/model")
+    async def model_card() -> dict[str, Any]:
+        """The model card: backbone, classes, test metrics, the 'not sure' threshold."""
+        return predictor.card()
+
+    @app.post("/predict", response_model=Prediction, responses=ERRORS)
+    async def predict(
+        files: list[UploadFile] = File(..., description="one or more photos (repeat the field for several)"),
+        k: int = Query(config.top_k, ge=1, le=1000, description="labels per photo"),
+        gradcam: bool = Query(False, description="also return the Grad-CAM overlay of the top class"),
+    ) -> dict[str, Any]:
+        """Top-k labels with probabilities for each uploaded photo, in upload order."""
+        if len(files) > config.max_files:
+            raise ApiError(413, f"expected at most {config.max_files} photos per request, got {len(files)} — split them over several requests")
+        images, names = [], []
+        for n, upload in enumerate(files):
+            name = upload.filename or f"file {n + 1}"
+            data = await upload.read(config.max_bytes + 1)
+            images.append(decode_upload(data, name, config))
+            names.append(name)
+        rows = await predictor.infer(images, k, gradcam)
+        return {"results": [{"filename": n, **r} for n, r in zip(names, rows)], "unsure_below": predictor.threshold}
+
+    return app
+
+
+def _one_sentence(errors: list[dict[str, Any]]) -> str:
+    """FastAPI's validation errors as the one sentence a user needs."""
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ())]
+        if loc[-1:] == [FIELD] or (loc[:1] == ["body"] and len(loc) == 1):
+            return f"expected the photo(s) as multipart/form-data in a field named {FIELD!r} — e.g. curl -F {FIELD}=@photo.jpg"
+        if loc and loc[0] == "body" and FIELD in loc:
+            return f"expected files in the {FIELD!r} field, got text — upload the photo as a file (curl -F {FIELD}=@photo.jpg)"
+    e = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(x) for x in e.get("loc", ())[1:]) or "request"
+    return f"invalid {where}: {e.get('msg', 'invalid value')}"
