@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ._io import atomic_write_bytes
@@ -32,7 +33,7 @@ from .run import Run
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
-SECTIONS = ("data", "curves", "metrics", "confusion", "top-losses", "correct", "gradcam", "dreams")
+SECTIONS = ("data", "curves", "metrics", "confusion", "top-losses", "correct", "gradcam", "adversarial", "dreams")
 
 
 def report(
@@ -68,6 +69,7 @@ def report(
         _section("top-losses", "Top losses: the most confident mistakes", _gallery(run, _worst(rows, top_losses), show_truth=True)),
         _section("correct", "Correct examples per class", _gallery(run, _best_per_class(rows, examples_per_class), show_truth=False)),
         _section("gradcam", "Grad-CAM: where the model looked", _gradcams(run, rows, gradcam_samples, progress)),
+        _section("adversarial", "Fooling it: one adversarial example", _adversarial(run, rows)),
     ]
     if dream_steps > 0:
         parts.append(_section("dreams", "Ideal image of each class", _dreams(run, dream_steps, progress)))
@@ -221,6 +223,26 @@ def _gradcams(run: Run, rows: list[dict[str, Any]], n: int, progress: Progress |
         cards.append(f"<figure>{_img(cam.overlay(0.45), 'Grad-CAM of ' + Path(r['path']).name)}"
                      f"<figcaption>{_e(Path(r['path']).name)}: {_e(cam.class_name)} ({cam.probability:.2f}); true {_e(r['true'])}</figcaption></figure>")
     return f"<div class='gallery'>{''.join(cards)}</div>" if cards else _none("No photos to explain (no predictions recorded).")
+
+
+def _adversarial(run: Run, rows: list[dict[str, Any]]) -> str:
+    """The most confidently right photo, pushed by PGD (L∞ 4/255) towards the class it is least unlike."""
+    from .attacks import AttackConfig
+    from .attacks.report import attack_image
+
+    for r in sorted((r for r in rows if r["correct"]), key=lambda r: -r["prob_predicted"]):
+        try:
+            x = run.load_image(r["path"])
+        except BadImageError:
+            continue
+        with torch.no_grad():
+            probs = torch.softmax(run.model.eval()(x).float(), 1)[0]
+        probs[run.classes.index(r["true"])] = -1
+        attack = attack_image(run.model, x, AttackConfig(), target=int(probs.argmax()))
+        return (f"<p>{_e(Path(r['path']).name)}, a {_e(r['true'])} the model was sure of, changed by at most 4/255 per pixel: "
+                f"now <b>{_e(attack.record['adversarial']['class'])}</b> ({attack.record['adversarial']['prob']:.2f}). "
+                f"<code>transferlab attack</code> makes more.</p>{_figure(attack.figure(), 'adversarial example')}")
+    return _none("No correctly classified photo to attack (no predictions recorded, or the photos are no longer there).")
 
 
 def _dreams(run: Run, steps: int, progress: Progress | None) -> str:

@@ -43,6 +43,8 @@ def test_report_has_every_section_and_needs_no_network(tiny_run_dir: Path, tmp_p
     assert all(c in text for c in run.classes)
     gradcam = text.split('id="gradcam"')[1].split("<section")[0]
     assert gradcam.count("<img") >= 2
+    adversarial = text.split('id="adversarial"')[1].split("<section")[0]
+    assert adversarial.count("<img") == 1 and "4/255" in adversarial
 
 
 def test_report_of_a_backbone_says_what_is_missing(tmp_path: Path, tiny_weights: Path) -> None:
