@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,9 @@ import pytest
 import torch
 
 import transferlab as tl
-from transferlab.cli import main
 
 from ..conftest import make_photo
+from ..test_cli import cli
 
 pytest.importorskip("onnxruntime", reason="the [export] extra (onnx, onnxruntime) is not installed")
 
@@ -75,15 +74,6 @@ def test_a_broken_export_fails_the_parity_check(tiny_run_dir: Path, tmp_path: Pa
         run.model.head.bias[0] += 5.0  # the run drifts from its export
     parity = tl.check_parity(run, path, "torchscript")
     assert not parity.ok and parity.max_abs_logit_diff >= 4.9
-
-
-def cli(capsys, monkeypatch, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["transferlab", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-        sys.exit(0)
-    captured = capsys.readouterr()
-    return exit_info.value.code or 0, captured.out, captured.err
 
 
 def test_cli_export_then_predict_with_onnxruntime(capsys, monkeypatch, tiny_run_dir: Path, tmp_path: Path) -> None:
