@@ -44,6 +44,7 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto
 Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Force fp32 (same as --precision fp32).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")]
 
 
 class RateColumn(ProgressColumn):
@@ -311,7 +312,7 @@ def predict(
     model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder, or a backbone name for ImageNet classes.")],
     paths: Annotated[list[Path], typer.Argument(metavar="IMAGE|DIR...", help="Images or folders of images.")],
     k: Annotated[int, typer.Option("-k", "--top", help="How many labels per image.")] = 5,
-    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")] = None,
+    weights: WeightsOpt = None,
     cache_dir: CacheOpt = None,
     precision: PrecisionOpt = "auto",
     json_: JsonOpt = False,
@@ -380,7 +381,6 @@ def datasets_get(
     out.print(f"{name} ready in [bold]{path}[/] ({time.perf_counter() - started:.0f} s)")
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="A run folder, or a backbone name (its ImageNet head).")]
-WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")]
 DREAM = tl.DreamConfig()
 
 
@@ -542,7 +542,7 @@ def attack(
     precision: AttackPrecisionOpt = "auto",
     threads: ThreadsOpt = 1,
     seed: SeedOpt = 0,
-    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")] = None,
+    weights: WeightsOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Nudge IMAGE within an ε budget until MODEL calls it --target (or anything else): PNG, figure, JSON."""
@@ -587,7 +587,7 @@ def robustness(
     val_frac: ValFracOpt = 0.1,
     test_frac: TestFracOpt = 0.2,
     seed: SeedOpt = 0,
-    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")] = None,
+    weights: WeightsOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
