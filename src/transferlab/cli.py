@@ -179,11 +179,13 @@ def train(
     dropout: Annotated[float, typer.Option(help="finetune: dropout before the head.", rich_help_panel="Fine-tuning")] = FT.dropout,
     grad_clip: Annotated[float, typer.Option(help="finetune: max gradient norm (0: off).", rich_help_panel="Fine-tuning")] = FT.grad_clip,
     augment: Annotated[str, typer.Option(help="finetune: none | light | strong.", rich_help_panel="Fine-tuning")] = FT.augment,
+    train_size_ratio: Annotated[float, typer.Option(help="finetune: random training crops at this fraction of the input size (FixRes).", rich_help_panel="Fine-tuning")] = FT.train_size_ratio,
     ft_batch_size: Annotated[int, typer.Option("--ft-batch-size", help="finetune: images per training step.", rich_help_panel="Fine-tuning")] = FT.batch_size,
     patience: Annotated[int, typer.Option(help="finetune: epochs without a better validation score before stopping.", rich_help_panel="Fine-tuning")] = FT.patience,
     bn_stats: Annotated[str, typer.Option(help="finetune: frozen | train (BatchNorm statistics).", rich_help_panel="Fine-tuning")] = FT.bn_stats,
     refit_head: Annotated[bool, typer.Option("--refit-head/--no-refit-head", help="finetune: refit the head on the tuned features of train + val at the end.", rich_help_panel="Fine-tuning")] = FT.refit_head,
     mix: Annotated[str, typer.Option(help="finetune: none | mixup | cutmix | both.", rich_help_panel="Fine-tuning")] = FT.mix,
+    ema_epochs: Annotated[float, typer.Option(help="finetune: keep a moving average of the weights over this many epochs (0: off).", rich_help_panel="Fine-tuning")] = FT.ema_epochs,
     compile_: Annotated[bool, typer.Option("--compile", help="finetune: torch.compile the training step (helps on GPUs, not on small CPUs).", rich_help_panel="Fine-tuning")] = FT.compile,
     layout: LayoutOpt = "auto",
     label: LabelOpt = "breed",
@@ -209,7 +211,7 @@ def train(
     with progress_bar(quiet or json_) as cb:
         recipe = tl.FinetuneConfig(
             epochs=epochs, unfreeze=unfreeze, lr=lr, layer_decay=layer_decay, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
-            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, compile=compile_,
+            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, train_size_ratio=train_size_ratio, batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, ema_epochs=ema_epochs, compile=compile_,
         )
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, finetune_config=recipe, progress=cb)
     _report_training(run, run.meta["data"], directory, json_)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from transferlab.data.augment import AUGMENTATIONS, train_transform
+from transferlab.data.augment import AUGMENTATIONS, train_size, train_transform
 from transferlab.errors import ConfigError
 from transferlab.models import Preprocess
 
@@ -33,3 +33,14 @@ def test_none_is_the_evaluation_view_and_the_others_vary_reproducibly() -> None:
 def test_unknown_preset_is_named() -> None:
     with pytest.raises(ConfigError, match="expected augmentation in"):
         train_transform(PRE, "heavy")
+
+
+def test_random_crops_train_below_the_evaluation_size_and_none_stays_at_it() -> None:
+    pre = Preprocess(input_size=(224, 224))
+    assert train_size((224, 224), 0.875) == (192, 192) and train_size((260, 300), 0.875) == (224, 256)
+    assert train_size((40, 48), 1.0) == (40, 48)
+    assert train_transform(pre, "light", 0.875)(_photo()).shape == (3, 192, 192)
+    assert train_transform(pre, "strong", 0.875)(_photo()).shape == (3, 192, 192)
+    assert train_transform(pre, "none", 0.875)(_photo()).shape == (3, 224, 224)
+    with pytest.raises(ConfigError, match="training size ratio"):
+        train_size((224, 224), 0.0)

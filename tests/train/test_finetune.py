@@ -155,3 +155,45 @@ def test_compile_option_compiles_the_training_forward(photo_folder: Path, tiny_w
     items = _items(photo_folder)
     finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), FinetuneConfig(epochs=1, batch_size=4, compile=True))
     assert compiled == [model]
+
+
+def test_weight_average_is_what_validation_judges_and_the_run_keeps(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    items = _items(photo_folder)
+
+    def tuned(ema_epochs: float) -> tuple[float, dict]:
+        model = create_backbone(TINY, weights=tiny_weights).model
+        model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])
+        start = {k: v.clone() for k, v in model.net.state_dict().items()}
+        config = dataclasses.replace(FAST, epochs=1, ema_epochs=ema_epochs)
+        finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), config, checkpoint=tmp_path / f"ema{ema_epochs}.pt")
+        moved = max((v - start[k]).abs().max().item() for k, v in model.net.state_dict().items() if v.is_floating_point())
+        return moved, torch.load(tmp_path / f"ema{ema_epochs}.pt", weights_only=True)
+
+    raw, raw_ck = tuned(0.0)
+    averaged, ema_ck = tuned(1e6)  # a horizon of a million epochs: the average stays at the start
+    assert raw > 1e-3 and averaged < raw / 100
+    assert raw_ck["ema"] is None and set(ema_ck["ema"]) == set(ema_ck["model"])  # resume continues the average
+    with pytest.raises(ValueError, match="ema_epochs"):
+        check_config(FinetuneConfig(ema_epochs=-1))
+
+
+def test_validation_images_are_decoded_once_not_every_epoch(photo_folder: Path, tiny_weights: Path, tmp_path: Path, monkeypatch) -> None:
+    from transferlab.train import loader
+
+    log = tmp_path / "opened.txt"
+    real = loader.open_rgb
+
+    def counting(path, **kw):  # runs in DataLoader worker processes: count through a file
+        with open(log, "a") as f:
+            f.write(f"{path}\n")
+        return real(path, **kw)
+
+    monkeypatch.setattr(loader, "open_rgb", counting)
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])
+    items = _items(photo_folder)
+    train, val = items[::2], items[1::2]
+    finetune(model, train, val, pick_runtime(precision="fp32"), FAST)  # 3 epochs + the probe's epoch 0
+    opened = log.read_text().splitlines()
+    assert sorted(opened.count(str(p)) for p, _ in val) == [1] * len(val)
+    assert max(opened.count(str(p)) for p, _ in train) == 3  # training images are augmented afresh each epoch

@@ -17,7 +17,7 @@ from transferlab.train import FinetuneConfig, load_checkpoint
 
 from ..conftest import TINY
 
-RECIPE = dict(epochs=4, batch_size=4, patience=10, lr=3e-3, warmup_epochs=0)
+RECIPE = dict(epochs=4, batch_size=4, patience=10, lr=3e-3, warmup_epochs=0, ema_epochs=1.0)  # the weight average must resume too
 SCRIPT = """
 import json, sys, time
 import transferlab as tl

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.augment import train_transform
+from ..data.augment import train_size, train_transform
 from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (load_checkpoint: public here too)
@@ -37,6 +37,7 @@ Progress = Callable[[str, int, int], None]
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 MIXES = ("none", "mixup", "cutmix", "both")
+VAL_IN_MEMORY_BYTES = 512 * 2**20  # validation images (uint8, eval transform) kept decoded up to this size
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,18 @@ class FinetuneConfig:
     dropout: float = 0.2  # on the pooled features, before the head
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     augment: str = "light"  # none | light | strong (see data/augment.py)
+    train_size_ratio: float = 0.875  # random training crops at this fraction of the evaluation input size
+    # (to a multiple of 32: 192 px for 224): objects in random crops look larger than in the centre crop, and
+    # the smaller size compensates (FixRes). Oxford mini, 2 seeds: 0.977 and 0.977 against 0.973 and 0.970 at
+    # 224 px, in 20% less time
     mix: str = "none"  # none | mixup | cutmix | both: blend pairs of training images and their labels
     batch_size: int = 32
     patience: int = 2  # stop once this many epochs in a row bring no better validation score
     compile: bool = False  # torch.compile the training forward: for GPUs; on the 2-core CPU here it took 48 s
     # to compile EfficientNet-Lite0 and then trained 12% slower (37 vs 42 images/s)
     refit_head: bool = True  # then fit the head again (L-BFGS, as the probe) on the tuned features of train + val
+    ema_epochs: float = 0.0  # >0: validate and keep an exponential moving average of the weights, with a
+    # horizon of this many epochs (decay 1 - 1/(ema_epochs x steps per epoch)); 0 keeps the raw weights
     bn_stats: str = "frozen"  # "frozen": every BatchNorm keeps its pretrained statistics (as the Keras guide
     # advises; small augmented batches make noisy ones); "train": update them in the unfrozen stages
 
@@ -83,6 +90,9 @@ def check_config(config: FinetuneConfig) -> None:
         raise ConfigError(f"expected mix in {MIXES}, got {config.mix!r}")
     if config.bn_stats not in ("frozen", "train"):
         raise ConfigError(f"expected bn_stats 'frozen' or 'train', got {config.bn_stats!r}")
+    train_size((224, 224), config.train_size_ratio)  # raises on a ratio outside (0, 2]
+    if config.ema_epochs < 0:
+        raise ConfigError(f"expected ema_epochs >= 0 (0 disables the weight average), got {config.ema_epochs!r}")
     if config.unfreeze != "all" and not (config.unfreeze.isdigit() and int(config.unfreeze) > 0):
         raise ConfigError(f"expected unfreeze 'all' or a positive number of stages, got {config.unfreeze!r}")
 
@@ -151,8 +161,9 @@ def _set_train_mode(model: ImageClassifier, frozen: Sequence[nn.Module], bn_stat
                 module.eval()
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig, runtime: Runtime, frozen, on_step=None, forward=None) -> dict[str, float]:
-    """One pass over ``loader``; ``forward`` is the DDP wrapper of ``model`` when distributed."""
+def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig, runtime: Runtime, frozen, on_step=None, forward=None, ema=None) -> dict[str, float]:
+    """One pass over ``loader``; ``forward`` is the DDP wrapper of ``model`` when distributed, and ``ema``
+    (timm's ``ModelEmaV3`` of ``model.net``) is updated after every step."""
     forward = forward or model
     _set_train_mode(model, frozen, config.bn_stats)
     total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
@@ -174,6 +185,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig,
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update(model.net)
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -208,6 +221,19 @@ def evaluate_epoch(model: ImageClassifier, loader, runtime: Runtime) -> dict[str
             seen += len(y)
     total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], runtime.device)
     return {"val_loss": total_loss / max(1, seen), "val_accuracy": correct / max(1, seen)}
+
+
+def _weight_average(model: ImageClassifier, config: FinetuneConfig, steps_per_epoch: int):
+    """(timm ``ModelEmaV3`` of ``model.net`` or None, the classifier that validation judges).
+
+    An average of the weights over the last epoch or so smooths the noise of small, augmented batches.
+    """
+    if config.ema_epochs <= 0:
+        return None, model
+    from timm.utils import ModelEmaV3
+
+    ema = ModelEmaV3(model.net, decay=1.0 - 1.0 / max(1.0, config.ema_epochs * steps_per_epoch))
+    return ema, ImageClassifier(ema.module, model.preprocess, model.classes).to(memory_format=torch.channels_last)
 
 
 def _score(row: dict[str, float]) -> tuple[float, float]:
@@ -252,21 +278,26 @@ def finetune(
     forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[w.local_rank] if runtime.device.type == "cuda" else None) if w.distributed else model
     if config.compile:
         forward = torch.compile(forward)
-    train_set = ImageFiles(train, train_transform(pre, config.augment), pre.draft_size())
+    train_set = ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size())
     train_loader_for = lambda epoch: make_loader(train_set, config.batch_size, True, seed, epoch, w.size, w.rank)  # noqa: E731
     val_loader = make_loader(ImageFiles(list(val)[w.rank :: w.size], pre.to_uint8, pre.draft_size()), config.batch_size, False, seed)  # a shard per rank
+    if len(val) // w.size * 3 * pre.input_size[0] * pre.input_size[1] <= VAL_IN_MEMORY_BYTES:
+        val_loader = list(val_loader)  # decoded once, not once per epoch: it was 2 s of every 15 s epoch here
     steps = len(train_loader_for(0))
     optimizer = make_optimizer(model.net, config, config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
+    ema, judged = _weight_average(model, config, steps)  # judged: what validation scores and the run keeps
 
     if resume is None:
-        result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(model, val_loader, runtime)}])  # epoch 0: the probe's head
+        result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(judged, val_loader, runtime)}])  # epoch 0: the probe's head
         best: dict[str, Any] = {"score": (-1.0, -math.inf), "state": None}
         epoch = 0
     else:
         model.net.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        if ema is not None:
+            ema.module.load_state_dict(resume["ema"])
         torch.set_rng_state(resume["torch_rng"])
         result = FinetuneResult(history=list(resume["history"]), best_epoch=resume["best_epoch"])
         best = {"score": _score(result.history[result.best_epoch]), "state": resume["best_model"]}
@@ -275,17 +306,17 @@ def finetune(
         while not _should_stop(epoch, result, config):
             epoch += 1
             on_step = (lambda d, t, e=epoch: progress(f"epoch {e}", d, t)) if progress else None
-            row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step, forward)}
-            row.update(evaluate_epoch(model, val_loader, runtime), lr=max(group["lr"] for group in optimizer.param_groups))
+            row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step, forward, ema)}
+            row.update(evaluate_epoch(judged, val_loader, runtime), lr=max(group["lr"] for group in optimizer.param_groups))
             result.history.append(row)
             if _score(row) > best["score"]:
-                best = {"score": _score(row), "state": copy.deepcopy(model.net.state_dict())}
+                best = {"score": _score(row), "state": copy.deepcopy(judged.net.state_dict())}
                 result.best_epoch = epoch
             if checkpoint is not None and w.is_main:
                 save_checkpoint(checkpoint, {
                     "epoch": epoch, "model": model.net.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "history": result.history,
-                    "best_epoch": result.best_epoch, "best_model": best["state"], "config": asdict(config), "run": checkpoint_extra or {},
+                    "best_epoch": result.best_epoch, "best_model": best["state"], "ema": ema.module.state_dict() if ema is not None else None, "config": asdict(config), "run": checkpoint_extra or {},
                 })
     except KeyboardInterrupt:
         # Ctrl-C: the checkpoint of the last finished epoch is intact; keep the best weights so far.
