@@ -262,7 +262,7 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
     except RunError as err:
         raise RunError(f"cannot resume: {err}") from err
     try:
-        spec, config = state["run"], FinetuneConfig(**state["config"])
+        spec, config = state["run"], FinetuneConfig(**{"train_size_ratio": 1.0, **state["config"]})  # 1.0: before the field existed
     except (KeyError, TypeError) as err:
         raise RunError(f"cannot resume from {used} ({type(err).__name__}: {err}) — retrain without --resume") from err
     data = spec["data"]

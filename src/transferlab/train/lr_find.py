@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ..data.augment import train_transform
 from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
+from .depthwise import fp32_depthwise_backward
 from .finetune import FinetuneConfig, _set_train_mode, frozen_modules, make_optimizer
 from .loader import ImageFiles, make_loader
 
@@ -52,31 +53,32 @@ def lr_find(
     lrs: list[float] = []
     losses: list[float] = []
     smooth, best, epoch = math.inf, math.inf, 0
-    try:
-        _set_train_mode(model, frozen, config.bn_stats)
-        while len(lrs) < steps and smooth <= 4 * best:  # stops once the loss has blown up
-            loader = make_loader(ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size()), config.batch_size, True, seed, epoch)
-            for x, y in itertools.islice(loader, steps - len(lrs)):
-                lr = start_lr * (end_lr / start_lr) ** (len(lrs) / max(1, steps - 1))
-                for group, scale in zip(optimizer.param_groups, scales):
-                    group["lr"] = lr * scale
-                x, y = x.to(runtime.device).contiguous(memory_format=torch.channels_last), y.to(runtime.device)
-                with runtime.autocast():
-                    loss = F.cross_entropy(model(x).float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                value = loss.item() if math.isfinite(loss.item()) else math.inf
-                smooth = value if not lrs else 0.9 * smooth + 0.1 * value
-                lrs.append(lr)
-                losses.append(smooth)
-                best = min(best, smooth)
-                if smooth > 4 * best:
-                    break
-            epoch += 1
-    finally:
-        model.load_state_dict(saved)
-        model.requires_grad_(True).eval()
+    with fp32_depthwise_backward(model.net):  # a no-op unless training under CPU bf16 autocast
+        try:
+            _set_train_mode(model, frozen, config.bn_stats)
+            while len(lrs) < steps and smooth <= 4 * best:  # stops once the loss has blown up
+                loader = make_loader(ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size()), config.batch_size, True, seed, epoch)
+                for x, y in itertools.islice(loader, steps - len(lrs)):
+                    lr = start_lr * (end_lr / start_lr) ** (len(lrs) / max(1, steps - 1))
+                    for group, scale in zip(optimizer.param_groups, scales):
+                        group["lr"] = lr * scale
+                    x, y = x.to(runtime.device).contiguous(memory_format=torch.channels_last), y.to(runtime.device)
+                    with runtime.autocast():
+                        loss = F.cross_entropy(model(x).float(), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    value = loss.item() if math.isfinite(loss.item()) else math.inf
+                    smooth = value if not lrs else 0.9 * smooth + 0.1 * value
+                    lrs.append(lr)
+                    losses.append(smooth)
+                    best = min(best, smooth)
+                    if smooth > 4 * best:
+                        break
+                epoch += 1
+        finally:
+            model.load_state_dict(saved)
+            model.requires_grad_(True).eval()
     return LRFind(lrs, losses, _suggest(lrs, losses))
 
 
