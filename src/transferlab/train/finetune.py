@@ -285,8 +285,8 @@ def finetune(
     if config.compile:
         forward = torch.compile(forward)
     train_set = ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size())
-    train_loader_for = lambda epoch: make_loader(train_set, config.batch_size, True, seed, epoch, w.size, w.rank)  # noqa: E731
-    val_loader = make_loader(ImageFiles(list(val)[w.rank :: w.size], pre.to_uint8, pre.draft_size()), config.batch_size, False, seed)  # a shard per rank
+    train_loader_for = lambda epoch: make_loader(train_set, config.batch_size, True, seed, epoch, w.size, w.rank, runtime.device.type)  # noqa: E731
+    val_loader = make_loader(ImageFiles(list(val)[w.rank :: w.size], pre.to_uint8, pre.draft_size()), config.batch_size, False, seed, device_type=runtime.device.type)  # a shard per rank
     if len(val) // w.size * 3 * pre.input_size[0] * pre.input_size[1] <= VAL_IN_MEMORY_BYTES:
         val_loader = list(val_loader)  # decoded once, not once per epoch: it was 2 s of every 15 s epoch here
     steps = len(train_loader_for(0))

@@ -57,7 +57,7 @@ def lr_find(
         try:
             _set_train_mode(model, frozen, config.bn_stats)
             while len(lrs) < steps and smooth <= 4 * best:  # stops once the loss has blown up
-                loader = make_loader(ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size()), config.batch_size, True, seed, epoch)
+                loader = make_loader(ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size()), config.batch_size, True, seed, epoch, device_type=runtime.device.type)
                 for x, y in itertools.islice(loader, steps - len(lrs)):
                     lr = start_lr * (end_lr / start_lr) ** (len(lrs) / max(1, steps - 1))
                     for group, scale in zip(optimizer.param_groups, scales):
