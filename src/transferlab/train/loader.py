@@ -13,19 +13,29 @@ from ..features.runtime import cpu_count
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """(path, label) pairs -> (uint8 image tensor, label); files were checked when features were cached."""
+    """(path, label) pairs -> (uint8 image tensor, label); files were checked when features were cached.
+
+    With ``seed`` set (``make_loader`` sets it per epoch), the random augmentation of image ``i`` depends
+    only on (seed, i): not on the number of worker processes, nor on the training's own random draws.
+    """
 
     def __init__(self, items: Sequence[tuple[Path, int]], transform: Callable[[Image.Image], torch.Tensor], draft: tuple[int, int] | None = None) -> None:
         self.items = list(items)
         self.transform = transform
         self.draft = draft
+        self.seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.items[i]
-        return self.transform(open_rgb(path, draft=self.draft)), label
+        image = open_rgb(path, draft=self.draft)
+        if self.seed is None:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + i)
+            return self.transform(image), label
 
 
 def loader_workers(device_type: str = "cpu") -> int:
@@ -48,6 +58,7 @@ def make_loader(dataset: ImageFiles, batch_size: int, shuffle: bool, seed: int, 
     With ``world_size`` > 1 (DDP), each rank gets its own shard of every epoch's shuffled order.
     """
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    dataset.seed = seed * 1000 + epoch
     workers = min(loader_workers(device_type), max(1, len(dataset) // batch_size))
     sampler = None
     if world_size > 1:
