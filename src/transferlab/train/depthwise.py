@@ -70,7 +70,8 @@ _FAST = {nn.Conv2d: _Depthwise, Conv2dSame: _DepthwiseSame}
 
 
 def _depthwise(module: nn.Module) -> bool:
-    return type(module) in _FAST and module.groups > 1 and module.groups == module.in_channels and module.padding_mode == "zeros"
+    return (type(module) in _FAST and module.groups > 1 and module.groups == module.in_channels
+            and module.padding_mode == "zeros" and not isinstance(module.padding, str))  # "same"/"valid" strings: left alone
 
 
 @contextmanager
