@@ -19,24 +19,28 @@ from ..conftest import TINY
 
 RECIPE = dict(epochs=4, batch_size=4, patience=10, lr=3e-3, warmup_epochs=0, ema_epochs=1.0)  # the weight average must resume too
 SCRIPT = """
-import json, sys, time
+import json, pathlib, sys, time
 import transferlab as tl
 from transferlab.train import FinetuneConfig
 ds = tl.load_dataset(sys.argv[1], val_frac=0.2, test_frac=0.3)
-slow = lambda stage, done, total: time.sleep(0.15) if stage.startswith("epoch") else None  # time to be killed
+def slow(stage, done, total):  # time to be killed, and a sign once epoch 2 is under way
+    if stage == "epoch 2":
+        pathlib.Path(sys.argv[4] + ".in-epoch-2").touch()
+    if stage.startswith("epoch"):
+        time.sleep(0.15)
 tl.train(ds, sys.argv[2], "finetune", weights=sys.argv[3], out=sys.argv[4], precision="fp32",
          finetune_config=FinetuneConfig(**json.loads(sys.argv[5])), progress=slow)
 """
 
 
 def _signal_after_first_checkpoint(data: Path, weights: Path, out: Path, sig: signal.Signals) -> subprocess.Popen:
-    """Start a fine-tuning process and send it ``sig`` shortly after its first checkpoint appears."""
+    """Start a fine-tuning process and send it ``sig`` early in epoch 2, after its first checkpoint."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(data), TINY, str(weights), str(out), json.dumps(RECIPE)], env=env)
     deadline = time.monotonic() + 120
-    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
+    marker = Path(f"{out}.in-epoch-2")  # written during epoch 2's first step, after epoch 1's checkpoint
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(sig)
     return proc
 
