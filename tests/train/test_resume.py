@@ -19,7 +19,8 @@ from ..conftest import TINY
 
 RECIPE = dict(epochs=4, batch_size=4, patience=10, lr=3e-3, warmup_epochs=0, ema_epochs=1.0)  # the weight average must resume too
 SCRIPT = """
-import json, pathlib, sys, time
+import json, pathlib, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if the test runner was started in the background (SIGINT ignored, inherited)
 import transferlab as tl
 from transferlab.train import FinetuneConfig
 ds = tl.load_dataset(sys.argv[1], val_frac=0.2, test_frac=0.3)
