@@ -3,8 +3,8 @@
 oneDNN's bf16 backward kernels for depthwise convolutions are 2-40x slower than its fp32 ones (the
 weight gradient of a 5x5 layer with 240 channels: 57 ms against 19 ms; the input gradient of a strided
 5x5 layer with 672: 46 ms against 1 ms), and for EfficientNet-Lite0 they were most of a training step.
-With the backward pass of these layers in fp32, a step of the whole network goes from 33 to 44 images/s
-on 2 Zen 4 cores (BENCHMARKS.md). Other devices, precisions and evaluation are untouched.
+With the backward pass of these layers in fp32, a step of the whole network goes from 30 to 43 images/s
+on 2 Zen 4 cores (``benchmarks/train_step.py``). Other devices, precisions and evaluation are untouched.
 """
 
 from __future__ import annotations
