@@ -42,7 +42,7 @@ def loader_workers(device_type: str = "cpu") -> int:
     """DataLoader worker processes for training on ``device_type``, sized to the cores present.
 
     For a GPU, one per core. On a CPU the cores also do the training: on 2 cores a worker process
-    that decodes ahead cost more than decoding between steps (29 against 39 images/s for
+    that decodes ahead cost more than decoding between steps (29 against 42 images/s for
     EfficientNet-Lite0; its time slices stall the compute threads), so there are none; with more cores
     a quarter of them decode ahead.
     """
