@@ -243,6 +243,9 @@ def find_lr(
     return lr_find(run.model, items, pick_runtime(), finetune_config, steps=steps, seed=seed)
 
 
+CHECKPOINT_DEFAULTS = {"train_size_ratio": 1.0, "ema_epochs": 0.0}  # what runs checkpointed before these fields existed did
+
+
 def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progress: Progress | None = None) -> Run:
     """Continue an interrupted fine-tuning run from its last finished epoch (``checkpoint.pt``).
 
@@ -262,7 +265,7 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
     except RunError as err:
         raise RunError(f"cannot resume: {err}") from err
     try:
-        spec, config = state["run"], FinetuneConfig(**{"train_size_ratio": 1.0, **state["config"]})  # 1.0: before the field existed
+        spec, config = state["run"], FinetuneConfig(**{**CHECKPOINT_DEFAULTS, **state["config"]})
     except (KeyError, TypeError) as err:
         raise RunError(f"cannot resume from {used} ({type(err).__name__}: {err}) — retrain without --resume") from err
     data = spec["data"]

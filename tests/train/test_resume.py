@@ -65,6 +65,22 @@ def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(photo_folder: Pa
     assert resumed.meta["metrics"]["log_loss"] == pytest.approx(straight.meta["metrics"]["log_loss"], abs=1e-6)
 
 
+def test_a_checkpoint_from_before_the_crop_ratio_and_weight_average_resumes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    from transferlab.train import save_checkpoint
+
+    killed = tmp_path / "old"
+    _signal_after_first_checkpoint(photo_folder, tiny_weights, killed, signal.SIGKILL).wait()
+    state = load_checkpoint(killed / "checkpoint.pt")
+    for key in ("train_size_ratio", "ema_epochs"):
+        del state["config"][key]
+    del state["ema"]  # as an earlier transferlab wrote it
+    save_checkpoint(killed / "checkpoint.pt", state)
+    finished = tl.resume(killed)
+    assert finished.meta["hyperparameters"]["finetune"]["train_size_ratio"] == 1.0
+    assert finished.meta["hyperparameters"]["finetune"]["ema_epochs"] == 0.0
+    assert [row["epoch"] for row in finished.meta["finetune"]["history"]] == [0, 1, 2, 3, 4]
+
+
 def test_resume_without_a_checkpoint_or_from_a_truncated_one_is_clear(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="no checkpoint.pt"):
         tl.resume(tmp_path)

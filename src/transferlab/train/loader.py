@@ -58,7 +58,7 @@ def make_loader(dataset: ImageFiles, batch_size: int, shuffle: bool, seed: int, 
     With ``world_size`` > 1 (DDP), each rank gets its own shard of every epoch's shuffled order.
     """
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-    dataset.seed = seed * 1000 + epoch
+    dataset.seed = seed * 1000 + epoch if shuffle else None  # evaluation transforms draw nothing
     workers = min(loader_workers(device_type), max(1, len(dataset) // batch_size))
     sampler = None
     if world_size > 1:
