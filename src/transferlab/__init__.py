@@ -17,7 +17,8 @@ from .inspect.feature_maps import FeatureMaps, feature_maps  # noqa: E402
 from .inspect.gradcam import CAM, gradcam  # noqa: E402
 from .inspect.hooks import capture, list_layers  # noqa: E402
 from .models import create_backbone, list_backbones  # noqa: E402
-from .run import Evaluation, Run, default_run_dir, find_lr, from_backbone, load, open_model, resume, train  # noqa: E402
+from .run import Evaluation, Run, default_run_dir, from_backbone, load, open_model  # noqa: E402
+from .training import find_lr, resume, train  # noqa: E402
 from .train import FinetuneConfig, ProbeConfig  # noqa: E402
 from .explain import PointingScore, explain, score_explanations  # noqa: E402
 from .attacks import AttackConfig  # noqa: E402

@@ -166,7 +166,8 @@ def train(
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = tl.models.DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/<data>-<backbone>].")] = None,
-    strategy: Annotated[str, typer.Option(help="probe: linear head on frozen, cached features; finetune: probe, then the backbone unfrozen.")] = "probe",
+    strategy: Annotated[str, typer.Option(help="probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay.")] = "probe",
+    budget: Annotated[Optional[str], typer.Option(help="auto/finetune: most training time, e.g. 90s, 5m, 1h [auto: 15m].")] = None,
     epochs: Annotated[int, typer.Option(help="finetune: most epochs (early stopping may end sooner).", rich_help_panel="Fine-tuning")] = FT.epochs,
     unfreeze: Annotated[str, typer.Option(help="finetune: 'all' or K, the last K stages.", rich_help_panel="Fine-tuning")] = FT.unfreeze,
     lr: Annotated[float, typer.Option(help="finetune: peak learning rate of the head.", rich_help_panel="Fine-tuning")] = FT.lr,
@@ -213,7 +214,7 @@ def train(
             epochs=epochs, unfreeze=unfreeze, lr=lr, layer_decay=layer_decay, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
             warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, train_size_ratio=train_size_ratio, batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, ema_epochs=ema_epochs, compile=compile_,
         )
-        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, finetune_config=recipe, progress=cb)
+        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, finetune_config=recipe, budget=parse_duration(budget), progress=cb)
     _report_training(run, run.meta["data"], directory, json_)
 
 
@@ -227,18 +228,39 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
     if data["skipped"] or data.get("warnings"):
         pairs = lambda key: [(x["path"], x["reason"]) for x in data.get(key, [])]  # noqa: E731
         _print_problems(err, pairs("skipped_files"), pairs("warnings"), limit=20)
-    if "finetune" in run.meta:
-        tuned = run.meta["finetune"]
-        best = tuned["history"][tuned["best_epoch"]]
-        out.print(f"fine-tuned {len(tuned['history']) - 1} epoch(s) in {t['finetune_s']:.0f} s; kept epoch {tuned['best_epoch']} (val accuracy {best['val_accuracy']:.3f})")
-        if tuned.get("interrupted"):
-            err.print(f"interrupted: continue with `transferlab train --resume {directory}`")
-    n_train = sum(c.get("train", 0) + c.get("val", 0) for c in data["counts"].values())
-    out.print(f"trained {run.meta['backbone']['name']} {run.meta['strategy']} on {n_train} images: features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s")
+    record = run.record
+    if record.decision:
+        out.print(record.decision, highlight=False)
+    if (record.finetune or {}).get("interrupted"):
+        err.print(f"interrupted: continue with `transferlab train --resume {directory}`")
+    seen = max((p.fit for p in record.phases), default=0)
+    chosen = record.phases[0].choose_from if record.phases else "?"
+    out.print(f"trained {record.backbone['name']} {record.strategy} (kept: {record.kept}) on {seen} images, choices on {chosen}: features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s")
     if m:
         extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
-        out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}){extra}")
+        out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
+        _print_seen(m)
+    else:
+        out.print("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
     out.print(f"run saved to [bold]{directory}[/]")
+
+
+def _print_seen(report: dict[str, Any]) -> None:
+    """Say so when some scored images were trained or tuned on, with the figure on the unseen ones."""
+    if report.get("seen_in_training"):
+        unseen = report.get("unseen")
+        rest = f"; on the {unseen['n']} unseen: accuracy {unseen['accuracy']:.3f}, balanced {unseen['balanced_accuracy']:.3f}" if unseen else ""
+        err.print(f"warning: {report['seen_in_training']} of the {report['n']} images scored were used to train or tune this run{rest}", highlight=False)
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in "90", "90s", "5m", "1.5h"; None stays None."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise tl.ConfigError(f"expected a time budget such as 90s, 5m or 1h, got {text!r}")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 @app.command("lr-find")
@@ -300,6 +322,7 @@ def evaluate(
     line += f", top-5 {r['top5_accuracy']:.3f}" if "top5_accuracy" in r else ""
     line += f", species {r['species_accuracy']:.3f}" if "species_accuracy" in r else ""
     out.print(line)
+    _print_seen(r)
     table = Table("class", "precision", "recall", "F1", "support")
     for c in r["per_class"]:
         table.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))

@@ -16,7 +16,7 @@ import transferlab as tl
 from transferlab.train import FinetuneConfig
 ds = tl.load_dataset(sys.argv[1], val_frac=0.2, test_frac=0.3)
 run = tl.train(ds, sys.argv[2], "finetune", weights=sys.argv[3], out=sys.argv[4], precision="fp32",
-               finetune_config=FinetuneConfig(epochs=2, batch_size=4, lr=3e-3, warmup_epochs=0, patience=5))
+               finetune_config=FinetuneConfig(epochs=2, batch_size=4, lr=float(sys.argv[5]), warmup_epochs=0, patience=5, refit_head=False))
 print("rank", dist.get_rank(), "of", dist.get_world_size(), "history", len(run.meta["finetune"]["history"]), flush=True)
 dist.destroy_process_group()
 """
@@ -31,16 +31,22 @@ def _free_port() -> int:
 def test_two_cpu_processes_train_together_and_only_rank_0_writes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}
+    lr = "30"  # a learning rate that can only make things worse: validation must rank the probe (epoch 0) first
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "--no-python", sys.executable, "-c", SCRIPT,
-           str(photo_folder), TINY, str(tiny_weights), str(out)]
+           str(photo_folder), TINY, str(tiny_weights), str(out), lr]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(line for line in done.stdout.splitlines() if line.startswith("rank")) == ["rank 0 of 2 history 3", "rank 1 of 2 history 3"]
     meta = json.loads((out / "model.json").read_text())
     history = meta["finetune"]["history"]
-    train_items = meta["data"]["counts"]
-    n_train = sum(c["train"] for c in train_items.values())
-    # metrics are reduced over both ranks: each epoch saw (about) the whole training split, not half of it
-    assert all(row["train_images"] > n_train * 0.5 for row in history[1:])
+    n_train = sum(c["train"] for c in meta["data"]["counts"].values())
+    # metrics are reduced over both ranks, and every training image counts in every epoch
+    assert all(row["train_images"] >= n_train for row in history[1:])
     assert {p.name for p in out.iterdir()} >= {"model.safetensors", "checkpoint.pt", "history.csv", "metrics.json"}
+    # regression: epoch 1 always replaced the probe's epoch 0, even when validation ranked epoch 0 first
+    assert max(row["val_accuracy"] for row in history[1:]) < history[0]["val_accuracy"]
+    assert meta["finetune"]["best_epoch"] == 0 and meta["kept"] == "probe"
+    from transferlab.models import create_backbone
+
+    assert meta["backbone"]["fingerprint"] == create_backbone(TINY, weights=tiny_weights).model.backbone_fingerprint()

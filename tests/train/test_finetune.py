@@ -70,7 +70,8 @@ def test_finetune_learns_keeps_the_best_epoch_and_checkpoints(photo_folder: Path
 
 def test_train_finetune_writes_curves_and_reloads_identically(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
     ds = tl.load_dataset(photo_folder, val_frac=0.2, test_frac=0.3)
-    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=tmp_path / "run", precision="fp32", finetune_config=FAST)
+    tuned = dataclasses.replace(FAST, min_win_rate=0.0)  # keep the best fine-tuned epoch even without a clear win
+    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=tmp_path / "run", precision="fp32", finetune_config=tuned)
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"history.csv", "curves.png", "checkpoint.pt", "model.safetensors", "metrics.json"} <= files
     header, *rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
@@ -82,7 +83,7 @@ def test_train_finetune_writes_curves_and_reloads_identically(photo_folder: Path
     assert tl.load(tmp_path / "run").predict(paths, k=2) == run.predict(paths, k=2)
     # The final head refit touches the head only: same tuned backbone as without it, another head.
     assert meta["finetune"]["head_refit"] is True
-    plain = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=dataclasses.replace(FAST, refit_head=False))
+    plain = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=dataclasses.replace(tuned, refit_head=False))
     assert plain.model.backbone_fingerprint() == run.model.backbone_fingerprint() and plain.meta["finetune"]["head_refit"] is False
     assert not torch.allclose(plain.model.head.weight, run.model.head.weight)
 
@@ -197,3 +198,28 @@ def test_validation_images_are_decoded_once_not_every_epoch(photo_folder: Path, 
     opened = log.read_text().splitlines()
     assert sorted(opened.count(str(p)) for p, _ in val) == [1] * len(val)
     assert max(opened.count(str(p)) for p, _ in train) == 3  # training images are augmented afresh each epoch
+
+
+def test_when_validation_ranks_the_probe_first_the_run_keeps_the_probe(photo_folder: Path, tiny_weights: Path) -> None:
+    # regression: the best epoch started empty, so epoch 1 always replaced the probe's epoch 0
+    ds = tl.load_dataset(photo_folder, val_frac=0.2, test_frac=0.3)
+    wrecked = dataclasses.replace(FAST, epochs=2, lr=30.0)  # a learning rate that can only make things worse
+    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=dataclasses.replace(wrecked, refit_head=False))
+    history = run.record.finetune["history"]
+    assert max(row["val_accuracy"] for row in history[1:]) < history[0]["val_accuracy"]
+    assert run.record.finetune["best_epoch"] == 0 and run.record.kept == "probe" and "kept the probe" in run.record.decision
+    pretrained = create_backbone(TINY, weights=tiny_weights).model.backbone_fingerprint()
+    assert run.model.backbone_fingerprint() == pretrained  # the backbone is the untouched one the probe used
+
+
+def test_a_tuned_epoch_must_win_clearly_to_replace_the_probe() -> None:
+    from transferlab.train.finetune import win_rate
+
+    probe = [(True, 0.1)] * 45 + [(False, 2.0)] * 5
+    assert win_rate(probe, probe) == 0.0  # a tie is no win
+    one_more = [(True, 0.1)] * 46 + [(False, 2.0)] * 4
+    assert 0.3 < win_rate(probe, one_more) < 0.9  # one image of 50 is not clear evidence
+    ten_more = [(True, 0.1)] * 50
+    assert win_rate(probe, ten_more) > 0.99
+    lower_loss = [(True, 0.05)] * 45 + [(False, 2.0)] * 5  # same accuracy, lower loss on every image
+    assert win_rate(probe, lower_loss) > 0.9

@@ -51,6 +51,15 @@ def all_reduce_sums(values: Sequence[float], device: torch.device) -> list[float
     return t.tolist()
 
 
+def all_gather_lists(items: list) -> list:
+    """Every process's ``items`` concatenated in rank order (``items`` itself in a single process)."""
+    if not world().distributed:
+        return list(items)
+    gathered: list[list] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, items)
+    return [x for part in gathered for x in part]
+
+
 @contextlib.contextmanager
 def main_first() -> Iterator[None]:
     """Rank 0 runs the block first (filling the feature cache, say); the others then run it too."""

@@ -28,7 +28,7 @@ from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
 from .depthwise import fp32_depthwise_backward
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (load_checkpoint: public here too)
-from .distributed import all_reduce_sums, world
+from .distributed import all_gather_lists, all_reduce_sums, world
 from .loader import ImageFiles, make_loader
 from ..errors import ConfigError
 
@@ -73,14 +73,19 @@ class FinetuneConfig:
     # Oxford mini, seeds 0-2: 0.970, 0.970, 0.977 test accuracy, against 0.956, 0.956, 0.973 without
     bn_stats: str = "frozen"  # "frozen": every BatchNorm keeps its pretrained statistics (as the Keras guide
     # advises; small augmented batches make noisy ones); "train": update them in the unfrozen stages
+    min_win_rate: float = 0.9  # keep the fine-tuned weights only when they beat the probe's (epoch 0) in at least
+    # this share of bootstrap resamples of the validation images; otherwise the run ends as its own probe
 
 
 @dataclass
 class FinetuneResult:
-    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
-    best_epoch: int = 0  # the epoch whose weights were kept (1-based)
-    stopped_early: bool = False  # early stopping ended it before config.epochs
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch, epoch 0 the probe's head
+    best_epoch: int = 0  # the epoch whose weights were kept (0: the probe's, unchanged)
+    stopped_early: bool = False  # early stopping (or the time budget) ended it before config.epochs
     interrupted: bool = False  # Ctrl-C ended it; resume from the checkpoint
+    over_budget: bool = False  # the time budget ended it
+    win_rate: float | None = None  # share of validation resamples in which the best epoch beat epoch 0
+    best_tuned_epoch: int = 0  # the best epoch after 0, whether kept or not (0: none ran)
 
 
 def check_config(config: FinetuneConfig) -> None:
@@ -95,6 +100,8 @@ def check_config(config: FinetuneConfig) -> None:
     train_size((224, 224), config.train_size_ratio)  # raises on a ratio outside (0, 2]
     if config.ema_epochs < 0:
         raise ConfigError(f"expected ema_epochs >= 0 (0 disables the weight average), got {config.ema_epochs!r}")
+    if not 0.0 <= config.min_win_rate <= 1.0:
+        raise ConfigError(f"expected min_win_rate in [0, 1], got {config.min_win_rate!r}")
     if config.unfreeze != "all" and not (config.unfreeze.isdigit() and int(config.unfreeze) > 0):
         raise ConfigError(f"expected unfreeze 'all' or a positive number of stages, got {config.unfreeze!r}")
 
@@ -216,18 +223,41 @@ def _mixer(mix: str, n_classes: int):
 
 
 @torch.no_grad()
-def evaluate_epoch(model: ImageClassifier, loader, runtime: Runtime) -> dict[str, float]:
+def evaluate_epoch(model: ImageClassifier, loader, runtime: Runtime, per_image: list | None = None) -> dict[str, float]:
+    """Validation loss and accuracy; with ``per_image``, also appends (correct, loss) of every image
+    (all processes', in a fixed order), for comparing two epochs image by image."""
     model.eval()
-    total_loss, correct, seen = 0.0, 0, 0
+    losses, hits = [], []
     with runtime.autocast():
         for x, y in loader:
             logits = model(x.to(runtime.device).contiguous(memory_format=torch.channels_last)).float()
             y = y.to(runtime.device)
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-    total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], runtime.device)
+            losses.append(F.cross_entropy(logits, y, reduction="none").cpu())
+            hits.append((logits.argmax(1) == y).cpu())
+    loss, hit = (torch.cat(losses), torch.cat(hits)) if losses else (torch.zeros(0), torch.zeros(0, dtype=torch.bool))
+    total_loss, correct, seen = all_reduce_sums([loss.sum().item(), hit.sum().item(), len(hit)], runtime.device)
+    if per_image is not None:
+        for h, l in all_gather_lists(list(zip(hit.tolist(), loss.tolist()))):
+            per_image.append((bool(h), float(l)))
     return {"val_loss": total_loss / max(1, seen), "val_accuracy": correct / max(1, seen)}
+
+
+def win_rate(baseline: Sequence[tuple[bool, float]], candidate: Sequence[tuple[bool, float]], resamples: int = 2000, seed: int = 0) -> float:
+    """Share of bootstrap resamples of the validation images in which ``candidate`` beats ``baseline``
+    on (accuracy, then lower mean loss): how sure a comparison on a few dozen images can be.
+
+    Both are per-image (correct, loss) of the same images in the same order.
+    """
+    import numpy as np
+
+    if not baseline:
+        return 0.0
+    b, c = np.array(baseline, dtype=float), np.array(candidate, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(b), size=(resamples, len(b)))  # (R, N)
+    d_acc = (c[:, 0] - b[:, 0])[idx].sum(1)
+    d_loss = (c[:, 1] - b[:, 1])[idx].sum(1)
+    wins = (d_acc > 0) | ((d_acc == 0) & (d_loss < 0))
+    return float(wins.mean())
 
 
 def _weight_average(model: ImageClassifier, config: FinetuneConfig, steps_per_epoch: int):
@@ -248,8 +278,10 @@ def _score(row: dict[str, float]) -> tuple[float, float]:
     return row["val_accuracy"], -row["val_loss"]
 
 
-def _should_stop(epoch: int, result: FinetuneResult, config: FinetuneConfig) -> bool:
-    return epoch >= config.epochs or (epoch > 0 and epoch - result.best_epoch > config.patience)
+def _should_stop(epoch: int, best_epoch: int, config: FinetuneConfig) -> bool:
+    """All epochs done, or ``patience`` epochs in a row without a better validation score than the best
+    so far (epoch 0, the probe, included)."""
+    return epoch >= config.epochs or (epoch > 0 and epoch - best_epoch > config.patience)
 
 
 def finetune(
@@ -263,6 +295,7 @@ def finetune(
     progress: Progress | None = None,
     resume: dict[str, Any] | None = None,
     checkpoint_extra: dict[str, Any] | None = None,
+    deadline: float | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (its head already trained) on ``train``; keep the epoch best on ``val``.
 
@@ -274,6 +307,12 @@ def finetune(
         progress: ``(stage, done, total)`` with stage ``"epoch N"`` per training step.
         resume: a checkpoint (``load_checkpoint``) to continue from, after its last finished epoch.
         checkpoint_extra: stored in every checkpoint under ``"run"`` (what ``transferlab.resume`` needs).
+        deadline: a ``time.monotonic()`` time by which training must end: no epoch starts that would
+            not finish by then (judged by the last one), and one that overruns is abandoned.
+
+    Epoch 0 is the probe's head on the untouched backbone: it competes with every fine-tuned epoch,
+    and the best fine-tuned epoch is kept only when it beats epoch 0 in ``config.min_win_rate`` of the
+    bootstrap resamples of the validation images.
     """
     check_config(config)
     torch.manual_seed(seed)
@@ -296,8 +335,10 @@ def finetune(
     ema, judged = _weight_average(model, config, steps)  # judged: what validation scores and the run keeps
 
     if resume is None:
-        result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(judged, val_loader, runtime)}])  # epoch 0: the probe's head
-        best: dict[str, Any] = {"score": (-1.0, -math.inf), "state": None}
+        records: dict[int, list] = {0: []}  # per-image (correct, loss) of epoch 0 and of the best epoch so far
+        result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(judged, val_loader, runtime, records[0])}])  # epoch 0: the probe's head
+        probe_state = copy.deepcopy(model.net.state_dict())
+        best: dict[str, Any] = {"score": (-1.0, -math.inf), "state": None, "epoch": 0}
         epoch = 0
     else:
         model.net.load_state_dict(resume["model"])
@@ -306,33 +347,76 @@ def finetune(
         if ema is not None:
             ema.module.load_state_dict(resume["ema"])
         torch.set_rng_state(resume["torch_rng"])
-        result = FinetuneResult(history=list(resume["history"]), best_epoch=resume["best_epoch"])
-        best = {"score": _score(result.history[result.best_epoch]), "state": resume["best_model"]}
+        result = FinetuneResult(history=list(resume["history"]))
+        records = {int(k): v for k, v in (resume.get("val_records") or {}).items()}
+        probe_state = resume.get("probe_model")
+        best_tuned = resume.get("best_tuned_epoch", resume["best_epoch"])
+        best = {"score": _score(result.history[best_tuned]) if best_tuned else (-1.0, -math.inf), "state": resume["best_model"], "epoch": best_tuned}
         epoch = resume["epoch"]
+    last_epoch_s = 0.0
     try:
-        while not _should_stop(epoch, result, config):
+        while not _should_stop(epoch, best["epoch"], config):
+            if deadline is not None and _out_of_time(time.monotonic() + last_epoch_s > deadline, runtime):
+                result.over_budget = True
+                break
             epoch += 1
-            on_step = (lambda d, t, e=epoch: progress(f"epoch {e}", d, t)) if progress else None
-            row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step, forward, ema)}
-            row.update(evaluate_epoch(judged, val_loader, runtime), lr=max(group["lr"] for group in optimizer.param_groups))
+            started = time.monotonic()
+            on_step = _step_callback(progress, epoch, deadline if not w.distributed else None)
+            try:
+                row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step, forward, ema)}
+            except _OverBudget:
+                result.over_budget, epoch = True, epoch - 1  # the unfinished epoch is abandoned
+                break
+            per_image: list = []
+            row.update(evaluate_epoch(judged, val_loader, runtime, per_image), lr=max(group["lr"] for group in optimizer.param_groups))
             result.history.append(row)
             if _score(row) > best["score"]:
-                best = {"score": _score(row), "state": copy.deepcopy(judged.net.state_dict())}
-                result.best_epoch = epoch
+                best = {"score": _score(row), "state": copy.deepcopy(judged.net.state_dict()), "epoch": epoch}
+                records = {0: records.get(0, []), epoch: per_image}
+            last_epoch_s = time.monotonic() - started
             if checkpoint is not None and w.is_main:
                 save_checkpoint(checkpoint, {
                     "epoch": epoch, "model": model.net.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "history": result.history,
-                    "best_epoch": result.best_epoch, "best_model": best["state"], "ema": ema.module.state_dict() if ema is not None else None, "config": asdict(config), "run": checkpoint_extra or {},
+                    "best_epoch": best["epoch"], "best_tuned_epoch": best["epoch"], "best_model": best["state"], "probe_model": probe_state,
+                    "val_records": records, "ema": ema.module.state_dict() if ema is not None else None, "config": asdict(config), "run": checkpoint_extra or {},
                 })
     except KeyboardInterrupt:
         # Ctrl-C: the checkpoint of the last finished epoch is intact; keep the best weights so far.
         result.interrupted = True
         log.warning("interrupted during epoch %d; the last finished epoch is checkpointed", epoch)
         if best["state"] is None:
-            raise
+            raise  # no epoch finished: nothing to keep or resume
     result.stopped_early = epoch < config.epochs and not result.interrupted
-    model.net.load_state_dict(best["state"])
+    result.best_tuned_epoch = best["epoch"]
+    if best["epoch"] and records.get(0) and records.get(best["epoch"]):
+        result.win_rate = win_rate(records[0], records[best["epoch"]], seed=seed)
+    # (a checkpoint from before epoch 0 competed has no probe weights to go back to: it keeps its best epoch)
+    keep_tuned = best["epoch"] > 0 and (probe_state is None or result.win_rate is None or result.win_rate >= config.min_win_rate)
+    result.best_epoch = best["epoch"] if keep_tuned else 0
+    model.net.load_state_dict(best["state"] if keep_tuned else probe_state)
     model.head_dropout = 0.0
     model.requires_grad_(True).eval()
     return result
+
+
+class _OverBudget(Exception):
+    """Raised from the step callback when the time budget ran out in the middle of an epoch."""
+
+
+def _step_callback(progress: Progress | None, epoch: int, deadline: float | None):
+    if progress is None and deadline is None:
+        return None
+
+    def on_step(done: int, total: int) -> None:
+        if progress:
+            progress(f"epoch {epoch}", done, total)
+        if deadline is not None and time.monotonic() > deadline:
+            raise _OverBudget
+
+    return on_step
+
+
+def _out_of_time(local: bool, runtime: Runtime) -> bool:
+    """Whether any process is out of time (so all processes stop at the same epoch)."""
+    return all_reduce_sums([float(local)], runtime.device)[0] > 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -52,24 +53,50 @@ def loader_workers(device_type: str = "cpu") -> int:
     return 0 if cores <= 2 else cores // 4
 
 
+class EvenBatches(torch.utils.data.Sampler[list[int]]):
+    """Batches of at most ``batch_size`` that use every index of ``sampler`` once, sized as evenly as
+    possible (245 images in batches of 32: five of 31 and three of 30), so no image is dropped and no
+    last batch is a lone image."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler[int], batch_size: int) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(self.sampler)
+        n_batches = len(self)
+        base, extra = divmod(len(order), max(1, n_batches))
+        start = 0
+        for b in range(n_batches):
+            size = base + (b < extra)
+            yield order[start : start + size]
+            start += size
+
+
 def make_loader(dataset: ImageFiles, batch_size: int, shuffle: bool, seed: int, epoch: int = 0, world_size: int = 1, rank: int = 0, device_type: str = "cpu") -> torch.utils.data.DataLoader:
     """A DataLoader with ``loader_workers(device_type)`` workers; shuffling depends only on (seed, epoch).
 
-    With ``world_size`` > 1 (DDP), each rank gets its own shard of every epoch's shuffled order.
+    Training (``shuffle``) uses every image in every epoch, in evenly sized batches. With
+    ``world_size`` > 1 (DDP), each rank gets its own shard of every epoch's shuffled order (the
+    sampler repeats a few images so that all ranks take the same number of steps).
     """
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     dataset.seed = seed * 1000 + epoch if shuffle else None  # evaluation transforms draw nothing
     workers = min(loader_workers(device_type), max(1, len(dataset) // batch_size))
-    sampler = None
     if world_size > 1:
-        sampler = torch.utils.data.DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=seed, drop_last=shuffle)
+        sampler: torch.utils.data.Sampler[int] = torch.utils.data.DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=seed, drop_last=False)
         sampler.set_epoch(epoch)
+    elif shuffle:
+        sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+    else:
+        sampler = torch.utils.data.SequentialSampler(dataset)
+    batches = EvenBatches(sampler, batch_size) if shuffle else torch.utils.data.BatchSampler(sampler, batch_size, drop_last=False)
     return torch.utils.data.DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        drop_last=shuffle and len(dataset) > batch_size * world_size,
+        batch_sampler=batches,
         num_workers=workers,
         generator=generator,
         worker_init_fn=_seed_worker if workers else None,

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.roles import stratified_folds, stratified_holdout
+
 
 @dataclass(frozen=True)
 class ProbeConfig:
@@ -17,6 +19,9 @@ class ProbeConfig:
     l2_grid: tuple[float, ...] = (1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)  # penalty per sample on standardised features, strongest first
     max_iter: int = 100  # L-BFGS iterations per fit
     val_frac: float = 0.2  # share of training images held out to pick the L2 strength when the data has no val split
+    folds: int = 5  # without a val split, L2 is chosen by k-fold cross-validation on the training features:
+    # one 20% holdout of a few hundred images is a noisy judge, and k fits of a linear head cost seconds
+    kfold_max: int = 5000  # above this many training images one holdout is judge enough (and k-fold slower)
 
 
 @dataclass
@@ -24,7 +29,8 @@ class ProbeResult:
     weight: torch.Tensor  # (C, D) on raw (unstandardised) features
     bias: torch.Tensor  # (C,)
     l2: float  # chosen strength
-    val_scores: list[dict[str, float]] = field(default_factory=list)  # per grid value: l2, accuracy, log_loss
+    val_scores: list[dict[str, float]] = field(default_factory=list)  # per grid value: l2, accuracy, log_loss (means over folds, with accuracy_sd)
+    chosen_on: str = "val"  # "val" (the given validation images), "holdout" or "5-fold" (of the training images)
 
 
 def _fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_iter: int, init: torch.Tensor | None) -> torch.Tensor:
@@ -49,18 +55,6 @@ def _scores(x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[floa
     return (logits.argmax(1) == y).double().mean().item(), F.cross_entropy(logits, y).item()
 
 
-def stratified_holdout(y: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) with about ``frac`` of each class in val, at least one left in train."""
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        k = min(int(round(frac * len(idx))), len(idx) - 1)
-        val.extend(idx[:k])
-        train.extend(idx[k:])
-    return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
-
-
 def fit_probe(
     x_train: np.ndarray | torch.Tensor,
     y_train: np.ndarray,
@@ -71,7 +65,7 @@ def fit_probe(
     seed: int = 0,
     refit: bool = True,
 ) -> ProbeResult:
-    """Fit the head; pick L2 on (x_val, y_val), or on a stratified holdout of the training data.
+    """Fit the head; pick L2 on (x_val, y_val), else by k-fold (or one holdout) of the training data.
 
     With ``refit`` the chosen strength is refitted on train + val (fine-tuning turns it off: its
     validation images must stay unseen). Features are standardised for conditioning and the
@@ -80,29 +74,49 @@ def fit_probe(
     Shape:
         x_train (N, D), y_train (N,) ints in [0, n_classes); returns weight (C, D), bias (C,).
     """
-    x_all = torch.as_tensor(np.asarray(x_train), dtype=torch.float64)
-    y_all = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
-    if x_val is None or y_val is None or len(y_val) == 0:
-        tr, va = stratified_holdout(y_all.numpy(), config.val_frac, seed)
-        x_tr, y_tr, x_va, y_va = x_all[tr], y_all[tr], x_all[va], y_all[va]
-    else:
-        x_tr, y_tr = x_all, y_all
+    x_tr = torch.as_tensor(np.asarray(x_train), dtype=torch.float64)
+    y_tr = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+    if x_val is not None and y_val is not None and len(y_val):
         x_va = torch.as_tensor(np.asarray(x_val), dtype=torch.float64)
         y_va = torch.as_tensor(np.asarray(y_val), dtype=torch.long)
+        splits, chosen_on = [(np.arange(len(y_tr)), np.arange(len(y_tr), len(y_tr) + len(y_va)))], "val"
         x_all, y_all = torch.cat([x_tr, x_va]), torch.cat([y_tr, y_va])
-    basis = x_all if refit else x_tr
+    else:
+        x_all, y_all = x_tr, y_tr
+        splits, chosen_on = _choice_splits(y_all.numpy(), config, seed)
+    fit_rows = np.concatenate([tr for tr, _ in splits]) if not refit else None
+    basis = x_all if refit else x_all[np.unique(fit_rows)]
     mean, std = basis.mean(0), basis.std(0).clamp_min(1e-6)
-    z = lambda x: (x - mean) / std  # noqa: E731
+    z = (x_all - mean) / std
 
-    scores, theta, best = [], None, None
-    for l2 in config.l2_grid:  # strongest first, each fit warm-started from the previous
-        theta = _fit(z(x_tr), y_tr, n_classes, l2, config.max_iter, theta)
-        acc, loss = _scores(z(x_va), y_va, theta) if len(y_va) else (0.0, 0.0)
-        scores.append({"l2": l2, "accuracy": acc, "log_loss": loss})
-        if best is None or (acc, -loss) > (best[1], -best[2]):
-            best = (l2, acc, loss, theta)
-    assert best is not None
-    theta = _fit(z(x_all), y_all, n_classes, best[0], config.max_iter, best[3]) if refit else best[3]
+    per_l2 = np.zeros((len(config.l2_grid), len(splits), 2))  # (L2, fold, [accuracy, log loss])
+    thetas: list[torch.Tensor | None] = [None] * len(splits)
+    for i, l2 in enumerate(config.l2_grid):  # strongest first, each fit warm-started from the previous
+        for f, (tr, va) in enumerate(splits):
+            thetas[f] = _fit(z[tr], y_all[tr], n_classes, l2, config.max_iter, thetas[f])
+            per_l2[i, f] = _scores(z[va], y_all[va], thetas[f]) if len(va) else (0.0, 0.0)
+        if i == 0 or (per_l2[i, :, 0].mean(), -per_l2[i, :, 1].mean()) > (per_l2[best, :, 0].mean(), -per_l2[best, :, 1].mean()):
+            best, best_theta = i, thetas[0]
+    scores = [{"l2": l2, "accuracy": float(per_l2[i, :, 0].mean()), "log_loss": float(per_l2[i, :, 1].mean()), "accuracy_sd": float(per_l2[i, :, 0].std())} for i, l2 in enumerate(config.l2_grid)]
+    l2 = config.l2_grid[best]
+    if refit:
+        theta = _fit(z, y_all, n_classes, l2, config.max_iter, best_theta)
+    elif len(splits) == 1:
+        theta = best_theta  # already fitted on exactly the fitting images
+    else:
+        theta = _fit(z[fit_rows], y_all[fit_rows], n_classes, l2, config.max_iter, best_theta)
     weight = (theta[:-1] / std[:, None]).T  # fold the standardisation into the head
     bias = theta[-1] - (mean / std) @ theta[:-1]
-    return ProbeResult(weight.float().contiguous(), bias.float().contiguous(), best[0], scores)
+    return ProbeResult(weight.float().contiguous(), bias.float().contiguous(), l2, scores, chosen_on)
+
+
+def _choice_splits(y: np.ndarray, config: ProbeConfig, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """(fit indices, judge indices) pairs for choosing L2 without a validation split, and their name."""
+    counts = np.bincount(y)
+    k = min(config.folds, int(counts[counts > 0].min()))  # every fold judges every class
+    if len(y) <= config.kfold_max and k >= 2:
+        folds = stratified_folds(y, k, seed)
+        everything = np.arange(len(y))
+        return [(np.setdiff1d(everything, f), f) for f in folds], f"{k}-fold"
+    tr, va = stratified_holdout(y, config.val_frac, seed)
+    return [(tr, va)], "holdout"

@@ -1,0 +1,371 @@
+"""Training a run in named steps: split → features → head → fine-tune → evaluate → save.
+
+Every step works on the run's own copy of the data (the caller's ``Dataset`` is left as it was), and
+follows one rule: the split whose score is reported is never used to fit, refit, choose
+regularisation, stop early or pick a recipe (``data.roles``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from ._io import atomic_write_bytes
+from .data import Dataset, Sample, find_leaks
+from .data.load import settle_classes
+from .data.roles import Roles, carve, split_roles
+from .errors import ConfigError, DataError, RunError
+from .features import FeatureCache, cache_key, extract_features, pick_runtime
+from .features.runtime import Runtime
+from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone
+from .models.record import Phase, RunRecord, short_hash
+from .run import Run
+from .train import FinetuneConfig, FinetuneResult, ProbeConfig, ProbeResult, finetune, fit_probe
+from .train.distributed import main_first, world
+from .train.finetune import check_config
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total), e.g. ("features", 128, 600)
+STRATEGIES = ("probe", "finetune", "auto")
+AUTO_BUDGET_S = 15 * 60.0  # what ``auto`` may spend in all when no budget is given
+PERFECT = 1.0  # a probe this accurate on validation leaves fine-tuning nothing it could be shown to win
+
+
+@dataclass
+class _Setup:
+    """What every step shares: the backbone, how it runs, and where features are cached."""
+
+    name: str
+    weights: Path | str | None
+    model: ImageClassifier
+    arch: str
+    weights_label: str | None
+    runtime: Runtime
+    cache_dir: Path | str | None
+    batch_size: int | None
+    seed: int
+    progress: Progress | None
+
+    def cache(self) -> FeatureCache:
+        return FeatureCache(self.cache_dir, cache_key(self.model, self.runtime, self.model.backbone_fingerprint()))
+
+
+@dataclass
+class _Features:
+    rows: dict[Path, torch.Tensor]  # sample path -> (D,) pooled features
+    hashes: dict[Path, str]  # sample path -> short content hash
+    seconds: float
+    computed: int
+
+
+def train(
+    dataset: Dataset,
+    backbone: str = DEFAULT_BACKBONE,
+    strategy: str = "probe",
+    *,
+    weights: Path | str | None = None,
+    out: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+    seed: int = 0,
+    precision: str = "auto",
+    batch_size: int | None = None,
+    probe: ProbeConfig = ProbeConfig(),
+    finetune_config: FinetuneConfig = FinetuneConfig(),
+    budget: float | None = None,
+    progress: Progress | None = None,
+    resume_from: dict[str, Any] | None = None,
+) -> Run:
+    """Train a classifier on ``dataset`` by transfer learning from ``backbone``.
+
+    Strategies:
+        ``probe``: a softmax head on the frozen backbone's cached features, its L2 strength chosen on
+        val (else by k-fold of train). Seconds once features are cached.
+        ``finetune``: the probe's head, then the backbone unfrozen (``finetune_config``); validation
+        images held out of train judge every epoch, the probe's head included as epoch 0, and the
+        fine-tuned weights are kept only when they beat the probe clearly (``min_win_rate``).
+        ``auto``: as finetune, within ``budget`` seconds (default 15 min), skipping fine-tuning when
+        the probe leaves nothing to win; the run records what was tried and why the kept model won.
+
+    The score printed and saved is on the held-out split (test, else a given val); see ``data.roles``.
+
+    Raises:
+        DataError, BackboneError, ConfigError: problems a user can fix (one-sentence messages).
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"expected strategy in {', '.join(STRATEGIES)}, got {strategy!r}")
+    if budget is not None and budget <= 0:
+        raise ConfigError(f"expected a positive time budget, got {budget} s — pass e.g. --budget 5m")
+    if strategy != "probe":
+        check_config(finetune_config)  # before minutes of work, not after
+    started = time.perf_counter()
+    deadline = time.monotonic() + (budget or (AUTO_BUDGET_S if strategy == "auto" else float("inf")))
+    torch.manual_seed(seed)
+    data = copy.deepcopy(dataset)  # drops and warnings go to the run's copy
+    setup = _load_backbone(backbone, weights, precision, cache_dir, batch_size, seed, progress)
+    backbone_s = time.perf_counter() - started
+    feats = _extract(setup, data)
+    roles = split_roles(data)
+    if not roles.train:
+        raise DataError(f"the train split of {data.root} is empty — add training images or lower --test-frac")
+
+    tuning = strategy != "probe"
+    train_set, val_set = roles.train, roles.val
+    if tuning and not val_set:  # fine-tuning needs one holdout for both phases, unseen by either
+        train_set, val_set = carve(roles.train, probe.val_frac, seed)
+    t_head = time.perf_counter()
+    head = _fit_head(setup, feats, len(data.classes), train_set, val_set, probe, refit=not tuning)
+    head_s = time.perf_counter() - t_head
+    setup.model.set_head(head.weight, head.bias, data.classes)
+    phases = [_head_phase("head", train_set, val_set, head, feats, refit=not tuning)]
+
+    directory = Path(out) if out is not None else None
+    tuned, decision = None, None
+    if tuning:
+        skip = _auto_skip(head) if strategy == "auto" else None
+        if skip:
+            decision = skip
+        else:
+            spec = {"strategy": strategy, "backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": _data_record(data)}
+            tuned = _finetune(setup.model, train_set, val_set, setup.runtime, finetune_config, seed, directory, progress, resume_from, spec, deadline if budget or strategy == "auto" else None)
+            phases.append(Phase("finetune", len(train_set), len(val_set), "val" if roles.val else "holdout of train", _hashes(train_set, feats), _hashes(val_set, feats)))
+            decision = _decision(tuned, len(val_set))
+        if finetune_config.refit_head and not (tuned and tuned.interrupted):
+            head = _refit_head(setup, train_set, val_set, probe)
+            phases.append(_head_phase("head refit", train_set, val_set, head, feats, refit=True))
+    record = RunRecord(
+        backbone={"name": backbone, "arch": setup.arch, "weights": setup.weights_label, "fingerprint": setup.model.backbone_fingerprint()},
+        strategy=strategy,
+        transferlab_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        kept="finetune" if tuned is not None and tuned.best_epoch > 0 else "probe",
+        decision=decision,
+        hyperparameters={**asdict(probe), "chosen_l2": head.l2, "l2_chosen_on": head.chosen_on, "seed": seed, "precision": setup.runtime.precision, "batch_size": batch_size, **({"finetune": asdict(finetune_config)} if tuning else {}), **({"budget_s": budget} if budget else {})},
+        validation=head.val_scores,
+        data=_data_record(data),
+        species=data.species,
+        timing={"backbone_s": round(backbone_s, 3), "features_s": round(feats.seconds, 3), "images_computed": feats.computed, "head_s": round(head_s, 3)},
+        finetune=_finetune_record(tuned, finetune_config) if tuned else None,
+        phases=phases,
+    )
+    if tuned is not None:
+        record.timing["finetune_s"] = round(sum(row.get("train_s", 0.0) for row in tuned.history), 3)
+    run = Run(setup.model, record)
+    if not world().is_main:
+        return run  # under torchrun only rank 0 evaluates and writes the run directory
+    if roles.report_split:
+        record.metrics = _evaluate(run, data, roles, directory, setup)
+    record.timing["total_s"] = round(time.perf_counter() - started, 3)
+    if directory is not None:
+        run.save(directory)
+    return run
+
+
+# -- steps ------------------------------------------------------------------------------------------
+def _load_backbone(name: str, weights: Path | str | None, precision: str, cache_dir: Path | str | None, batch_size: int | None, seed: int, progress: Progress | None) -> _Setup:
+    bb = create_backbone(name, weights)
+    return _Setup(name, weights, bb.model, bb.arch, bb.weights, pick_runtime(precision=precision), cache_dir, batch_size, seed, progress)
+
+
+def _features_of(setup: _Setup, samples: list[Sample], stage: str = "features"):
+    """(features, the ``Extraction``) of ``samples`` with the network as it is now (cached)."""
+    cb = (lambda d, t: setup.progress(stage, d, t)) if setup.progress else None
+    with main_first():  # under torchrun, rank 0 fills the cache and the other ranks read it
+        ex = extract_features(setup.model, [s.path for s in samples], cache=setup.cache(), runtime=setup.runtime, batch_size=setup.batch_size, progress=cb)
+    hashes = {s.path: short_hash(h) for s, h in zip(samples, ex.hashes) if h}
+    rows = {samples[i].path: row for i, row in zip(ex.ok, ex.features)}
+    return _Features(rows, hashes, ex.seconds, ex.computed), ex
+
+
+def _extract(setup: _Setup, data: Dataset) -> _Features:
+    """Features of every sample (cached); files that fail to decode leave the run's copy of the data."""
+    samples = data.samples
+    feats, ex = _features_of(setup, samples)
+    hashes = {s.path: h for s, h in zip(samples, ex.hashes) if h}
+    if ex.failed:
+        data.drop(ex.failed)
+        settle_classes(data)  # a class may have lost its last usable images
+        log.warning("skipped %d files that could not be decoded", len(ex.failed))
+    leaks = find_leaks(data, hashes)
+    if leaks:
+        data.warnings.extend(leaks)
+        log.warning("%d image(s) appear in two splits (train/test leakage); the run's data record lists the pairs", len(leaks))
+    return feats
+
+
+def _fit_head(setup: _Setup, feats: _Features, n_classes: int, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig, refit: bool) -> ProbeResult:
+    if setup.progress:
+        setup.progress("head", 0, 1)
+    x, y = _features_and_labels(train_set, feats.rows)
+    xv, yv = _features_and_labels(val_set, feats.rows)
+    fit = fit_probe(x, y, n_classes, xv, yv, probe, setup.seed, refit=refit)
+    if setup.progress:
+        setup.progress("head", 1, 1)
+    return fit
+
+
+def _finetune(
+    model: ImageClassifier, train_set: list[Sample], val_set: list[Sample], runtime: Runtime, config: FinetuneConfig, seed: int,
+    directory: Path | None, progress: Progress | None, resume_from: dict[str, Any] | None, spec: dict[str, Any], deadline: float | None,
+) -> FinetuneResult:
+    """Phase 2 on ``train_set``, judged on ``val_set``; writes history.csv and curves.png with ``directory``."""
+    if directory is not None and world().is_main:
+        directory.mkdir(parents=True, exist_ok=True)
+    checkpoint = directory / "checkpoint.pt" if directory else None
+    result = finetune(model, [(s.path, s.label) for s in train_set], [(s.path, s.label) for s in val_set], runtime, config, seed, checkpoint, progress, resume_from, spec, deadline)
+    if directory is not None and world().is_main:
+        from .evaluate import plot_history, save_figure
+
+        keys = list(dict.fromkeys(k for row in result.history for k in row))
+        lines = [",".join(keys)] + [",".join(f"{row[k]:.6g}" if k in row else "" for k in keys) for row in result.history]
+        atomic_write_bytes(directory / "history.csv", ("\n".join(lines) + "\n").encode())
+        save_figure(plot_history(result.history), directory / "curves.png")
+    return result
+
+
+def _refit_head(setup: _Setup, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig) -> ProbeResult:
+    """The head fit again on the (possibly tuned) network's features of train + val, its L2 chosen on
+    val first: phase 2 needed the validation images unseen to pick its epoch; once picked, they are
+    labelled data like any other. Never the reported split."""
+    feats, _ = _features_of(setup, train_set + val_set, "refit head")
+    fit = _fit_head(setup, feats, len(setup.model.classes), train_set, val_set, probe, refit=True)
+    setup.model.set_head(fit.weight, fit.bias, setup.model.classes)
+    return fit
+
+
+def _evaluate(run: Run, data: Dataset, roles: Roles, directory: Path | None, setup: _Setup) -> dict[str, Any]:
+    """Score the held-out split; the record names it and says it was held out."""
+    result = run.evaluate(data, roles.report_split, directory, cache_dir=setup.cache_dir, precision=setup.runtime.precision, batch_size=setup.batch_size)
+    keys = ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "top5_accuracy", "species_accuracy", "seen_in_training", "unseen")
+    return {**{k: result.report[k] for k in keys if k in result.report}, "held_out": True}
+
+
+# -- decisions and records --------------------------------------------------------------------------
+def _auto_skip(head: ProbeResult) -> str | None:
+    """Why ``auto`` does not fine-tune at all, or None: a probe already right on every validation image
+    leaves nothing for validation to show fine-tuning winning."""
+    chosen = next((s for s in head.val_scores if s["l2"] == head.l2), None)
+    if chosen is not None and chosen["accuracy"] >= PERFECT:
+        return "kept the probe: it is right on every validation image, so fine-tuning could not be shown to do better"
+    return None
+
+
+def _decision(tuned: FinetuneResult, n_val: int) -> str:
+    """One line: what was tried and why the kept model won."""
+    epochs = len(tuned.history) - 1
+    ran = f"fine-tuned {epochs} epoch(s) in {sum(r.get('train_s', 0.0) for r in tuned.history):.0f} s" + (" (time budget reached)" if tuned.over_budget else "")
+    if not tuned.best_tuned_epoch:
+        return f"{ran}; kept the probe: no epoch finished"
+    probe, best = tuned.history[0], tuned.history[tuned.best_tuned_epoch]
+    versus = f"epoch {tuned.best_tuned_epoch} {best['val_accuracy']:.3f} vs the probe's {probe['val_accuracy']:.3f} on {n_val} validation images, better in {100 * (tuned.win_rate or 0):.0f}% of resamples"
+    kept = "kept fine-tuning" if tuned.best_epoch else "kept the probe (not a clear win)"
+    return f"{ran}; {versus}: {kept}"
+
+
+def _finetune_record(tuned: FinetuneResult, config: FinetuneConfig) -> dict[str, Any]:
+    return {
+        "head_refit": config.refit_head and not tuned.interrupted, "best_epoch": tuned.best_epoch, "best_tuned_epoch": tuned.best_tuned_epoch,
+        "win_rate": tuned.win_rate, "stopped_early": tuned.stopped_early, "over_budget": tuned.over_budget, "interrupted": tuned.interrupted, "history": tuned.history,
+    }
+
+
+def _head_phase(name: str, train_set: list[Sample], val_set: list[Sample], head: ProbeResult, feats: _Features, refit: bool) -> Phase:
+    fit = train_set + val_set if refit and head.chosen_on == "val" else train_set
+    chosen_on = {"val": "val"}.get(head.chosen_on, f"{head.chosen_on} of train")
+    choose = val_set if head.chosen_on == "val" else train_set
+    return Phase(name, len(fit), len(choose), chosen_on, _hashes(fit, feats), _hashes(choose, feats))
+
+
+def _hashes(samples: list[Sample], feats: _Features) -> list[str]:
+    return sorted({feats.hashes[s.path] for s in samples if s.path in feats.hashes})
+
+
+def _features_and_labels(samples: list[Sample], rows: dict[Path, torch.Tensor]) -> tuple[torch.Tensor | None, np.ndarray | None]:
+    """(N, D) features and (N,) labels of some samples, or (None, None) when there are none."""
+    samples = [s for s in samples if s.path in rows]
+    if not samples:
+        return None, None
+    return torch.stack([rows[s.path] for s in samples]), np.array([s.label for s in samples], dtype=int)
+
+
+def _data_record(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "root": str(dataset.root),
+        "layout": dataset.layout,
+        "label": dataset.label,
+        "fingerprint": dataset.fingerprint(),
+        "counts": dataset.counts(),
+        "skipped": len(dataset.skipped),
+        "skipped_files": [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped],
+        "warnings": [{"path": str(w.path), "reason": w.reason} for w in dataset.warnings],
+        "split_options": dataset.split_options,
+    }
+
+
+# -- more entry points ------------------------------------------------------------------------------
+CHECKPOINT_DEFAULTS = {"train_size_ratio": 1.0, "ema_epochs": 0.0}  # what runs checkpointed before these fields existed did
+
+
+def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progress: Progress | None = None) -> Run:
+    """Continue an interrupted fine-tuning run from its last finished epoch (``checkpoint.pt``).
+
+    The data, backbone and recipe are read from the checkpoint, so the result is what the uninterrupted
+    run would have given.
+    """
+    from .data import load_dataset
+    from .train import load_latest_checkpoint
+    from .train.checkpoint import previous_path
+
+    directory = Path(directory)
+    path = directory / "checkpoint.pt"
+    if not path.is_file() and not previous_path(path).is_file():
+        raise RunError(f"{str(directory)!r} has no checkpoint.pt to resume from — only fine-tuning runs write one")
+    try:
+        state, used = load_latest_checkpoint(path)  # a damaged newest checkpoint falls back to the previous epoch's
+    except RunError as err:
+        raise RunError(f"cannot resume: {err}") from err
+    try:
+        spec, config = state["run"], FinetuneConfig(**{**CHECKPOINT_DEFAULTS, **state["config"]})
+    except (KeyError, TypeError) as err:
+        raise RunError(f"cannot resume from {used} ({type(err).__name__}: {err}) — retrain without --resume") from err
+    data = spec["data"]
+    dataset = load_dataset(data["root"], layout=data["layout"], label=data["label"] if data["layout"] == "oxford" else "breed", **data["split_options"])
+    if dataset.fingerprint() != data["fingerprint"]:
+        raise RunError(f"the data in {data['root']} changed since this run started — retrain without --resume")
+    probe = ProbeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["probe"].items()})
+    return train(
+        dataset, spec["backbone"], spec.get("strategy", "finetune"), weights=spec["weights"], out=directory, cache_dir=cache_dir, seed=spec["seed"],
+        precision=spec["precision"], batch_size=spec["batch_size"], probe=probe, finetune_config=config, progress=progress, resume_from=state,
+    )
+
+
+def find_lr(
+    dataset: Dataset,
+    backbone: str = DEFAULT_BACKBONE,
+    *,
+    weights: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+    seed: int = 0,
+    steps: int = 60,
+    finetune_config: FinetuneConfig = FinetuneConfig(),
+    progress: Progress | None = None,
+):
+    """Learning-rate range test for fine-tuning ``backbone`` on the train split, after the probe's head.
+
+    Returns a ``LRFind`` (learning rates, smoothed losses, suggested peak ``lr``).
+    """
+    from .train.lr_find import lr_find
+
+    run = train(dataset, backbone, "probe", weights=weights, cache_dir=cache_dir, seed=seed, progress=progress)  # phase 1
+    items = [(s.path, s.label) for s in dataset.split("train")]
+    return lr_find(run.model, items, pick_runtime(), finetune_config, steps=steps, seed=seed)

@@ -1,0 +1,131 @@
+"""The split rule: the reported split is never used to fit, refit or choose, in every layout and strategy.
+
+The test that keeps it true: photos whose labels are assigned at random carry no information, so an
+honest held-out score is near chance (0.25 for 4 classes). A leak shows up as high accuracy, because the
+head, given a weak L2 and fewer images than feature dimensions, memorises whatever it is fitted on: the
+test checks that it does on its own training images, so a leak could not hide.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import transferlab as tl
+from transferlab.data.roles import split_roles
+from transferlab.train import FinetuneConfig, ProbeConfig
+
+from .conftest import TINY
+
+CLASSES = ("a", "b", "c", "d")
+MEMORISE = ProbeConfig(l2_grid=(1e-4,), max_iter=200)  # weak L2: whatever the head is fitted on, it learns by heart
+ONE_EPOCH = FinetuneConfig(epochs=1, batch_size=16, warmup_epochs=0, lr=1e-3, ema_epochs=0)
+LAYOUTS = {  # split folders -> images per split
+    "train+val": {"train": 96, "val": 48},
+    "train+val+test": {"train": 96, "val": 32, "test": 48},
+    "train+test": {"train": 96, "test": 48},
+    "no split": {"": 160},
+}
+
+
+def _noise(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+
+
+def random_labels(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
+    """Noise images, each filed under a class drawn at random: nothing in a photo tells its label."""
+    rng = np.random.default_rng(seed)
+    k = 0
+    for split, n in splits.items():
+        labels = np.resize(np.arange(len(CLASSES)), n)  # balanced, then shuffled: chance is 1/4 exactly
+        for label in rng.permutation(labels):
+            _noise(root / split / CLASSES[label] / f"{k}.png", seed=1000 * seed + k)
+            k += 1
+    return root
+
+
+@pytest.mark.parametrize("strategy", ["probe", "finetune"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_random_labels_score_near_chance_on_the_reported_split(layout: str, strategy: str, tiny_weights: Path, tmp_path: Path) -> None:
+    root = random_labels(tmp_path / "data", LAYOUTS[layout])
+    ds = tl.load_dataset(root, val_frac=0.2, test_frac=0.3)
+    run = tl.train(ds, TINY, strategy, weights=tiny_weights, precision="fp32", probe=MEMORISE, finetune_config=dataclasses.replace(ONE_EPOCH, min_win_rate=0.0), cache_dir=tmp_path / "cache")
+    m = run.record.metrics
+    expected = {"train+val": "val"}.get(layout, "test")
+    assert m["split"] == expected and m["held_out"] is True and "seen_in_training" not in m
+    assert m["accuracy"] < 0.5, f"{layout} {strategy}: {m['accuracy']:.3f} on random labels — the reported split leaked into training"
+    fitted = run.evaluate(ds, "train", cache_dir=tmp_path / "cache")
+    assert fitted.accuracy > 0.9  # the head does memorise what it is fitted on: a leak would show above
+    assert fitted.report["seen_in_training"] == fitted.report["n"]  # and evaluate knows those images were seen
+
+
+def test_roles_follow_the_layout(tmp_path: Path) -> None:
+    for layout, splits in LAYOUTS.items():
+        ds = tl.load_dataset(random_labels(tmp_path / layout, splits), val_frac=0.2, test_frac=0.3)
+        roles = split_roles(ds)
+        assert roles.report_split == {"train+val": "val"}.get(layout, "test")
+        assert not {s.path for s in roles.report} & {s.path for s in roles.train + roles.val}
+        assert bool(roles.val) == (layout in ("train+val+test", "no split"))
+
+
+def test_the_record_names_every_phase_and_the_images_it_saw(tiny_weights: Path, tmp_path: Path) -> None:
+    root = random_labels(tmp_path / "data", LAYOUTS["train+val"])
+    ds = tl.load_dataset(root)
+    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=ONE_EPOCH, out=tmp_path / "run", cache_dir=tmp_path / "cache")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["record_version"] == 2 and meta["metrics"]["held_out"] is True and meta["metrics"]["split"] == "val"
+    phases = {p["name"]: p for p in meta["phases"]}
+    assert set(phases) == {"head", "finetune", "head refit"}
+    assert phases["finetune"]["fit"] + phases["finetune"]["choose"] == 96 and phases["finetune"]["choose_from"] == "holdout of train"
+    assert phases["head refit"]["fit"] == 96 and len(phases["head refit"]["fit_hashes"]) == 96
+    # Renamed copies of the training images are recognised by content; held-out ones are not.
+    moved = tmp_path / "moved"
+    for i, s in enumerate(ds.split("train")[:10] + ds.split("val")[:6]):
+        (moved / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)  # labels do not matter here, only contents
+        (moved / "ab"[i % 2] / f"renamed-{i}.png").write_bytes(s.path.read_bytes())
+    result = tl.load(tmp_path / "run").evaluate(tl.load_dataset(moved, val_frac=0, test_frac=0), "all", cache_dir=tmp_path / "cache")
+    assert result.report["seen_in_training"] == 10 and result.report["unseen"]["n"] == 6
+
+
+def test_training_leaves_the_callers_dataset_as_it_was(tiny_weights: Path, tmp_path: Path) -> None:
+    root = random_labels(tmp_path / "data", LAYOUTS["train+test"])
+    (root / "train" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)  # passes the header sniff, fails to decode
+    ds = tl.load_dataset(root)
+    before = dataclasses.replace(ds, samples=list(ds.samples), skipped=list(ds.skipped), warnings=list(ds.warnings))
+    run = tl.train(ds, TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache")
+    assert ds == before
+    assert any("broken.png" in f["path"] for f in run.record.data["skipped_files"])
+
+
+def test_runs_saved_by_0_1_still_load_and_predict_the_same(tiny_weights: Path, tmp_path: Path, photo_folder: Path) -> None:
+    run = tl.train(tl.load_dataset(photo_folder), TINY, weights=tiny_weights, precision="fp32", out=tmp_path / "run", cache_dir=tmp_path / "cache")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    for key in ("record_version", "phases", "kept", "decision"):  # what 0.1 did not write
+        meta.pop(key, None)
+    meta["serve"] = {"unsure_below": 0.7}  # and a field this version reads but does not model
+    (tmp_path / "run" / "model.json").write_text(json.dumps(meta))
+    old = tl.load(tmp_path / "run")
+    assert old.record.kept == "probe" and old.record.record_version == 1 and old.meta["serve"] == {"unsure_below": 0.7}
+    paths = sorted(photo_folder.rglob("*.jpg"))
+    assert old.predict(paths) == run.predict(paths)
+
+
+def test_auto_keeps_the_probe_when_fine_tuning_cannot_pay_and_says_why(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    ds = tl.load_dataset(photo_folder)  # colour-coded classes: the probe is right on every validation image
+    run = tl.train(ds, TINY, "auto", weights=tiny_weights, precision="fp32", finetune_config=ONE_EPOCH, cache_dir=tmp_path / "cache")
+    assert run.record.kept == "probe" and run.record.finetune is None and "every validation image" in run.record.decision
+
+
+def test_a_time_budget_ends_fine_tuning(tiny_weights: Path, tmp_path: Path) -> None:
+    root = random_labels(tmp_path / "data", LAYOUTS["train+test"])
+    config = dataclasses.replace(ONE_EPOCH, epochs=50, patience=50, batch_size=8)
+    run = tl.train(tl.load_dataset(root), TINY, "auto", weights=tiny_weights, precision="fp32", finetune_config=config, budget=3.0, cache_dir=tmp_path / "cache")
+    tuned = run.record.finetune
+    assert tuned["over_budget"] is True and len(tuned["history"]) - 1 < 50 and "time budget" in run.record.decision
+    with pytest.raises(tl.ConfigError, match="budget"):
+        tl.train(tl.load_dataset(root), TINY, "auto", weights=tiny_weights, budget=0)
