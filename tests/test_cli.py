@@ -63,6 +63,7 @@ def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_we
         (["predict", "efficientnet_lite0", "/no/such.jpg"], "does not exist"),
         (["train", "{photos}", "--strategy", "finetune", "--optimizer", "lion"], "expected optimizer"),
         (["train", "{photos}", "--strategy", "magic"], "expected strategy"),
+        (["train", "{photos}", "--strategy", "auto", "--budget", "soon"], "expected a time budget"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(capsys, monkeypatch, photo_folder: Path, args, message) -> None:
@@ -93,3 +94,14 @@ def test_train_needs_data_or_resume(capsys, monkeypatch, tmp_path: Path) -> None
     assert code == 1 and "--resume" in err
     code, _, err = cli(capsys, monkeypatch, "train", "--resume", tmp_path)
     assert code == 1 and "no checkpoint.pt" in err
+
+
+def test_train_names_the_held_out_split_and_evaluate_flags_seen_images(capsys, monkeypatch, tiny_weights: Path, tmp_path: Path) -> None:
+    from .test_training import LAYOUTS, random_labels
+
+    data = random_labels(tmp_path / "data", LAYOUTS["train+val"])
+    code, out, _ = cli(capsys, monkeypatch, "train", data, "-b", TINY, "--weights", tiny_weights, "--out", tmp_path / "run", "--fp32", "-q")
+    assert code == 0 and "val accuracy" in out and "held out, never used to fit or choose" in out and "choices on 5-fold of train" in out
+    code, out, _ = cli(capsys, monkeypatch, "evaluate", tmp_path / "run", data, "--split", "train", "--json", "--out", tmp_path / "ev")
+    report = json.loads(out)
+    assert code == 0 and report["seen_in_training"] == report["n"] == 96 and "unseen" not in report

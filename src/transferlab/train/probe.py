@@ -21,7 +21,7 @@ class ProbeConfig:
     val_frac: float = 0.2  # share of training images held out to pick the L2 strength when the data has no val split
     folds: int = 5  # without a val split, L2 is chosen by k-fold cross-validation on the training features:
     # one 20% holdout of a few hundred images is a noisy judge, and k fits of a linear head cost seconds
-    kfold_max: int = 5000  # above this many training images one holdout is judge enough (and k-fold slower)
+    kfold_max: int = 2000  # above this many training images one holdout is judge enough (and k-fold slower)
 
 
 @dataclass
