@@ -223,7 +223,7 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
         return  # under torchrun, rank 0 reports
     m, t = run.meta.get("metrics", {}), run.meta["timing"]
     if json_:
-        _emit_json({"run": str(directory), "metrics": m, "timing": t, "skipped": data["skipped_files"], "warnings": data.get("warnings", [])})
+        _emit_json({"run": str(directory), "strategy": run.record.strategy, "kept": run.record.kept, "decision": run.record.decision, "metrics": m, "timing": t, "skipped": data["skipped_files"], "warnings": data.get("warnings", [])})
         return
     if data["skipped"] or data.get("warnings"):
         pairs = lambda key: [(x["path"], x["reason"]) for x in data.get(key, [])]  # noqa: E731

@@ -156,6 +156,11 @@ def _data_summary(run: Run) -> str:
 def _curves(run: Run) -> str:
     history = (run.meta.get("finetune") or {}).get("history")
     parts = []
+    if run.record.decision:
+        parts.append(f"<p>Strategy <b>{_e(run.record.strategy)}</b>, kept <b>{_e(run.record.kept)}</b>: {_e(run.record.decision)}.</p>")
+    for phase in run.record.phases:
+        chose = f", choices on {phase.choose} ({_e(phase.choose_from)})" if phase.choose else ""
+        parts.append(f"<p>Phase <b>{_e(phase.name)}</b>: learnt from {phase.fit} images{chose}.</p>")
     if history:
         parts.append(_figure(plot_history(history), "training curves: loss and accuracy per epoch"))
     validation = run.meta.get("validation") or []
@@ -170,7 +175,7 @@ def _curves(run: Run) -> str:
 def _metrics_table(metrics: dict[str, Any]) -> str:
     if not metrics:
         return _none("No evaluation recorded — run `transferlab evaluate RUN DATA --out RUN`.")
-    keys = [k for k in ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss", "species_accuracy", "skipped") if k in metrics]
+    keys = [k for k in ("split", "held_out", "n", "accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss", "species_accuracy", "seen_in_training", "skipped") if k in metrics]
     fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else _e(v)  # noqa: E731
     summary = "".join(f"<tr><th>{_e(k)}</th><td>{fmt(metrics[k])}</td></tr>" for k in keys)
     per = metrics.get("per_class") or []

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (stage, done, total), e.g. ("features", 128, 600)
 STRATEGIES = ("probe", "finetune", "auto")
 AUTO_BUDGET_S = 15 * 60.0  # what ``auto`` may spend in all when no budget is given
-PERFECT = 1.0  # a probe this accurate on validation leaves fine-tuning nothing it could be shown to win
 
 
 @dataclass
@@ -132,7 +131,7 @@ def train(
     directory = Path(out) if out is not None else None
     tuned, decision = None, None
     if tuning:
-        skip = _auto_skip(head) if strategy == "auto" else None
+        skip = _auto_skip(head, len(val_set), finetune_config.min_win_rate) if strategy == "auto" else None
         if skip:
             decision = skip
         else:
@@ -251,13 +250,23 @@ def _evaluate(run: Run, data: Dataset, roles: Roles, directory: Path | None, set
 
 
 # -- decisions and records --------------------------------------------------------------------------
-def _auto_skip(head: ProbeResult) -> str | None:
-    """Why ``auto`` does not fine-tune at all, or None: a probe already right on every validation image
-    leaves nothing for validation to show fine-tuning winning."""
+def _auto_skip(head: ProbeResult, n_val: int, min_win_rate: float) -> str | None:
+    """Why ``auto`` does not fine-tune at all, or None.
+
+    A fine-tuned model that got every validation image right would beat the probe in the bootstrap
+    resamples that hold at least one of the probe's ``e`` errors: 1 - (1 - e/n)^n of them. When even
+    that is below ``min_win_rate`` (no error: 0; one error: 0.63; two: 0.86), no fine-tuning could show
+    a clear win, and minutes of training would end as the probe anyway.
+    """
     chosen = next((s for s in head.val_scores if s["l2"] == head.l2), None)
-    if chosen is not None and chosen["accuracy"] >= PERFECT:
-        return "kept the probe: it is right on every validation image, so fine-tuning could not be shown to do better"
-    return None
+    if chosen is None or not n_val:
+        return None
+    errors = round((1.0 - chosen["accuracy"]) * n_val)
+    best_case = 1.0 - (1.0 - errors / n_val) ** n_val
+    if best_case >= min_win_rate:
+        return None
+    wrong = "is right on every validation image" if not errors else f"gets {errors} of {n_val} validation images wrong"
+    return f"kept the probe: it {wrong}, so even a perfect fine-tuned model could not be shown to do better (it would win {100 * best_case:.0f}% of resamples, under the {100 * min_win_rate:.0f}% required)"
 
 
 def _decision(tuned: FinetuneResult, n_val: int) -> str:

@@ -243,10 +243,12 @@ def evaluate_epoch(model: ImageClassifier, loader, runtime: Runtime, per_image: 
 
 
 def win_rate(baseline: Sequence[tuple[bool, float]], candidate: Sequence[tuple[bool, float]], resamples: int = 2000, seed: int = 0) -> float:
-    """Share of bootstrap resamples of the validation images in which ``candidate`` beats ``baseline``
-    on (accuracy, then lower mean loss): how sure a comparison on a few dozen images can be.
+    """Share of bootstrap resamples of the validation images in which ``candidate`` is right on more
+    images than ``baseline``: how sure a comparison on a few dozen images can be.
 
-    Both are per-image (correct, loss) of the same images in the same order.
+    Both are per-image (correct, loss) of the same images in the same order. A tie is no win, and loss
+    does not break it: label smoothing makes a fine-tuned network less confident, so its loss is
+    higher than the probe's at equal accuracy, which says nothing about which errs less.
     """
     import numpy as np
 
@@ -254,10 +256,7 @@ def win_rate(baseline: Sequence[tuple[bool, float]], candidate: Sequence[tuple[b
         return 0.0
     b, c = np.array(baseline, dtype=float), np.array(candidate, dtype=float)
     idx = np.random.default_rng(seed).integers(0, len(b), size=(resamples, len(b)))  # (R, N)
-    d_acc = (c[:, 0] - b[:, 0])[idx].sum(1)
-    d_loss = (c[:, 1] - b[:, 1])[idx].sum(1)
-    wins = (d_acc > 0) | ((d_acc == 0) & (d_loss < 0))
-    return float(wins.mean())
+    return float(((c[:, 0] - b[:, 0])[idx].sum(1) > 0).mean())
 
 
 def _weight_average(model: ImageClassifier, config: FinetuneConfig, steps_per_epoch: int):
