@@ -82,6 +82,7 @@ def train(
     probe: ProbeConfig = ProbeConfig(),
     finetune_config: FinetuneConfig = FinetuneConfig(),
     budget: float | None = None,
+    keep_checkpoints: bool = False,
     progress: Progress | None = None,
     resume_from: dict[str, Any] | None = None,
 ) -> Run:
@@ -97,6 +98,8 @@ def train(
         the probe leaves nothing to win; the run records what was tried and why the kept model won.
 
     The score printed and saved is on the held-out split (test, else a given val); see ``data.roles``.
+    Fine-tuning checkpoints (two full training states) are deleted once training ends, unless
+    ``keep_checkpoints``; an interrupted run keeps them for ``resume``.
 
     Raises:
         DataError, BackboneError, ConfigError: problems a user can fix (one-sentence messages).
@@ -135,8 +138,10 @@ def train(
         if skip:
             decision = skip
         else:
-            spec = {"strategy": strategy, "backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": _data_record(data)}
+            spec = {"strategy": strategy, "backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": _data_record(data), "keep_checkpoints": keep_checkpoints}
             tuned = _finetune(setup.model, train_set, val_set, setup.runtime, finetune_config, seed, directory, progress, resume_from, spec, deadline if budget or strategy == "auto" else None)
+            if directory is not None and world().is_main and not tuned.interrupted and not keep_checkpoints:
+                _remove_checkpoints(directory)
             phases.append(Phase("finetune", len(train_set), len(val_set), "val" if roles.val else "holdout of train", _hashes(train_set, feats), _hashes(val_set, feats)))
             decision = _decision(tuned, len(val_set))
         if finetune_config.refit_head and not (tuned and tuned.interrupted):
@@ -230,6 +235,15 @@ def _finetune(
         atomic_write_bytes(directory / "history.csv", ("\n".join(lines) + "\n").encode())
         save_figure(plot_history(result.history), directory / "curves.png")
     return result
+
+
+def _remove_checkpoints(directory: Path) -> None:
+    """A finished run needs no training state: two full checkpoints are 10 times the model's size."""
+    from .train.checkpoint import previous_path
+
+    path = directory / "checkpoint.pt"
+    for name in (path, previous_path(path)):
+        name.unlink(missing_ok=True)
 
 
 def _refit_head(setup: _Setup, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig) -> ProbeResult:
@@ -354,7 +368,8 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
     probe = ProbeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["probe"].items()})
     return train(
         dataset, spec["backbone"], spec.get("strategy", "finetune"), weights=spec["weights"], out=directory, cache_dir=cache_dir, seed=spec["seed"],
-        precision=spec["precision"], batch_size=spec["batch_size"], probe=probe, finetune_config=config, progress=progress, resume_from=state,
+        precision=spec["precision"], batch_size=spec["batch_size"], probe=probe, finetune_config=config, keep_checkpoints=spec.get("keep_checkpoints", True),
+        progress=progress, resume_from=state,
     )
 
 

@@ -35,7 +35,7 @@ def finetuned(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> t
         for i in range(8):
             make_photo(data / name / f"{name}_{i}.jpg", c, seed=100 * c + i)
     ds = tl.load_dataset(data, val_frac=0.25, test_frac=0.25)
-    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=root / "run", precision="fp32", cache_dir=root / "cache", finetune_config=RECIPE)
+    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=root / "run", precision="fp32", cache_dir=root / "cache", finetune_config=RECIPE, keep_checkpoints=True)
     return data, root / "run", run
 
 

@@ -73,7 +73,8 @@ def test_train_finetune_writes_curves_and_reloads_identically(photo_folder: Path
     tuned = dataclasses.replace(FAST, min_win_rate=0.0)  # keep the best fine-tuned epoch even without a clear win
     run = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=tmp_path / "run", precision="fp32", finetune_config=tuned)
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"history.csv", "curves.png", "checkpoint.pt", "model.safetensors", "metrics.json"} <= files
+    assert {"history.csv", "curves.png", "model.safetensors", "metrics.json"} <= files
+    assert "checkpoint.pt" not in files and "checkpoint.prev.pt" not in files  # a finished run keeps no training state
     header, *rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert header.startswith("epoch,val_loss,val_accuracy") and len(rows) == 4
     meta = json.loads((tmp_path / "run" / "model.json").read_text())

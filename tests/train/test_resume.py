@@ -54,6 +54,7 @@ def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(photo_folder: Pa
     assert not (killed / "model.json").exists()
 
     resumed = tl.resume(killed)
+    assert not (killed / "checkpoint.pt").exists()  # finished now: the training state is no longer needed
     ds = tl.load_dataset(photo_folder, val_frac=0.2, test_frac=0.3)
     straight = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=tmp_path / "straight", precision="fp32", finetune_config=FinetuneConfig(**RECIPE))
     # Same seed, same data, same machine: identical up to float summation order (tolerance 1e-6).
