@@ -9,22 +9,86 @@
 
 __version__ = "0.1.0"
 
-from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: E402
-from .errors import BackboneError, ConfigError, DataError, RunError, StorageError, TransferlabError  # noqa: E402
-from . import inspect  # noqa: E402
-from .inspect.dream import Dream, DreamConfig, dream  # noqa: E402
-from .inspect.feature_maps import FeatureMaps, feature_maps  # noqa: E402
-from .inspect.gradcam import CAM, gradcam  # noqa: E402
-from .inspect.hooks import capture, list_layers  # noqa: E402
-from .models import create_backbone, list_backbones  # noqa: E402
-from .run import Evaluation, Run, default_run_dir, from_backbone, load, open_model  # noqa: E402
-from .training import find_lr, resume, train  # noqa: E402
-from .train import FinetuneConfig, ProbeConfig  # noqa: E402
-from .explain import PointingScore, explain, score_explanations  # noqa: E402
-from .attacks import AttackConfig  # noqa: E402
-from .adversarial import attack, robustness  # noqa: E402
-from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: E402
-from .report import report  # noqa: E402
+from typing import TYPE_CHECKING
+
+from ._lazy import attach, keep_functions
+
+# name -> module that defines it; imported on first use, so `import transferlab` loads no torch
+_EXPORTS = {
+    'Dataset': '.data',
+    'check_dataset': '.data',
+    'load_dataset': '.data',
+    'write_fix_list': '.data',
+    'BackboneError': '.errors',
+    'ConfigError': '.errors',
+    'DataError': '.errors',
+    'RunError': '.errors',
+    'StorageError': '.errors',
+    'TransferlabError': '.errors',
+    'inspect': '.inspect',
+    'models': '.models',
+    'attacks': '.attacks',
+    'data': '.data',
+    'train': '.training',
+    'features': '.features',
+    'evaluate': '.evaluate',
+    'Dream': '.inspect.dream',
+    'DreamConfig': '.inspect.dream.config',
+    'dream': '.inspect.dream',
+    'FeatureMaps': '.inspect.feature_maps',
+    'feature_maps': '.inspect.feature_maps',
+    'CAM': '.inspect.gradcam',
+    'gradcam': '.inspect.gradcam',
+    'capture': '.inspect.hooks',
+    'list_layers': '.inspect.hooks',
+    'create_backbone': '.models.backbones',
+    'list_backbones': '.models.backbones',
+    'Evaluation': '.run',
+    'Run': '.run',
+    'default_run_dir': '.run',
+    'from_backbone': '.run',
+    'load': '.run',
+    'open_model': '.run',
+    'find_lr': '.training',
+    'resume': '.training',
+    'FinetuneConfig': '.train.config',
+    'ProbeConfig': '.train.config',
+    'PointingScore': '.explain',
+    'explain': '.explain',
+    'score_explanations': '.explain',
+    'AttackConfig': '.attacks.config',
+    'attack': '.adversarial',
+    'robustness': '.adversarial',
+    'Export': '.export',
+    'OnnxModel': '.export',
+    'Parity': '.export',
+    'check_parity': '.export',
+    'export': '.export',
+    'report': '.report',
+}
+__getattr__, __dir__ = attach(__name__, _EXPORTS)
+keep_functions(__name__, {"train", "explain", "export", "report"})  # functions named like their modules
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: F401
+    from .errors import BackboneError, ConfigError, DataError, RunError, StorageError, TransferlabError  # noqa: F401
+    from . import inspect  # noqa: F401
+    from . import models  # noqa: F401
+    from . import attacks  # noqa: F401
+    from .training import find_lr, resume, train  # noqa: F401
+    from .inspect.dream import Dream, dream  # noqa: F401
+    from .inspect.dream.config import DreamConfig  # noqa: F401
+    from .inspect.feature_maps import FeatureMaps, feature_maps  # noqa: F401
+    from .inspect.gradcam import CAM, gradcam  # noqa: F401
+    from .inspect.hooks import capture, list_layers  # noqa: F401
+    from .models.backbones import create_backbone, list_backbones  # noqa: F401
+    from .run import Evaluation, Run, default_run_dir, from_backbone, load, open_model  # noqa: F401
+    from .train.config import FinetuneConfig, ProbeConfig  # noqa: F401
+    from .explain import PointingScore, explain, score_explanations  # noqa: F401
+    from .attacks.config import AttackConfig  # noqa: F401
+    from .adversarial import attack, robustness  # noqa: F401
+    from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: F401
+    from .report import report  # noqa: F401
 
 __all__ = [
     "AttackConfig",

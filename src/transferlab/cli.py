@@ -24,6 +24,9 @@ import transferlab as tl
 from ._io import display_path
 from .data.files import expand_image_paths
 from .errors import TransferlabError
+from .inspect.dream.config import DreamConfig
+from .models.defaults import DEFAULT_BACKBONE
+from .train.config import FinetuneConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer learning from a folder of photos: train, evaluate, predict.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Download datasets (needs internet).")
@@ -32,7 +35,7 @@ out = Console(soft_wrap=True)  # results
 err = Console(stderr=True, soft_wrap=True)  # progress and messages
 _state = {"debug": False}
 
-FT = tl.FinetuneConfig()
+FT = FinetuneConfig()
 DataArg = Annotated[Path, typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")]
 LayoutOpt = Annotated[str, typer.Option(help="auto | folder | oxford | petimages")]
 LabelOpt = Annotated[str, typer.Option(help="Oxford labels: breed | species")]
@@ -163,7 +166,7 @@ def _print_problems(console: Console, skipped: Problems, warnings: Problems, lim
 def train(
     data: Annotated[Optional[Path], typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted fine-tuning run in this folder (no DATA needed).")] = None,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = tl.models.DEFAULT_BACKBONE,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/<data>-<backbone>].")] = None,
     strategy: Annotated[str, typer.Option(help="probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay.")] = "probe",
@@ -259,7 +262,7 @@ def parse_duration(text: str | None) -> float | None:
 @app.command("lr-find")
 def lr_find(
     data: DataArg,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = tl.models.DEFAULT_BACKBONE,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
     out_png: Annotated[Path, typer.Option("--out", "-o", help="Where to save the plot.")] = Path("lr_find.png"),
     unfreeze: Annotated[str, typer.Option(help="'all' or K, the last K stages, as for fine-tuning.")] = FT.unfreeze,
@@ -398,7 +401,7 @@ def datasets_get(
     out.print(f"{name} ready in [bold]{path}[/] ({time.perf_counter() - started:.0f} s)")
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="A run folder, or a backbone name (its ImageNet head).")]
-DREAM = tl.DreamConfig()
+DREAM = DreamConfig()
 
 
 @app.command()

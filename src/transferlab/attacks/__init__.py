@@ -1,25 +1,23 @@
 """Adversarial attacks in [0, 1] pixel space: a base class with the shared concerns, one file per method,
-image-difference metrics, and robustness over a dataset."""
+image-difference metrics, and robustness over a dataset. Modules load on first use."""
 
-from .base import AttackResult, Attack, margins, parse_eps, parse_eps_list
-from .config import METHODS, AttackConfig
-from .fgsm import FGSM
-from .metrics import l2, linf, psnr, ssim
-from .pgd import BIM, PGD
+from .._lazy import attach
 
-__all__ = [
-    "BIM",
-    "FGSM",
-    "METHODS",
-    "PGD",
-    "Attack",
-    "AttackConfig",
-    "AttackResult",
-    "l2",
-    "linf",
-    "margins",
-    "parse_eps",
-    "parse_eps_list",
-    "psnr",
-    "ssim",
-]
+_EXPORTS = {
+    'AttackResult': '.base',
+    'Attack': '.base',
+    'margins': '.base',
+    'parse_eps': '.base',
+    'parse_eps_list': '.base',
+    'METHODS': '.config',
+    'AttackConfig': '.config',
+    'FGSM': '.fgsm',
+    'l2': '.metrics',
+    'linf': '.metrics',
+    'psnr': '.metrics',
+    'ssim': '.metrics',
+    'BIM': '.pgd',
+    'PGD': '.pgd',
+}
+__getattr__, __dir__ = attach(__name__, _EXPORTS)
+__all__ = ['Attack', 'AttackConfig', 'AttackResult', 'BIM', 'FGSM', 'METHODS', 'PGD', 'l2', 'linf', 'margins', 'parse_eps', 'parse_eps_list', 'psnr', 'ssim']

@@ -1,14 +1,15 @@
-"""Evaluation: metrics as pure numpy functions, and figures built without pyplot."""
+"""Evaluation: metrics as pure numpy functions, and figures built without pyplot. Modules load on first use."""
 
-from .metrics import classification_report, confusion_matrix, top_losses
-from .plots import plot_confusion_matrix, plot_history, plot_top_losses, save_figure
+from .._lazy import attach
 
-__all__ = [
-    "classification_report",
-    "confusion_matrix",
-    "plot_confusion_matrix",
-    "plot_history",
-    "plot_top_losses",
-    "save_figure",
-    "top_losses",
-]
+_EXPORTS = {
+    'classification_report': '.metrics',
+    'confusion_matrix': '.metrics',
+    'top_losses': '.metrics',
+    'plot_confusion_matrix': '.plots',
+    'plot_history': '.plots',
+    'plot_top_losses': '.plots',
+    'save_figure': '.plots',
+}
+__getattr__, __dir__ = attach(__name__, _EXPORTS)
+__all__ = ['classification_report', 'confusion_matrix', 'plot_confusion_matrix', 'plot_history', 'plot_top_losses', 'save_figure', 'top_losses']

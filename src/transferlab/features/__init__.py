@@ -1,18 +1,18 @@
-"""Feature extraction with the frozen backbone, and its on-disk cache."""
+"""Feature extraction with the frozen backbone, and its on-disk cache. Modules load on first use."""
 
-from .cache import FeatureCache, content_hash, default_cache_dir
-from .extract import Extraction, cache_key, extract_features, load_image
-from .runtime import Runtime, cpu_has_bf16, pick_runtime
+from .._lazy import attach
 
-__all__ = [
-    "Extraction",
-    "FeatureCache",
-    "Runtime",
-    "cache_key",
-    "content_hash",
-    "cpu_has_bf16",
-    "default_cache_dir",
-    "extract_features",
-    "load_image",
-    "pick_runtime",
-]
+_EXPORTS = {
+    'FeatureCache': '.cache',
+    'content_hash': '.cache',
+    'default_cache_dir': '.cache',
+    'Extraction': '.extract',
+    'cache_key': '.extract',
+    'extract_features': '.extract',
+    'load_image': '.extract',
+    'Runtime': '.runtime',
+    'cpu_has_bf16': '.runtime',
+    'pick_runtime': '.runtime',
+}
+__getattr__, __dir__ = attach(__name__, _EXPORTS)
+__all__ = ['Extraction', 'FeatureCache', 'Runtime', 'cache_key', 'content_hash', 'cpu_has_bf16', 'default_cache_dir', 'extract_features', 'load_image', 'pick_runtime']

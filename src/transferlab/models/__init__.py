@@ -1,27 +1,24 @@
-"""Backbones (timm + bundled offline weights), the classifier module, and run save/load."""
+"""Backbones (timm + bundled offline weights), the classifier module, and run save/load. Modules load on first use."""
 
-from .backbones import DEFAULT_BACKBONE, Backbone, create_backbone, list_backbones, read_state_dict
-from .bundled import BUNDLED
-from .classes import resolve_class
-from .classifier import ImageClassifier, Normalize
-from .imagenet import imagenet_classes
-from .preprocess import Preprocess
-from .saving import load_model, read_meta, save_model, write_json
+from .._lazy import attach
 
-__all__ = [
-    "BUNDLED",
-    "DEFAULT_BACKBONE",
-    "Backbone",
-    "ImageClassifier",
-    "Normalize",
-    "Preprocess",
-    "create_backbone",
-    "imagenet_classes",
-    "list_backbones",
-    "load_model",
-    "read_meta",
-    "read_state_dict",
-    "resolve_class",
-    "save_model",
-    "write_json",
-]
+from .defaults import DEFAULT_BACKBONE
+
+_EXPORTS = {
+    'Backbone': '.backbones',
+    'create_backbone': '.backbones',
+    'list_backbones': '.backbones',
+    'read_state_dict': '.backbones',
+    'BUNDLED': '.bundled',
+    'resolve_class': '.classes',
+    'ImageClassifier': '.classifier',
+    'Normalize': '.classifier',
+    'imagenet_classes': '.imagenet',
+    'Preprocess': '.preprocess',
+    'load_model': '.saving',
+    'read_meta': '.saving',
+    'save_model': '.saving',
+    'write_json': '.saving',
+}
+__getattr__, __dir__ = attach(__name__, _EXPORTS)
+__all__ = ['BUNDLED', 'Backbone', 'DEFAULT_BACKBONE', 'ImageClassifier', 'Normalize', 'Preprocess', 'create_backbone', 'imagenet_classes', 'list_backbones', 'load_model', 'read_meta', 'read_state_dict', 'resolve_class', 'save_model', 'write_json']

@@ -13,11 +13,11 @@ import torch
 
 from ..errors import BackboneError
 from .bundled import BUNDLED, load_bundled
+from .defaults import DEFAULT_BACKBONE
 from .classifier import ImageClassifier
 from .imagenet import imagenet_classes
 from .preprocess import Preprocess
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
 _HUB_HOST = "huggingface.co"
 
 

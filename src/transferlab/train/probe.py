@@ -10,18 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.roles import stratified_folds, stratified_holdout
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """How the head is fitted; the defaults work for photos in general."""
-
-    l2_grid: tuple[float, ...] = (1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)  # penalty per sample on standardised features, strongest first
-    max_iter: int = 100  # L-BFGS iterations per fit
-    val_frac: float = 0.2  # share of training images held out to pick the L2 strength when the data has no val split
-    folds: int = 5  # without a val split, L2 is chosen by k-fold cross-validation on the training features:
-    # one 20% holdout of a few hundred images is a noisy judge, and k fits of a linear head cost seconds
-    kfold_max: int = 2000  # above this many training images one holdout is judge enough (and k-fold slower)
+from .config import ProbeConfig
 
 
 @dataclass
