@@ -21,6 +21,7 @@ _EXPORTS = {
     'write_fix_list': '.data',
     'BackboneError': '.errors',
     'ConfigError': '.errors',
+    'InputError': '.errors',
     'DataError': '.errors',
     'RunError': '.errors',
     'StorageError': '.errors',
@@ -71,7 +72,7 @@ keep_functions(__name__, {"train", "explain", "export", "report"})  # functions 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: F401
-    from .errors import BackboneError, ConfigError, DataError, RunError, StorageError, TransferlabError  # noqa: F401
+    from .errors import BackboneError, ConfigError, DataError, InputError, RunError, StorageError, TransferlabError  # noqa: F401
     from . import inspect  # noqa: F401
     from . import models  # noqa: F401
     from . import attacks  # noqa: F401
@@ -96,6 +97,7 @@ __all__ = [
     "CAM",
     "ConfigError",
     "DataError",
+    "InputError",
     "Dataset",
     "Dream",
     "DreamConfig",

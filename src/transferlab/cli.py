@@ -723,10 +723,11 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("[red]aborted[/]")
         sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+    except Exception as e:
+        if _state["debug"]:
+            raise
+        if any(cls.__name__ == "ClickException" for cls in type(e).__mro__):  # typer's own copy of click, or click
+            e.show()  # usage errors: the usage line and the reason, as click prints them; exit code 2
             sys.exit(e.exit_code)
-        raise
+        err.print(f"[red]error:[/] unexpected {type(e).__name__}: {e} — rerun with --debug for the traceback, and please report it", highlight=False)
+        sys.exit(1)

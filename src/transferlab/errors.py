@@ -19,6 +19,11 @@ class RunError(TransferlabError):
     """A run directory is missing, incomplete, malformed, or does not match the data."""
 
 
+class InputError(TransferlabError, ValueError):
+    """A tensor, array or image handed to a function has the wrong shape, type or values
+    (``gradcam`` given a batch of two, metrics given probabilities that are not finite)."""
+
+
 class ConfigError(TransferlabError, ValueError):
     """An option has a value outside its choices (``--optimizer lion``)."""
 

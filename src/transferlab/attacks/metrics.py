@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ..errors import InputError
+
 
 def linf(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Largest absolute pixel change. Shape: (B, 3, H, W) x2 -> (B,)."""
@@ -40,9 +42,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, win_size: in
         ValueError: images smaller than the window.
     """
     if a.shape != b.shape:
-        raise ValueError(f"expected images of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise InputError(f"expected images of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if min(a.shape[-2:]) < win_size:
-        raise ValueError(f"expected images of at least {win_size}x{win_size} pixels for SSIM, got {tuple(a.shape[-2:])}")
+        raise InputError(f"expected images of at least {win_size}x{win_size} pixels for SSIM, got {tuple(a.shape[-2:])}")
     x, y = a.double(), b.double()
     channels = x.shape[1]
     g = _gaussian_window(win_size, sigma, x.device)

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import InputError
+
 # Probabilities are clipped before the log so that a confidently wrong prediction costs a
 # large but finite loss instead of inf. The reported log loss clips at eps (-log ~ 36), as
 # scikit-learn does; ranking for top_losses clips at tiny (-log ~ 708) so that confident
@@ -23,12 +25,12 @@ _MAX_MOST_CONFUSED = 10
 def _check_labels(y: np.ndarray, name: str, n_classes: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ValueError(f"expected {name} of shape (N,), got shape {y.shape}")
+        raise InputError(f"expected {name} of shape (N,), got shape {y.shape}")
     if y.size and not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"expected integer class indices in {name}, got dtype {y.dtype}")
+        raise InputError(f"expected integer class indices in {name}, got dtype {y.dtype}")
     y = y.astype(np.int64)
     if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
+        raise InputError(
             f"expected {name} in [0, {n_classes - 1}], got values in [{y.min()}, {y.max()}]"
         )
     return y
@@ -37,12 +39,12 @@ def _check_labels(y: np.ndarray, name: str, n_classes: int) -> np.ndarray:
 def _check_probs(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] < 1:
-        raise ValueError(f"expected probs of shape (N, C), got shape {probs.shape}")
+        raise InputError(f"expected probs of shape (N, C), got shape {probs.shape}")
     if not np.all(np.isfinite(probs)):
-        raise ValueError("expected finite probabilities, got NaN or inf")
+        raise InputError("expected finite probabilities, got NaN or inf")
     y_true = _check_labels(y_true, "y_true", probs.shape[1])
     if y_true.shape[0] != probs.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"expected as many labels as rows of probs ({probs.shape[0]}), got {y_true.shape[0]}"
         )
     return y_true, probs
@@ -69,12 +71,12 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
         ValueError: If the shapes differ or a label is outside [0, C).
     """
     if int(n_classes) != n_classes or n_classes < 1:
-        raise ValueError(f"expected n_classes >= 1, got {n_classes}")
+        raise InputError(f"expected n_classes >= 1, got {n_classes}")
     n_classes = int(n_classes)
     y_true = _check_labels(y_true, "y_true", n_classes)
     y_pred = _check_labels(y_pred, "y_pred", n_classes)
     if y_true.shape != y_pred.shape:
-        raise ValueError(
+        raise InputError(
             f"expected y_pred with the shape of y_true {y_true.shape}, got {y_pred.shape}"
         )
     # One bincount over flattened (true, pred) cell indices instead of a Python loop.
@@ -98,7 +100,7 @@ def top_losses(y_true: np.ndarray, probs: np.ndarray, k: int) -> np.ndarray:
         ValueError: If the shapes disagree or k is negative.
     """
     if k < 0:
-        raise ValueError(f"expected k >= 0, got {k}")
+        raise InputError(f"expected k >= 0, got {k}")
     y_true, probs = _check_probs(y_true, probs)
     losses = _sample_losses(y_true, probs, eps=_TINY)
     return np.argsort(-losses, kind="stable")[:k].astype(np.int64)
@@ -133,7 +135,7 @@ def _species_accuracy(
 ) -> float:
     missing = [c for c in classes if c not in species]
     if missing:
-        raise ValueError(f"expected a species for every class, got none for {missing}")
+        raise InputError(f"expected a species for every class, got none for {missing}")
     species_of = np.array([species[c] for c in classes], dtype=object)
     return float(np.mean(species_of[y_true] == species_of[y_pred]))
 
@@ -172,9 +174,9 @@ def classification_report(
     n, n_classes = probs.shape
     classes = [str(c) for c in classes]
     if len(classes) != n_classes:
-        raise ValueError(f"expected {n_classes} class names (probs columns), got {len(classes)}")
+        raise InputError(f"expected {n_classes} class names (probs columns), got {len(classes)}")
     if n == 0:
-        raise ValueError("expected at least one sample, got 0")
+        raise InputError("expected at least one sample, got 0")
 
     y_pred = probs.argmax(axis=1)
     cm = confusion_matrix(y_true, y_pred, n_classes)

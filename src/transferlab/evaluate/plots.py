@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ..errors import InputError
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -67,10 +69,10 @@ def plot_confusion_matrix(
     """
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-        raise ValueError(f"expected a square (C, C) matrix, got shape {cm.shape}")
+        raise InputError(f"expected a square (C, C) matrix, got shape {cm.shape}")
     n = cm.shape[0]
     if len(classes) != n:
-        raise ValueError(f"expected {n} class names for a {n}x{n} matrix, got {len(classes)}")
+        raise InputError(f"expected {n} class names for a {n}x{n} matrix, got {len(classes)}")
     values = cm.astype(np.float64)
     if normalize:
         totals = values.sum(axis=1, keepdims=True)  # (C, 1)
@@ -118,7 +120,7 @@ def _check_gallery_inputs(
     ncols: int,
 ) -> None:
     if ncols < 1:
-        raise ValueError(f"expected ncols >= 1, got {ncols}")
+        raise InputError(f"expected ncols >= 1, got {ncols}")
     lengths = {
         "true": len(true),
         "pred": len(pred),
@@ -127,10 +129,10 @@ def _check_gallery_inputs(
     }
     bad = {name: length for name, length in lengths.items() if length != len(images)}
     if bad:
-        raise ValueError(f"expected {len(images)} entries (one per image), got {bad}")
+        raise InputError(f"expected {len(images)} entries (one per image), got {bad}")
     for i, image in enumerate(images):
         if not isinstance(image, Image.Image):
-            raise ValueError(f"expected PIL images, got {type(image).__name__} at index {i}")
+            raise InputError(f"expected PIL images, got {type(image).__name__} at index {i}")
 
 
 def plot_top_losses(
@@ -208,9 +210,9 @@ def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"expected a path ending in .png, got {str(path)!r}")
+        raise InputError(f"expected a path ending in .png, got {str(path)!r}")
     if dpi <= 0:
-        raise ValueError(f"expected dpi > 0, got {dpi}")
+        raise InputError(f"expected dpi > 0, got {dpi}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # bbox_inches="tight" is a safety net for labels that tight_layout could not fit.
     fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight")

@@ -24,6 +24,7 @@ from safetensors.torch import save
 
 from .._io import atomic_write_bytes
 from ..data.duplicates import content_hash  # noqa: F401  (re-exported: the key of every entry)
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class FeatureCache:
     def put(self, hashes: Sequence[str], features: torch.Tensor) -> None:
         """Store one batch as a new shard (atomic)."""
         if len(hashes) != len(features):
-            raise ValueError(f"expected one feature row per hash, got {len(features)} rows for {len(hashes)} hashes")
+            raise InputError(f"expected one feature row per hash, got {len(features)} rows for {len(hashes)} hashes")
         if not hashes:
             return
         self._write(self.dir / f"{uuid.uuid4().hex}.safetensors", list(hashes), features)

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from ..models import ImageClassifier, resolve_class
 from .hooks import capture, last_conv_layer
+from ..errors import InputError
 
 
 @dataclass
@@ -65,7 +66,7 @@ def gradcam(model: ImageClassifier, image: torch.Tensor, target: int | str | Non
         image (1, 3, H, W) in [0, 1].
     """
     if image.ndim != 4 or image.shape[0] != 1:
-        raise ValueError(f"expected one image of shape (1, 3, H, W), got {tuple(image.shape)}")
+        raise InputError(f"expected one image of shape (1, 3, H, W), got {tuple(image.shape)}")
     name = layer or last_conv_layer(model)
     device = next(model.parameters()).device
     was_training = model.training

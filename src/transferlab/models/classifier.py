@@ -11,6 +11,7 @@ import hashlib
 import torch
 from torch import nn
 
+from ..errors import BackboneError
 from .preprocess import Preprocess
 
 
@@ -81,7 +82,7 @@ class ImageClassifier(nn.Module):
         self.net.reset_classifier(len(classes))
         head = self.head
         if not isinstance(head, nn.Linear):
-            raise TypeError(f"expected a linear classifier on {type(self.net).__name__}, got {type(head).__name__}")
+            raise BackboneError(f"expected a linear classifier on {type(self.net).__name__}, got {type(head).__name__}")
         with torch.no_grad():
             head.weight.copy_(weight)
             head.bias.copy_(bias)

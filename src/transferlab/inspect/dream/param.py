@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import ConfigError
+from ...errors import ConfigError, InputError
 
 # Square root of the ImageNet colour covariance (lucent / lucid), columns = principal directions.
 _COLOR_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
@@ -127,6 +127,6 @@ def make_param(
 
 def _check_shape(shape: tuple[int, ...]) -> None:
     if len(shape) != 4 or shape[1] != 3 or min(shape) < 1 or not all(isinstance(s, int) for s in shape):
-        raise ValueError(f"expected an image shape (B, 3, H, W), got {shape}")
+        raise InputError(f"expected an image shape (B, 3, H, W), got {shape}")
 
 
