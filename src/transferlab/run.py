@@ -126,6 +126,34 @@ class Run:
                 rows[i] = {"path": str(path), "error": ex.failed.get(path, "not processed")}
         return [rows[i] for i in range(len(paths))]
 
+    def predict_proba(
+        self, paths: Sequence[Path | str], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Class probabilities of image files, exactly as ``predict`` computes them.
+
+        Shape:
+            returns (N, C) float, C = ``len(self.classes)``.
+
+        Raises:
+            DataError: a file cannot be decoded (``predict`` reports such files in place instead).
+        """
+        paths = [Path(p) for p in paths]
+        ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=None)
+        if ex.failed:
+            path, reason = next(iter(ex.failed.items()))
+            raise DataError(f"cannot read {path}: {reason}")
+        return probs
+
+    def load_photo(self, path: Path | str) -> torch.Tensor:
+        """A photo at its own size in [0, 1] on the 8-bit grid: what ``models.PhotoClassifier`` takes.
+
+        Shape:
+            returns (1, 3, H, W) float32.
+        """
+        from .models.photo import photo_tensor
+
+        return photo_tensor(open_rgb(Path(path)))
+
     def evaluate(
         self,
         dataset: Dataset,

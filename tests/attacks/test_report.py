@@ -24,10 +24,12 @@ def test_saved_png_is_the_adversarial_and_stays_adversarial(tiny_run, pet_photos
     assert report.success and report.record["adversarial"]["class"] == "fox"
     reread = png_pixels(tmp_path / "adv.png")
     assert torch.equal(reread, report.adversarial)  # lossless, on the 8-bit grid
-    with torch.no_grad():
-        assert CLASSES[int(tiny_run.model.eval()(reread[None]).argmax())] == "fox"
-    original = tiny_run.load_image(photo)[0]
+    original = png_pixels(photo)
+    assert reread.shape == original.shape  # the whole photo at its own size, not the model's crop
     assert ((reread - original) * 255).round().abs().max() <= 16
+    # regression: the saved file was the 224-px crop, which `predict` resized and cropped again
+    assert tiny_run.predict([tmp_path / "adv.png"], k=1)[0]["top"][0]["label"] == "fox"
+    assert report.record["judged_by"] == "transferlab predict on the saved PNG"
 
 
 def test_report_json_and_figure(tiny_run, pet_photos, tmp_path) -> None:

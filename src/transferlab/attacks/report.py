@@ -70,7 +70,8 @@ def encode_png(image: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def _top(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[dict[str, Any]]:
+def top_classes(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[dict[str, Any]]:
+    """The ``k`` most probable classes: ``[{"class", "index", "prob"}, ...]``."""
     values, index = probs.topk(min(k, len(probs)))
     return [{"class": classes[i], "index": i, "prob": round(float(v), 6)} for v, i in zip(values.tolist(), index.tolist())]
 
@@ -132,8 +133,8 @@ def attack_image(
         "ssim": float(ssim(adv, x_cpu)[0]),
         "steps": int(result.steps[0]),
         "seconds": round(result.seconds, 4),
-        "top5_before": _top(probs_before, classes),
-        "top5_after": _top(probs_after, classes),
+        "top5_before": top_classes(probs_before, classes),
+        "top5_after": top_classes(probs_after, classes),
     }
     if targeted:
         record["target"] = {"class": classes[target], "index": target, "prob_before": float(probs_before[target]), "prob_after": float(probs_after[target])}  # type: ignore[index]
@@ -143,21 +144,22 @@ def attack_image(
 
 
 def transfer(model: nn.Module, report: AttackReport, name: str = "") -> dict[str, Any]:
-    """Does the adversarial image of ``report`` also fool ``model``? Both images get the same treatment:
-    resized (bilinear) to ``model``'s input size when it differs, no crop (the pixels stay those attacked).
+    """Does the adversarial image of ``report`` also fool ``model``? Both images go through ``model``'s
+    own evaluation crop and resize (as ``predict`` would show them), from the attacked pixels.
 
     The attack reached another model when its prediction changes (untargeted) or becomes the target
     class, matched by name (targeted; ``None`` when that model has no class of this name).
     """
-    size = tuple(model.preprocess.input_size) if hasattr(model, "preprocess") else tuple(report.original.shape[-2:])
+    from ..models.photo import PhotoClassifier
+
     pair = torch.stack([report.original, report.adversarial])
-    if tuple(pair.shape[-2:]) != size:
-        pair = nn.functional.interpolate(pair, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    if hasattr(model, "preprocess"):
+        model = PhotoClassifier(model)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            probs = model(pair.to(next(model.parameters()).device)).float().softmax(1).cpu()
+            probs = model(pair.to(next(model.parameters()).device).float()).float().softmax(1).cpu()
     finally:
         model.train(was_training)
     classes = list(model.classes)
