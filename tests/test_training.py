@@ -129,3 +129,16 @@ def test_a_time_budget_ends_fine_tuning(tiny_weights: Path, tmp_path: Path) -> N
     assert tuned["over_budget"] is True and len(tuned["history"]) - 1 < 50 and "time budget" in run.record.decision
     with pytest.raises(tl.ConfigError, match="budget"):
         tl.train(tl.load_dataset(root), TINY, "auto", weights=tiny_weights, budget=0)
+
+
+def test_the_task_in_words_comes_from_the_run() -> None:
+    from transferlab.models.record import RunRecord
+
+    def task(data, classes, **kw):
+        return RunRecord(backbone={}, strategy=kw.get("strategy", "probe"), data=data, species=kw.get("species")).task(classes)
+
+    assert task({"root": "/x/clothing", "layout": "folder"}, list("abcdefghij")) == "clothing: which of the 10 classes is it?"
+    assert task({"root": "/x/PetImages", "layout": "petimages"}, ["Cat", "Dog"]) == "PetImages: Cat or Dog?"
+    assert task({"root": "/x/oxford", "layout": "oxford", "label": "breed"}, ["Abyssinian", "Bengal", "pug"]) == "Pet nursery: which breed is it?"
+    assert task({"root": "/x/oxford", "layout": "oxford", "label": "species"}, ["cat", "dog"]) == "Cat or dog?"
+    assert task(None, ["x"] * 1000, strategy="pretrained") == "Which of the 1000 ImageNet classes is it?"

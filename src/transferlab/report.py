@@ -73,7 +73,7 @@ def report(
     ]
     if dream_steps > 0:
         parts.append(_section("dreams", "Ideal image of each class", _dreams(run, dream_steps, progress)))
-    title = f"transferlab report: {run.meta['backbone'].get('name')} on {Path((run.meta.get('data') or {}).get('root', '?')).name}"
+    title = f"{run.record.task(run.classes)} — transferlab report: {run.record.backbone.get('name')} on {Path((run.record.data or {}).get('root', '?')).name}"
     atomic_write_bytes(out, _page(title, run, "".join(parts)).encode())
     return out
 

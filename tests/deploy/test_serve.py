@@ -51,6 +51,16 @@ def test_gradcam_overlay_is_a_png_of_the_model_view(client: TestClient, tiny_run
     assert url.startswith("data:image/png;base64,")
     image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
     assert image.size[::-1] == tuple(tl.load(tiny_run_dir).model.preprocess.input_size)
+    # the page shows the model's crop beside the overlay, so the two line up pixel for pixel
+    view = reply.json()["results"][0]["input"]
+    assert Image.open(io.BytesIO(base64.b64decode(view.split(",", 1)[1]))).size == image.size
+
+
+def test_the_page_and_the_card_ask_the_runs_own_question(client: TestClient) -> None:
+    # regression: every model was "Pet nursery: which breed is it?", breeds or not
+    page = client.get("/").text
+    assert "<h1>photos: which of the 3 classes is it?</h1>" in page and "breed" not in page
+    assert client.get("/model").json()["task"] == "photos: which of the 3 classes is it?"
 
 
 def test_unsure_follows_the_threshold_stored_with_the_run(tiny_run_dir: Path, tmp_path: Path) -> None:

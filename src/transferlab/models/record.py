@@ -7,6 +7,7 @@ they read into the same class, so every reader sees one shape.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import PurePath
 from typing import Any
 
 RECORD_VERSION = 2
@@ -70,6 +71,20 @@ class RunRecord:
         out = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
         out["record_version"] = RECORD_VERSION
         return {**out, **self.extra}
+
+    def task(self, classes: list[str]) -> str:
+        """The question the run answers, in words for page titles ("Pet nursery: which breed is it?" only
+        for breed data; "clothing: which of the 10 classes is it?" for a folder named clothing)."""
+        data = self.data or {}
+        if data.get("layout") == "oxford" and data.get("label") == "species":
+            return "Cat or dog?"
+        if self.species or (data.get("layout") == "oxford" and data.get("label", "breed") == "breed"):
+            return "Pet nursery: which breed is it?"
+        if self.strategy == "pretrained":
+            return f"Which of the {len(classes)} ImageNet classes is it?"
+        name = PurePath(str(data.get("root", ""))).name
+        question = f"{classes[0]} or {classes[1]}?" if len(classes) == 2 else f"which of the {len(classes)} classes is it?"
+        return f"{name}: {question}" if name else question[0].upper() + question[1:]
 
     def seen_hashes(self) -> set[str]:
         """Every image any phase learnt from or made a choice on."""

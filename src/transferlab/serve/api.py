@@ -26,6 +26,7 @@ class Result(BaseModel):
     top: list[Label]
     unsure: bool = Field(description="top probability below the run's threshold: the page says 'not sure'")
     gradcam: Optional[str] = Field(None, description="PNG data URL of the Grad-CAM overlay of the top class (with ?gradcam=true)")
+    input: Optional[str] = Field(None, description="PNG data URL of the crop the model saw, the same size as the overlay (with ?gradcam=true)")
 
 
 class Prediction(BaseModel):
@@ -70,7 +71,7 @@ def build(predictor: Predictor) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return page_html()
+        return page_html(predictor.run)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

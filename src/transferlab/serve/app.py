@@ -136,12 +136,14 @@ class Predictor:
             row: dict[str, Any] = {"top": top, "unsure": bool(top[0]["prob"] < self.threshold), "gradcam": None}
             if with_cam and self.layer is not None:
                 row["gradcam"] = _png_data_url(gradcam(model, x[i : i + 1], int(order[0]), self.layer).overlay(0.45))
+                row["input"] = _png_data_url(_to_pil(x[i]))  # the crop the model saw: lines up with the overlay
             rows.append(row)
         return rows
 
     def card(self) -> dict[str, Any]:
         meta = self.run.meta
         return {
+            "task": self.run.record.task(self.run.classes),
             "backbone": meta["backbone"].get("name"),
             "arch": meta["backbone"].get("arch"),
             "strategy": meta.get("strategy"),
@@ -174,5 +176,14 @@ def serve(run: Run, host: str = "127.0.0.1", port: int = 8000, config: ServeConf
     uvicorn.run(create_app(run, config), host=host, port=port, log_level=log_level)
 
 
-def page_html() -> str:
-    return (package_files(__package__) / "page.html").read_text(encoding="utf-8")
+def page_html(run: Run | None = None) -> str:
+    """The web page, titled with the question ``run`` answers."""
+    import html
+
+    task = run.record.task(run.classes) if run is not None else "Which class is it?"
+    return (package_files(__package__) / "page.html").read_text(encoding="utf-8").replace("{{TASK}}", html.escape(task))
+
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [0, 1] -> RGB image."""
+    return Image.fromarray((image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
