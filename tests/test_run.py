@@ -108,3 +108,16 @@ def test_open_model_takes_a_run_folder_or_a_backbone_name(trained, tmp_path: Pat
     assert len(tl.open_model("efficientnet_lite0").classes) == 1000
     with pytest.raises(RunError, match="no run folder at"):
         tl.open_model(tmp_path / "missing")
+
+
+def test_predicting_leaves_the_callers_model_as_it_was(trained, tmp_path: Path) -> None:
+    # regression: extraction left the network in channels_last and eval mode, and the head was moved alone
+    _, run = trained
+    new = [make_photo(tmp_path / "new" / f"{i}.jpg", i % 3, seed=900 + i) for i in range(20)]  # not cached yet
+    import torch
+
+    run.model.to(memory_format=torch.contiguous_format).train()
+    before = {k: (v.dtype, v.device, v.is_contiguous()) for k, v in run.model.state_dict().items()}
+    run.predict(new, precision="bf16")  # bf16: the path that converts the most
+    assert all(m.training for m in run.model.modules())
+    assert {k: (v.dtype, v.device, v.is_contiguous()) for k, v in run.model.state_dict().items()} == before

@@ -94,9 +94,9 @@ class Run:
         runtime = pick_runtime(precision=precision)
         cb = (lambda d, t: progress("features", d, t)) if progress else None
         ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
-        head = self.model.head.float().cpu()
+        weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))  # the model stays put
         with torch.no_grad():
-            probs = torch.softmax(head(ex.features), dim=1).numpy()
+            probs = torch.softmax(torch.nn.functional.linear(ex.features, weight, bias), dim=1).numpy()
         return ex, probs
 
     # -- public -------------------------------------------------------------------------------------

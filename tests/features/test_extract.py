@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from transferlab.models.state import eval_mode
+
 from transferlab.features import FeatureCache, cache_key, extract_features, load_image, pick_runtime
 from transferlab.models import create_backbone
 
@@ -22,7 +24,7 @@ def test_features_equal_the_models_own_forward(tiny, photo_folder: Path) -> None
     paths = sorted(photo_folder.rglob("*.jpg"))[:5]
     ex = extract_features(tiny, paths, runtime=pick_runtime(precision="fp32"), batch_size=2)
     x = torch.stack([load_image(p, tiny.preprocess) for p in paths])
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(tiny):  # extraction is inference: the model's eval forward
         expected = tiny.features(x)
     assert ex.ok == list(range(5)) and ex.features.shape == (5, tiny.num_features)
     assert torch.allclose(ex.features, expected, atol=1e-4, rtol=1e-4)

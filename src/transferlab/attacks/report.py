@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..models.state import eval_mode
 from .._io import atomic_write_bytes
 from ..models import write_json
 from .base import margins
@@ -97,13 +98,9 @@ def attack_image(
     x = image if image.ndim == 4 else image.unsqueeze(0)
     classes = list(model.classes)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             probs_before = model(x.to(device).float()).float().softmax(1)[0].cpu()
-    finally:
-        model.train(was_training)
     predicted = int(probs_before.argmax())
     if target is None and label is None:
         label = predicted
@@ -155,13 +152,9 @@ def transfer(model: nn.Module, report: AttackReport, name: str = "") -> dict[str
     pair = torch.stack([report.original, report.adversarial])
     if hasattr(model, "preprocess"):
         model = PhotoClassifier(model)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             probs = model(pair.to(next(model.parameters()).device).float()).float().softmax(1).cpu()
-    finally:
-        model.train(was_training)
     classes = list(model.classes)
     before, after = int(probs[0].argmax()), int(probs[1].argmax())
     out: dict[str, Any] = {

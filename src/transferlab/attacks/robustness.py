@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.state import eval_mode
 from .._io import atomic_write_bytes
 from .config import AttackConfig
 
@@ -107,15 +108,11 @@ def _stack(images: Sequence[torch.Tensor], idx: Sequence[int]) -> torch.Tensor:
 
 def _predict(model: nn.Module, images: Sequence[torch.Tensor], batch_size: int) -> torch.Tensor:
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     preds = []
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             for idx in _batches(range(len(images)), batch_size):
                 preds.append(model(_stack(images, idx).to(device)).argmax(1).cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(preds)
 
 

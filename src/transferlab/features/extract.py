@@ -21,6 +21,7 @@ from ..data import BadImageError, open_rgb
 from ..data.decode import os_reason
 from ..models.classifier import ImageClassifier
 from ..models.preprocess import Preprocess
+from ..models.state import preserved
 from .cache import FeatureCache, content_hash
 from .runtime import Runtime, cpu_count, inference, optimize_for_inference, pick_runtime, single_threaded_ops
 
@@ -134,6 +135,7 @@ def _compute(
     with single_threaded_ops(streams > 1), _Decoder(paths, model.preprocess, batch_size, workers, ahead) as decoder, ThreadPoolExecutor(streams) as pool:
         example = torch.zeros(batch_size, 3, *model.preprocess.input_size, dtype=torch.uint8)
         fast = optimize_for_inference(model.feature_extractor(), runtime, example, len(paths))  # while the first files decode
+        # (it moves the caller's network to the device in channels_last: ``extract_features`` moves it back)
 
         def forward(batch: torch.Tensor) -> torch.Tensor:
             with inference(runtime):  # autocast and inference mode are per thread
@@ -188,16 +190,17 @@ def extract_features(
     if progress:
         progress(done, len(paths))
     bad_hashes: dict[str, str] = {}
-    for positions, feats, bad in _compute(model, todo, runtime, batch_size, workers) if todo else ():
-        bad_hashes.update({todo_hashes[i]: reason for i, reason in bad.items()})
-        if feats is not None:
-            batch_hashes = [todo_hashes[i] for i in positions]
-            found.update(zip(batch_hashes, feats))
-            if cache is not None:
-                cache.put(batch_hashes, feats)
-        done += len(positions) + len(bad)
-        if progress:
-            progress(done, len(paths))
+    with preserved(model):  # the caller's model keeps its device, layout and mode
+        for positions, feats, bad in _compute(model, todo, runtime, batch_size, workers) if todo else ():
+            bad_hashes.update({todo_hashes[i]: reason for i, reason in bad.items()})
+            if feats is not None:
+                batch_hashes = [todo_hashes[i] for i in positions]
+                found.update(zip(batch_hashes, feats))
+                if cache is not None:
+                    cache.put(batch_hashes, feats)
+            done += len(positions) + len(bad)
+            if progress:
+                progress(done, len(paths))
     ok, rows = [], []
     for i, (path, h) in enumerate(zip(paths, hashes)):
         if h is None:

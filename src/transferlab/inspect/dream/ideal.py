@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ...models.state import eval_mode
 from ..._io import atomic_write_bytes
 from ...errors import ConfigError
 from ...models import ImageClassifier, resolve_class, write_json
@@ -115,13 +116,9 @@ def build_objective(index: int, config: DreamConfig) -> Objective:
 @torch.no_grad()
 def class_probabilities(model: ImageClassifier, image: torch.Tensor) -> torch.Tensor:
     """Softmax of the model on ``image`` in eval mode (mode restored). Shape: (B, 3, H, W) -> (B, C)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device = next(model.parameters()).device
         return torch.softmax(model(image.to(device)).float(), dim=1).cpu()
-    finally:
-        model.train(was_training)
 
 
 def png_round_trip(model: ImageClassifier, image: torch.Tensor) -> torch.Tensor:

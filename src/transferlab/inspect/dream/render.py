@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ...models.state import eval_mode
 from .objectives import Objective, Step
 from .param import ImageParam
 from .transforms import Transform, compose
@@ -76,9 +77,7 @@ def render(
     keep = set(frame_steps(steps, frames))
     history: list[float] = []
     snapshots: list[tuple[int, torch.Tensor]] = []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for i in range(steps + 1):
             if i in keep:
                 with torch.no_grad():
@@ -97,6 +96,4 @@ def render(
                 progress(i + 1, steps)
         with torch.no_grad():
             result = param().detach().cpu()
-    finally:
-        model.train(was_training)
     return Rendered(result, history, snapshots, time.perf_counter() - started)
