@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SHARED_OXFORD := ../shared/data/oxford-iiit-pet-mini
 DOWNLOADED_OXFORD := data/oxford-iiit-pet
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test lint install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,10 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	@$(BIN)/python scripts/demo.py $(if $(DATA),--data "$(DATA)")
 
-test: install-dev
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks scripts
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:

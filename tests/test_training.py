@@ -76,7 +76,7 @@ def test_roles_follow_the_layout(tmp_path: Path) -> None:
 def test_the_record_names_every_phase_and_the_images_it_saw(tiny_weights: Path, tmp_path: Path) -> None:
     root = random_labels(tmp_path / "data", LAYOUTS["train+val"])
     ds = tl.load_dataset(root)
-    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=ONE_EPOCH, out=tmp_path / "run", cache_dir=tmp_path / "cache")
+    tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=ONE_EPOCH, out=tmp_path / "run", cache_dir=tmp_path / "cache")
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["record_version"] == 2 and meta["metrics"]["held_out"] is True and meta["metrics"]["split"] == "val"
     phases = {p["name"]: p for p in meta["phases"]}

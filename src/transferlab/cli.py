@@ -169,7 +169,9 @@ def train(
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/<data>-<backbone>].")] = None,
-    strategy: Annotated[str, typer.Option(help="probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay.")] = "probe",
+    strategy: Annotated[str, typer.Option(help=(
+        "probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation "
+        "shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay."))] = "probe",
     budget: Annotated[Optional[str], typer.Option(help="auto/finetune: most training time, e.g. 90s, 5m, 1h [auto: 15m].")] = None,
     keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="finetune: keep checkpoint.pt (and the previous epoch's) after training ends.", rich_help_panel="Fine-tuning")] = False,
     epochs: Annotated[int, typer.Option(help="finetune: most epochs (early stopping may end sooner).", rich_help_panel="Fine-tuning")] = FT.epochs,
@@ -216,9 +218,11 @@ def train(
     with progress_bar(quiet or json_) as cb:
         recipe = tl.FinetuneConfig(
             epochs=epochs, unfreeze=unfreeze, lr=lr, layer_decay=layer_decay, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
-            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, train_size_ratio=train_size_ratio, batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, ema_epochs=ema_epochs, compile=compile_,
+            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, train_size_ratio=train_size_ratio,
+            batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, ema_epochs=ema_epochs, compile=compile_,
         )
-        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size, finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb)
+        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
+                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb)
     _report_training(run, run.meta["data"], directory, json_)
 
 

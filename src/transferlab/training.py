@@ -138,7 +138,8 @@ def train(
         if skip:
             decision = skip
         else:
-            spec = {"strategy": strategy, "backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed, "probe": asdict(probe), "data": _data_record(data), "keep_checkpoints": keep_checkpoints}
+            spec = {"strategy": strategy, "backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed,
+                    "probe": asdict(probe), "data": _data_record(data), "keep_checkpoints": keep_checkpoints}  # what resume needs
             tuned = _finetune(setup.model, train_set, val_set, setup.runtime, finetune_config, seed, directory, progress, resume_from, spec, deadline if budget or strategy == "auto" else None)
             if directory is not None and world().is_main and not tuned.interrupted and not keep_checkpoints:
                 _remove_checkpoints(directory)
@@ -154,7 +155,10 @@ def train(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         kept="finetune" if tuned is not None and tuned.best_epoch > 0 else "probe",
         decision=decision,
-        hyperparameters={**asdict(probe), "chosen_l2": head.l2, "l2_chosen_on": head.chosen_on, "seed": seed, "precision": setup.runtime.precision, "batch_size": batch_size, **({"finetune": asdict(finetune_config)} if tuning else {}), **({"budget_s": budget} if budget else {})},
+        hyperparameters={
+            **asdict(probe), "chosen_l2": head.l2, "l2_chosen_on": head.chosen_on, "seed": seed, "precision": setup.runtime.precision, "batch_size": batch_size,
+            **({"finetune": asdict(finetune_config)} if tuning else {}), **({"budget_s": budget} if budget else {}),
+        },
         validation=head.val_scores,
         data=_data_record(data),
         species=data.species,

@@ -10,7 +10,7 @@ from PIL import Image
 import transferlab as tl
 from transferlab.attacks.report import attack_image, transfer
 
-from .conftest import CLASSES, grid_images, tiny_classifier
+from .conftest import grid_images, tiny_classifier
 
 
 def png_pixels(path) -> torch.Tensor:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
 from .decode import is_image_name, non_image_reason
 from .layouts import Scan, list_dir
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SPECIES = {1: "cat", 2: "dog"}
 _NUMBERED = re.compile(r"(.+)_\d+")

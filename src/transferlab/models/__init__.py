@@ -21,4 +21,7 @@ _EXPORTS = {
     'write_json': '.saving',
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-__all__ = ['BUNDLED', 'Backbone', 'DEFAULT_BACKBONE', 'ImageClassifier', 'Normalize', 'Preprocess', 'create_backbone', 'imagenet_classes', 'list_backbones', 'load_model', 'read_meta', 'read_state_dict', 'resolve_class', 'save_model', 'write_json']
+__all__ = [
+    'BUNDLED', 'Backbone', 'DEFAULT_BACKBONE', 'ImageClassifier', 'Normalize', 'Preprocess', 'create_backbone', 'imagenet_classes',
+    'list_backbones', 'load_model', 'read_meta', 'read_state_dict', 'resolve_class', 'save_model', 'write_json',
+]

@@ -199,8 +199,8 @@ def evaluate_epoch(model: ImageClassifier, loader, runtime: Runtime, per_image: 
     loss, hit = (torch.cat(losses), torch.cat(hits)) if losses else (torch.zeros(0), torch.zeros(0, dtype=torch.bool))
     total_loss, correct, seen = all_reduce_sums([loss.sum().item(), hit.sum().item(), len(hit)], runtime.device)
     if per_image is not None:
-        for h, l in all_gather_lists(list(zip(hit.tolist(), loss.tolist()))):
-            per_image.append((bool(h), float(l)))
+        for right, value in all_gather_lists(list(zip(hit.tolist(), loss.tolist()))):
+            per_image.append((bool(right), float(value)))
     return {"val_loss": total_loss / max(1, seen), "val_accuracy": correct / max(1, seen)}
 
 

@@ -80,6 +80,7 @@ def fit_probe(
 
     per_l2 = np.zeros((len(config.l2_grid), len(splits), 2))  # (L2, fold, [accuracy, log loss])
     thetas: list[torch.Tensor | None] = [None] * len(splits)
+    best, best_theta = 0, None
     for i, l2 in enumerate(config.l2_grid):  # strongest first, each fit warm-started from the previous
         for f, (tr, va) in enumerate(splits):
             thetas[f] = _fit(z[tr], y_all[tr], n_classes, l2, config.max_iter, thetas[f])

@@ -9,4 +9,5 @@ works across classes and models (``DreamConfig``'s defaults, chosen by ``benchma
 from ..._lazy import attach
 from .config import DEFAULT_TV, OBJECTIVES, PARAMS, DreamConfig
 
+__all__ = ["DEFAULT_TV", "OBJECTIVES", "PARAMS", "DreamConfig"]  # and, loaded on first use, everything in .ideal
 __getattr__, __dir__ = attach(__name__, fallback=".ideal")  # dream, Dream and the parts, loaded on first use

@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError, InputError
+from .config import PARAMS
 
 # Square root of the ImageNet colour covariance (lucent / lucid), columns = principal directions.
 _COLOR_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 _COLOR_CORRELATION = _COLOR_SVD_SQRT / _COLOR_SVD_SQRT.norm(dim=0).max()
 _FFT_MAGIC = 4.0  # lucid's scale making the fft image's pixel spread similar to the pixel param's
-from .config import PARAMS
 
 
 class ImageParam(nn.Module):
