@@ -9,6 +9,7 @@ their turn. Every bad upload gets a 4xx JSON ``{"error": "<one sentence>"}``.
 
 from __future__ import annotations
 
-from .app import ServeConfig, create_app, serve, set_threshold
+from .app import create_app, serve
+from .predictor import ServeConfig, set_threshold
 
 __all__ = ["ServeConfig", "create_app", "serve", "set_threshold"]

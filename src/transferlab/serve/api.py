@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from .app import ApiError, Predictor, decode_upload, page_html
+from .predictor import ApiError, Predictor, decode_upload, page_html
 
 FIELD = "files"
 

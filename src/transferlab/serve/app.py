@@ -1,166 +1,19 @@
-"""FastAPI application over one run: ``/`` (the page), ``POST /predict``, ``GET /model``, ``GET /health``."""
+"""The service's entry points: the FastAPI app over one run, and uvicorn serving it."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import copy
-import io
-import logging
 import os
-from dataclasses import dataclass
-from importlib.resources import files as package_files
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
-from ..data import open_rgb
-from ..data.decode import BadImageError
 from ..errors import ConfigError
-from ..inspect.gradcam import gradcam
-from ..inspect.hooks import last_conv_layer
-from ..models import read_meta, write_json
 from ..run import Run
-
-log = logging.getLogger(__name__)
-
-DEFAULT_THRESHOLD = 0.5  # "not sure" below this top probability when the run stores none
-META_KEY = "serve"  # model.json: {"serve": {"unsure_below": 0.6}}
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Limits and behaviour of the service; ``transferlab serve`` flags map onto these fields."""
-
-    max_bytes: int = 20_000_000  # largest upload accepted (one file, and one request)
-    max_pixels: int = 40_000_000  # decoded width x height above which an upload is refused as a decompression bomb
-    max_files: int = 16  # images per request
-    workers: int = 1  # model replicas = requests inferred at the same time; the rest wait
-    top_k: int = 5  # default k of /predict
-    threshold: float | None = None  # "not sure" below this top probability; None: the run's stored one, else 0.5
-
-
-def run_threshold(run: Run) -> float:
-    """The "not sure" threshold stored with the run (``set_threshold``), else ``DEFAULT_THRESHOLD``."""
-    return float((run.meta.get(META_KEY) or {}).get("unsure_below", DEFAULT_THRESHOLD))
-
-
-def set_threshold(directory: Path | str, value: float) -> None:
-    """Store the "not sure" threshold in a run folder's ``model.json``, for ``serve`` to use by default."""
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"expected a threshold in [0, 1], got {value}")
-    directory = Path(directory)
-    meta = read_meta(directory)
-    meta[META_KEY] = {**(meta.get(META_KEY) or {}), "unsure_below": float(value)}
-    write_json(directory / "model.json", meta)
-
-
-class ApiError(Exception):
-    """A client error: HTTP status and one sentence."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def decode_upload(data: bytes, name: str, config: ServeConfig) -> Image.Image:
-    """Upload bytes -> upright RGB image, or an ``ApiError`` saying in one sentence what is wrong with it."""
-    if not data:
-        raise ApiError(400, f"the upload {name!r} is empty — choose a photo file")
-    if len(data) > config.max_bytes:
-        raise ApiError(413, f"the upload {name!r} is larger than the {config.max_bytes / 1e6:.0f} MB limit — send a smaller photo")
-    try:
-        with Image.open(io.BytesIO(data)) as probe:  # header only: the size before any pixel is decoded
-            width, height = probe.size
-    except Image.DecompressionBombError:
-        raise ApiError(413, f"the upload {name!r} would decode to a dangerously large image (decompression bomb) — send an ordinary photo") from None
-    except Exception:  # Pillow raises many types for non-images; all mean the same to the client
-        raise ApiError(415, f"the upload {name!r} is not an image this service can read — send a JPEG, PNG, WebP, GIF, BMP or TIFF photo") from None
-    if width * height > config.max_pixels:
-        raise ApiError(
-            413, f"the upload {name!r} is {width}x{height} pixels, over the {config.max_pixels / 1e6:.0f} MP limit (decompression bomb guard) — send a smaller photo"
-        )
-    try:
-        return open_rgb(data)
-    except BadImageError as err:
-        raise ApiError(415, f"the upload {name!r} could not be decoded ({err.reason}) — send an intact photo") from None
-
-
-def _png_data_url(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-class Predictor:
-    """The run's model and ``workers`` replicas of it; each replica serves one request at a time."""
-
-    def __init__(self, run: Run, config: ServeConfig) -> None:
-        self.run = run
-        self.config = config
-        self.threshold = config.threshold if config.threshold is not None else run_threshold(run)
-        model = run.model.float().cpu().eval()
-        try:
-            self.layer: str | None = last_conv_layer(model)
-        except Exception as err:  # a network without a spatial map: serve without Grad-CAM
-            log.warning("no Grad-CAM layer found (%s); serving without overlays", err)
-            self.layer = None
-        self.replicas = [model] + [copy.deepcopy(model) for _ in range(max(1, config.workers) - 1)]
-        self._pool: asyncio.Queue | None = None
-
-    async def infer(self, images: list[Image.Image], k: int, with_cam: bool) -> list[dict[str, Any]]:
-        from starlette.concurrency import run_in_threadpool
-
-        if self._pool is None:  # created inside the server's event loop
-            self._pool = asyncio.Queue()
-            for replica in self.replicas:
-                self._pool.put_nowait(replica)
-        replica = await self._pool.get()
-        try:
-            return await run_in_threadpool(self._infer, replica, images, k, with_cam)
-        finally:
-            self._pool.put_nowait(replica)
-
-    def _infer(self, model: torch.nn.Module, images: list[Image.Image], k: int, with_cam: bool) -> list[dict[str, Any]]:
-        x = torch.stack([model.preprocess.to_tensor(im) for im in images])  # (B, 3, H, W) in [0, 1]
-        with torch.inference_mode():
-            probs = torch.softmax(model(x), dim=1).numpy()
-        k = min(k, len(model.classes))
-        rows = []
-        for i, p in enumerate(probs):
-            order = np.argsort(-p)[:k]
-            top = [{"label": model.classes[j], "prob": round(float(p[j]), 6)} for j in order]
-            row: dict[str, Any] = {"top": top, "unsure": bool(top[0]["prob"] < self.threshold), "gradcam": None}
-            if with_cam and self.layer is not None:
-                row["gradcam"] = _png_data_url(gradcam(model, x[i : i + 1], int(order[0]), self.layer).overlay(0.45))
-                row["input"] = _png_data_url(_to_pil(x[i]))  # the crop the model saw: lines up with the overlay
-            rows.append(row)
-        return rows
-
-    def card(self) -> dict[str, Any]:
-        meta = self.run.meta
-        return {
-            "task": self.run.record.task(self.run.classes),
-            "backbone": meta["backbone"].get("name"),
-            "arch": meta["backbone"].get("arch"),
-            "strategy": meta.get("strategy"),
-            "classes": self.run.classes,
-            "metrics": meta.get("metrics"),
-            "input_size": list(self.run.model.preprocess.input_size),
-            "unsure_below": self.threshold,
-            "gradcam_layer": self.layer,
-            "created": meta.get("created"),
-            "transferlab_version": meta.get("transferlab_version"),
-            "data": {"counts": (meta.get("data") or {}).get("counts")},
-        }
+from .predictor import Predictor, ServeConfig
 
 
 def create_app(run: Run, config: ServeConfig = ServeConfig()):
     """The FastAPI app for ``run`` (test it in-process with ``fastapi.testclient.TestClient``)."""
-    from .api import build
+    from .api import build  # FastAPI is an extra: importing transferlab.serve must work without it
 
     return build(Predictor(run, config))
 
@@ -174,16 +27,3 @@ def serve(run: Run, host: str = "127.0.0.1", port: int = 8000, config: ServeConf
     if config.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))  # replicas share the cores
     uvicorn.run(create_app(run, config), host=host, port=port, log_level=log_level)
-
-
-def page_html(run: Run | None = None) -> str:
-    """The web page, titled with the question ``run`` answers."""
-    import html
-
-    task = run.record.task(run.classes) if run is not None else "Which class is it?"
-    return (package_files(__package__) / "page.html").read_text(encoding="utf-8").replace("{{TASK}}", html.escape(task))
-
-
-def _to_pil(image: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [0, 1] -> RGB image."""
-    return Image.fromarray((image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
