@@ -116,3 +116,13 @@ def test_transforms_keep_images_in_range_and_grey_filled() -> None:
         view = t(view)
         assert 0 <= view.min() and view.max() <= 1
     assert abs(view.shape[-1] - 40) <= 12 and view.min() >= 0.5 - 1e-5  # padding and rotation corners are grey
+
+
+def test_at_the_input_size_predict_sees_exactly_the_dream(colour_run: tl.Run, tmp_path: Path) -> None:
+    # regression: the saved 224-px image was resized to 256 and cropped again by `predict`
+    side = colour_run.model.preprocess.input_size[0]
+    result = dream(colour_run.model, "dog", DreamConfig(steps=4, lr=0.1))
+    assert tuple(result.image.shape[-2:]) == (side, side) and any(result.frame)
+    files = result.save(tmp_path / "dog.png")
+    seen = colour_run.load_image(files["image"])[0]  # decode, resize, centre crop: the predict path
+    assert torch.equal(seen, (result.image[0] * 255).round() / 255)

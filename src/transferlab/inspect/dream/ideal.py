@@ -29,7 +29,9 @@ class Dream:
 
     ``probability`` is the model's on the float image as optimised; ``probability_png`` on the saved 8-bit
     PNG read back through the model's own evaluation preprocessing (what ``transferlab predict`` sees),
-    with ``top`` the five best classes there. ``tv_per_pixel``: see ``objectives.tv_per_pixel``.
+    with ``top`` the five best classes there. At the model's input size the PNG is framed by a mirrored
+    border up to the resize size (``frame``), so the evaluation crop of the file is exactly the image
+    optimised. ``tv_per_pixel``: see ``objectives.tv_per_pixel``.
 
     Shape:
         image (1, 3, H, W) float in [0, 1].
@@ -46,9 +48,11 @@ class Dream:
     config: DreamConfig
     history: list[float] = field(default_factory=list)
     frames: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    frame: tuple[int, int, int, int] = (0, 0, 0, 0)  # mirrored border (left, right, top, bottom) of the saved PNG
 
     def to_pil(self) -> Image.Image:
-        return to_pil(self.image[0])
+        """The image as saved: framed for the evaluation crop."""
+        return to_pil(F.pad(self.image, self.frame, mode="reflect")[0] if any(self.frame) else self.image[0])
 
     def png_bytes(self) -> bytes:
         return _png_bytes(self.to_pil())
@@ -121,13 +125,28 @@ def class_probabilities(model: ImageClassifier, image: torch.Tensor) -> torch.Te
         return torch.softmax(model(image.to(device)).float(), dim=1).cpu()
 
 
-def png_round_trip(model: ImageClassifier, image: torch.Tensor) -> torch.Tensor:
-    """``image`` saved as an 8-bit PNG and read back as the model reads photos (resize, centre crop).
+def crop_frame(preprocess, height: int, width: int) -> tuple[int, int, int, int]:  # noqa: ANN001
+    """(left, right, top, bottom) border that makes an image of the input size survive the evaluation
+    resize + centre crop unchanged: the file is the resize size, and the crop box is the image. Zero for
+    other sizes (``DreamConfig.size``) or squashing crops, which are then resized as any photo is."""
+    out_h, out_w = preprocess.input_size
+    rh, rw = preprocess.resize_size
+    if (height, width) != (out_h, out_w) or preprocess.crop_mode == "squash" or rh != rw or out_h != out_w:
+        return (0, 0, 0, 0)
+    left, top = int(round((rw - out_w) / 2.0)), int(round((rh - out_h) / 2.0))
+    return (left, rw - out_w - left, top, rh - out_h - top)
+
+
+def png_round_trip(model: ImageClassifier, image: torch.Tensor, frame: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """``image`` saved as an 8-bit PNG (framed, see ``crop_frame``) and read back as the model reads
+    photos (resize, centre crop): what ``transferlab predict`` computes on the saved file.
 
     Shape:
         (1, 3, H, W) in [0, 1] -> (1, 3, h, w), the model's input size.
     """
-    decoded = Image.open(io.BytesIO(_png_bytes(to_pil(image[0])))).convert("RGB")
+    frame = crop_frame(model.preprocess, *image.shape[-2:]) if frame is None else frame
+    framed = F.pad(image, frame, mode="reflect") if any(frame) else image
+    decoded = Image.open(io.BytesIO(_png_bytes(to_pil(framed[0])))).convert("RGB")
     return model.preprocess.to_tensor(decoded).unsqueeze(0)
 
 
@@ -166,18 +185,19 @@ def dream(
     transforms = standard_transforms(config.jitter, config.scale, config.rotate)
     result = render(model, build_objective(index, config), param, transforms, steps=config.steps, lr=config.lr, frames=config.frames, progress=progress)
     image = result.image
+    frame = crop_frame(model.preprocess, *image.shape[-2:])
     p_float = float(class_probabilities(model, image)[0, index])
-    probs = class_probabilities(model, png_round_trip(model, image))[0]
+    probs = class_probabilities(model, png_round_trip(model, image, frame))[0]
     top = [{"label": model.classes[j], "prob": float(probs[j])} for j in torch.argsort(probs, descending=True)[:5].tolist()]
     return Dream(
         image, index, model.classes[index], p_float, float(probs[index]), top, float(tv_per_pixel(image)[0]),
-        result.seconds, config, result.history, result.frames,
+        result.seconds, config, result.history, result.frames, frame,
     )
 
 
 __all__ = [
     "DEFAULT_TV", "OBJECTIVES", "PARAMS", "Dream", "DreamConfig", "FFTParam", "ImageParam", "Objective", "PixelParam", "Rendered", "Step",
-    "build_objective", "class_log_prob", "class_logit", "class_prob", "class_probabilities", "compose", "dream", "frame_sheet",
+    "build_objective", "crop_frame", "class_log_prob", "class_logit", "class_prob", "class_probabilities", "compose", "dream", "frame_sheet",
     "frame_steps", "jitter", "l2", "make_param", "pad", "png_round_trip", "random_rotate", "random_scale", "render",
     "standard_transforms", "to_pil", "total_variation", "tv_per_pixel",
 ]
