@@ -16,7 +16,7 @@ from .attacks.report import AttackReport, attack_image, encode_png, top_classes,
 from .models.photo import PhotoClassifier
 from .attacks.robustness import Progress, Robustness
 from .attacks.robustness import robustness as _robustness
-from .data import Dataset, open_rgb
+from .data import Dataset
 from .errors import DataError, RunError
 from .run import Run, _evaluation_samples, open_model
 
@@ -89,17 +89,17 @@ def _judge_through_predict(run: Run, report: AttackReport, before: torch.Tensor,
     report.probs_before, report.probs_after = before, after
 
 
-class _Images(Sequence):
-    """Dataset photos decoded on demand as the model sees them: (3, H, W) in [0, 1]."""
+class _Photos(Sequence):
+    """Dataset photos decoded on demand at their own size: (3, H, W) in [0, 1] on the 8-bit grid."""
 
     def __init__(self, paths: list[Path], run: Run) -> None:
-        self.paths, self.preprocess = paths, run.model.preprocess
+        self.paths, self.run = paths, run
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i):  # type: ignore[override]
-        return self.preprocess.to_tensor(open_rgb(self.paths[i]))
+        return self.run.load_photo(self.paths[i])[0]
 
 
 def robustness(
@@ -119,6 +119,9 @@ def robustness(
 ) -> Robustness:
     """Accuracy of ``model`` under attack at each ε on ``split`` of ``dataset`` (default test, else val,
     else all); with ``targeted``, the source -> target success matrix between the dataset's classes.
+    Each photo is attacked at its own resolution, through the evaluation crop and resize inside the
+    network (``models.PhotoClassifier``), and judged on its 8-bit pixels: what ``predict`` would say of
+    the saved file, to within one grey level of Pillow's resize.
 
     ``limit`` keeps at most that many images per class (drawn with ``seed``), since targeted matrices cost
     images x classes attacks. With ``out``, writes CSVs and figures there.
@@ -137,7 +140,8 @@ def robustness(
     if not samples:
         raise DataError(f"no images to attack in {dataset.root}")
     labels = [run.classes.index(dataset.classes[s.label]) for s in samples]
-    result = _robustness(run.model, _Images([s.path for s in samples], run), labels, eps, config, targeted=targeted, batch_size=batch_size, progress=progress)
+    # photos at their own size through the evaluation crop and resize: what `predict` would say of the files
+    result = _robustness(PhotoClassifier(run.model), _Photos([s.path for s in samples], run), labels, eps, config, targeted=targeted, batch_size=batch_size, progress=progress)
     if out is not None:
         result.save(out)
     return result

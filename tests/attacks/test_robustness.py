@@ -51,3 +51,19 @@ def test_targeted_robustness_writes_the_matrix(tiny_run, pet_photos, tmp_path) -
         rows = list(csv.DictReader(f))
     assert rows and {r["source"] for r in rows} <= {"cat", "dog", "fox"}
     assert (tmp_path / "success_matrix.png").is_file()
+
+
+def test_photos_of_different_sizes_are_attacked_at_their_own_size() -> None:
+    # robustness attacks whole photos through the evaluation crop and resize: batches hold one size each
+    from transferlab.attacks.robustness import _predict, robustness
+    from transferlab.models.photo import PhotoClassifier
+
+    from .conftest import tiny_classifier
+
+    net = PhotoClassifier(tiny_classifier())
+    sizes = [(40, 48), (36, 36), (40, 48), (50, 30), (36, 36)]
+    photos = [torch.rand(3, h, w).mul(255).round().div(255) for h, w in sizes]
+    expected = torch.stack([net(p[None]).argmax(1)[0] for p in photos])
+    assert torch.equal(_predict(net, photos, batch_size=8), expected)  # order kept across size groups
+    result = robustness(net, photos, expected.tolist(), [0, 8 / 255], tl.AttackConfig(steps=3), batch_size=8)
+    assert result.curve[0]["robust_accuracy"] == 1.0 and result.curve[1]["attacked"] == len(photos)

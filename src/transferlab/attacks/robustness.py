@@ -97,9 +97,27 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -
     return path
 
 
-def _batches(indices: Sequence[int], size: int):
-    for start in range(0, len(indices), size):
-        yield list(indices[start : start + size])
+def _batches(indices: Sequence[int], size: int, shape_of=None):  # noqa: ANN001
+    """Chunks of at most ``size`` positions; with ``shape_of`` (position -> image size), a chunk holds
+    images of one size only (photos at their own resolution), in order within each size."""
+    groups: dict[object, list[int]] = {}
+    for i in indices:
+        groups.setdefault(shape_of(i) if shape_of else None, []).append(i)
+    for group in groups.values():
+        for start in range(0, len(group), size):
+            yield group[start : start + size]
+
+
+def _shapes(images: Sequence[torch.Tensor]):  # noqa: ANN202
+    """position -> (H, W) of ``images``, asked once per image (lazy sequences decode on access)."""
+    seen: dict[int, tuple[int, int]] = {}
+
+    def shape_of(i: int) -> tuple[int, int]:
+        if i not in seen:
+            seen[i] = tuple(images[i].shape[-2:])
+        return seen[i]
+
+    return shape_of
 
 
 def _stack(images: Sequence[torch.Tensor], idx: Sequence[int]) -> torch.Tensor:
@@ -108,12 +126,12 @@ def _stack(images: Sequence[torch.Tensor], idx: Sequence[int]) -> torch.Tensor:
 
 def _predict(model: nn.Module, images: Sequence[torch.Tensor], batch_size: int) -> torch.Tensor:
     device = next(model.parameters()).device
-    preds = []
+    preds = torch.empty(len(images), dtype=torch.long)
     with eval_mode(model):
         with torch.no_grad():
-            for idx in _batches(range(len(images)), batch_size):
-                preds.append(model(_stack(images, idx).to(device)).argmax(1).cpu())
-    return torch.cat(preds)
+            for idx in _batches(range(len(images)), batch_size, _shapes(images)):
+                preds[idx] = model(_stack(images, idx).to(device)).argmax(1).cpu()
+    return preds
 
 
 def robustness(
@@ -133,13 +151,15 @@ def robustness(
 
     Args:
         model: pixels in [0, 1] -> logits.
-        images: (3, H, W) tensors in [0, 1] on the 8-bit grid; any sequence (it may load lazily).
+        images: (3, H, W) tensors in [0, 1] on the 8-bit grid; any sequence (it may load lazily), and
+            of any sizes the model takes (photos at their own resolution for a ``PhotoClassifier``).
         labels: true class index of each image, in the model's classes.
         eps: budgets; ε = 0 gives the clean accuracy.
         config: the attack (its ``eps`` is replaced by each budget).
         batch_size: images attacked together (8 to 16 is fastest on CPUs).
     """
     eps = sorted({float(e) for e in eps})
+    shape_of = _shapes(images)
     y = torch.as_tensor(list(labels), dtype=torch.long)
     clean = _predict(model, images, batch_size) == y
     n = len(y)
@@ -150,7 +170,7 @@ def robustness(
         if e > 0 and standing:
             attack = config.build(model, targeted=False, eps=e)
             still = []
-            for idx in _batches(standing, batch_size):
+            for idx in _batches(standing, batch_size, shape_of):
                 result = attack(_stack(images, idx), y[idx])
                 steps += result.steps.tolist()
                 still += [i for i, ok in zip(idx, result.success.tolist()) if not ok]
@@ -195,7 +215,8 @@ def success_matrix(
         if e > 0 and open_pairs:
             attack = config.build(model, targeted=True, eps=e)
             still = []
-            for chunk in _batches(range(len(open_pairs)), batch_size):
+            shape_of = _shapes(images)
+            for chunk in _batches(range(len(open_pairs)), batch_size, lambda c: shape_of(open_pairs[c][0])):
                 batch = [open_pairs[c] for c in chunk]
                 result = attack(_stack(images, [i for i, _ in batch]), torch.tensor([t for _, t in batch]))
                 for pair, ok in zip(batch, result.success.tolist()):
