@@ -230,7 +230,10 @@ def _finetune(
     if directory is not None and world().is_main:
         directory.mkdir(parents=True, exist_ok=True)
     checkpoint = directory / "checkpoint.pt" if directory else None
-    result = finetune(model, [(s.path, s.label) for s in train_set], [(s.path, s.label) for s in val_set], runtime, config, seed, checkpoint, progress, resume_from, spec, deadline)
+    result = finetune(
+        model, [(s.path, s.label) for s in train_set], [(s.path, s.label) for s in val_set], runtime, config, seed, checkpoint, progress, resume_from, spec, deadline,
+        probe_patience=spec.get("strategy") == "auto",
+    )
     if directory is not None and world().is_main:
         from .evaluate import plot_history, save_figure
 

@@ -224,3 +224,14 @@ def test_a_tuned_epoch_must_win_clearly_to_replace_the_probe() -> None:
     assert win_rate(probe, ten_more) > 0.99
     lower_loss = [(True, 0.05)] * 45 + [(False, 2.0)] * 5  # same accuracy: a lower loss is no win
     assert win_rate(probe, lower_loss) == 0.0
+
+
+def test_auto_counts_patience_from_the_probe_while_the_probe_leads() -> None:
+    from transferlab.train.finetune import _patience_from, _should_stop
+
+    probe = {"val_accuracy": 0.90, "val_loss": 0.30}
+    behind = {"score": (0.85, -0.5), "epoch": 2}  # the best tuned epoch so far is worse than the probe
+    assert _patience_from(behind, probe, probe_patience=False) == 2 and _patience_from(behind, probe, probe_patience=True) == 0
+    assert _should_stop(3, 0, FinetuneConfig(epochs=6, patience=2)) and not _should_stop(3, 2, FinetuneConfig(epochs=6, patience=2))
+    ahead = {"score": (0.95, -0.2), "epoch": 2}
+    assert _patience_from(ahead, probe, probe_patience=True) == 2

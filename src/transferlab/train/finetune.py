@@ -239,6 +239,13 @@ def _score(row: dict[str, float]) -> tuple[float, float]:
     return row["val_accuracy"], -row["val_loss"]
 
 
+def _patience_from(best: dict[str, Any], probe_row: dict[str, float], probe_patience: bool) -> int:
+    """The epoch patience counts from: the best fine-tuned one, or epoch 0 while the probe still leads."""
+    if probe_patience and best["score"] <= _score(probe_row):
+        return 0
+    return best["epoch"]
+
+
 def _should_stop(epoch: int, best_epoch: int, config: FinetuneConfig) -> bool:
     """All epochs done, or ``patience`` epochs in a row without a better validation score than the best
     so far (epoch 0, the probe, included)."""
@@ -257,6 +264,7 @@ def finetune(
     resume: dict[str, Any] | None = None,
     checkpoint_extra: dict[str, Any] | None = None,
     deadline: float | None = None,
+    probe_patience: bool = False,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (its head already trained) on ``train``; keep the epoch best on ``val``.
 
@@ -270,6 +278,8 @@ def finetune(
         checkpoint_extra: stored in every checkpoint under ``"run"`` (what ``transferlab.resume`` needs).
         deadline: a ``time.monotonic()`` time by which training must end: no epoch starts that would
             not finish by then (judged by the last one), and one that overruns is abandoned.
+        probe_patience: count ``patience`` from the probe's epoch 0 too, so training stops once that
+            many epochs in a row have not beaten the probe (``auto``: minutes saved where it cannot pay).
 
     Epoch 0 is the probe's head on the untouched backbone: it competes with every fine-tuned epoch,
     and the best fine-tuned epoch is kept only when it beats epoch 0 in ``config.min_win_rate`` of the
@@ -316,7 +326,7 @@ def finetune(
         epoch = resume["epoch"]
     last_epoch_s = 0.0
     try:
-        while not _should_stop(epoch, best["epoch"], config):
+        while not _should_stop(epoch, _patience_from(best, result.history[0], probe_patience), config):
             if deadline is not None and _out_of_time(time.monotonic() + last_epoch_s > deadline, runtime):
                 result.over_budget = True
                 break
