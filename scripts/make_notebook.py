@@ -11,11 +11,26 @@ The path of the course: a pretrained network and what it sees, cats vs dogs on i
 fine-tuning, an "ideal" cat with a total-variation penalty, and a dog the network takes for a cat.
 It runs on the Oxford-IIIT Pet mini set shipped beside this repository (`../shared/data/oxford-iiit-pet-mini`,
 or set `OXFORD`), in a few minutes on 2 CPU cores, offline: the backbone is the bundled EfficientNet-Lite0."""),
-    code("""import os
+    code("""import io
+import os
+import warnings
 from pathlib import Path
 
 import transferlab as tl
 from IPython.display import Image, display
+from PIL import Image as PILImage
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook bar, not used here
+
+
+def show(image, width=720):
+    \"\"\"Display a PIL image as a compact JPEG, at most ``width`` pixels wide.\"\"\"
+    image = image.convert("RGB")
+    image.thumbnail((width, width))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    display(Image(data=buffer.getvalue()))
+
 
 OXFORD = Path(os.environ.get("OXFORD", "../../shared/data/oxford-iiit-pet-mini")).resolve()
 cat, dog = OXFORD / "images" / "Bengal_101.jpg", OXFORD / "images" / "american_bulldog_100.jpg"
@@ -29,7 +44,7 @@ for row in imagenet.predict([cat, dog], k=3):
     print(Path(row["path"]).name, [(t["label"], round(t["prob"], 3)) for t in row["top"]])"""),
     md("""Feature maps: the channels of an intermediate stage that respond most to the cat."""),
     code("""maps = tl.feature_maps(imagenet.model, imagenet.load_image(cat), stage=3)
-display(tl.inspect.feature_grid(maps, top=12))"""),
+show(tl.inspect.feature_grid(maps, top=12))"""),
     md("""## 2. Cats vs dogs on frozen features (the probe)
 
 The dataset folder is read as it is; `label="species"` makes two classes. The backbone's features are
@@ -54,7 +69,7 @@ total-variation penalty so that it stays smooth. A few dozen steps here; `steps=
 in the README."""),
     code("""ideal = tl.dream(imagenet.model, "tabby cat", tl.DreamConfig(steps=32))
 print(f"{ideal.class_name}: probability {ideal.probability:.3f}, after saving as PNG {ideal.probability_png:.3f}")
-display(ideal.to_pil())"""),
+show(ideal.to_pil(), width=256)"""),
     md("""## 5. A dog the network takes for a cat
 
 A targeted PGD attack (L∞ ε = 4/255) on the bulldog photo at its own size. The saved PNG is judged by
@@ -63,7 +78,7 @@ reading it back exactly as `predict` does."""),
 r = report.record
 print(f"{r['original']['class']} -> {r['adversarial']['class']} ({r['adversarial']['prob']:.2f}); success {r['success']}, PSNR {r['psnr_db']:.1f} dB")
 print("predict on the file:", imagenet.predict(["dog_as_cat.png"], k=1)[0]["top"][0])
-display(Image(filename=str(report.files["figure"])))"""),
+show(PILImage.open(report.files["figure"]), width=900)"""),
 ]
 nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
 nbf.write(nb, str(Path(__file__).resolve().parents[1] / "examples" / "transfer_learning.ipynb"))
