@@ -5,7 +5,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 LAYERS = [  # bottom first
-    {"errors", "_io", "_lazy"},
+    {"errors", "_io", "_lazy", "_types"},
     {"data"},
     {"models"},
     {"features", "evaluate"},

@@ -14,7 +14,6 @@ import html
 import io
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ._types import Progress
 from ._io import atomic_write_bytes
 from .data import open_rgb
 from .data.decode import BadImageError
@@ -31,7 +31,6 @@ from .inspect.gradcam import gradcam
 from .run import Run
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, int, int], None]
 
 SECTIONS = ("data", "curves", "metrics", "confusion", "top-losses", "correct", "gradcam", "adversarial", "dreams")
 

@@ -6,7 +6,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._types import Progress
 from . import __version__
 from ._io import atomic_write_bytes
 from .data import Dataset, Sample, open_rgb
@@ -25,7 +26,6 @@ from .models.record import RunRecord, short_hash
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total), e.g. ("features", 128, 600)
 
 
 @dataclass

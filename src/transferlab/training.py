@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._types import Progress
 from . import __version__
 from ._io import atomic_write_bytes
 from .data import Dataset, Sample, find_leaks
@@ -36,7 +36,6 @@ from .train.finetune import check_config
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total), e.g. ("features", 128, 600)
 STRATEGIES = ("probe", "finetune", "auto")
 AUTO_BUDGET_S = 15 * 60.0  # what ``auto`` may spend in all when no budget is given
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..models.state import bf16_available  # noqa: F401  (public here too)
 from ..errors import ConfigError
 
 NORMS = ("Linf", "L2")
@@ -55,16 +56,6 @@ def parse_eps_list(text: str, limit: float = 1.0) -> list[float]:
     if not values:
         raise ConfigError(f"expected a comma-separated list of ε like 0,1/255,4/255, got {text!r}")
     return values
-
-
-def bf16_available(device: torch.device) -> bool:
-    """Native bf16 kernels on this device (emulated bf16 on older CPUs is slower than fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def margins(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:

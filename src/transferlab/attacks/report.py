@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from ..models.state import eval_mode
 from .._io import atomic_write_bytes
 from ..models import write_json
+from ..models.images import png_bytes
 from .base import margins
 from .config import AttackConfig
 from .metrics import l2, linf, psnr, ssim
@@ -65,10 +63,7 @@ class AttackReport:
 
 def encode_png(image: torch.Tensor) -> bytes:
     """Lossless 8-bit PNG of a (3, H, W) image in [0, 1] (exact for images on the 8-bit grid)."""
-    pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(image)
 
 
 def top_classes(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._types import Progress
 from ..models.state import eval_mode
 from .._io import atomic_write_bytes
 from .config import AttackConfig
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 CURVE_COLUMNS = ("eps", "eps_255", "n", "clean_accuracy", "robust_accuracy", "attack_success_rate", "attacked", "mean_steps", "seconds")
 

@@ -4,17 +4,16 @@ search for the same image in two splits (leakage)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .._types import CountProgress as Progress
 from .._io import atomic_write_bytes
 from .dataset import Dataset
 from .decode import BadImageError, open_rgb, os_reason
 from .duplicates import content_hash, find_leaks
 from .load import load_dataset, settle_classes
 
-Progress = Callable[[int, int], None]  # (files decoded, files total)
 
 
 def decode_problem(path: Path) -> str | None:

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._types import CountProgress as Progress
 from ..errors import DataError, StorageError
 
-Progress = Callable[[int, int], None]  # (bytes so far, bytes in all or 0 when unknown)
 ATTEMPTS = 3  # connection drops resumed within one call before giving up (the next call resumes too)
 _RETRY = {408, 429, 500, 502, 503, 504}  # HTTP statuses worth another attempt
 PETIMAGES_URL = "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/kagglecatsanddogs_5340.zip"

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .._types import CountProgress as Progress
 from ..data import BadImageError, open_rgb
 from ..data.decode import os_reason
 from ..models.classifier import ImageClassifier
@@ -25,7 +26,6 @@ from ..models.state import preserved
 from .cache import FeatureCache, content_hash
 from .runtime import Runtime, cpu_count, inference, optimize_for_inference, pick_runtime, single_threaded_ops
 
-Progress = Callable[[int, int], None]  # (images done, images total)
 
 
 @dataclass

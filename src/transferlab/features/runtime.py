@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
 from ..errors import ConfigError
+from ..models.state import bf16_available
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +27,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 def cpu_has_bf16() -> bool:
     """True when oneDNN has native bf16 kernels on this CPU (otherwise bf16 is emulated and slow)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return bf16_available(torch.device("cpu"))
 
 
 def cpu_count() -> int:

@@ -20,6 +20,16 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def bf16_available(device: torch.device) -> bool:
+    """Native bf16 kernels on ``device`` (oneDNN's on CPUs; emulated bf16 on older CPUs is slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def device_of(model: nn.Module) -> torch.device:
     """The device of ``model``'s parameters (CPU for a model without any)."""
     return next((p.device for p in model.parameters()), torch.device("cpu"))

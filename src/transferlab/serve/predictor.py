@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..inspect.gradcam import gradcam
 from ..inspect.hooks import last_conv_layer
 from ..models import read_meta, write_json
+from ..models.images import png_bytes, to_pil
 from ..run import Run
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,7 @@ def decode_upload(data: bytes, name: str, config: ServeConfig) -> Image.Image:
 
 
 def _png_data_url(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 class Predictor:
@@ -136,7 +135,7 @@ class Predictor:
             row: dict[str, Any] = {"top": top, "unsure": bool(top[0]["prob"] < self.threshold), "gradcam": None}
             if with_cam and self.layer is not None:
                 row["gradcam"] = _png_data_url(gradcam(model, x[i : i + 1], int(order[0]), self.layer).overlay(0.45))
-                row["input"] = _png_data_url(_to_pil(x[i]))  # the crop the model saw: lines up with the overlay
+                row["input"] = _png_data_url(to_pil(x[i]))  # the crop the model saw: lines up with the overlay
             rows.append(row)
         return rows
 
@@ -165,7 +164,3 @@ def page_html(run: Run | None = None) -> str:
     task = run.record.task(run.classes) if run is not None else "Which class is it?"
     return (package_files(__package__) / "page.html").read_text(encoding="utf-8").replace("{{TASK}}", html.escape(task))
 
-
-def _to_pil(image: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [0, 1] -> RGB image."""
-    return Image.fromarray((image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())

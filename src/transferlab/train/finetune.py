@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._types import Progress
 from ..data.augment import train_size, train_transform
 from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
@@ -35,7 +36,6 @@ from .config import MIXES, OPTIMIZERS, SCHEDULES, FinetuneConfig
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 VAL_IN_MEMORY_BYTES = 512 * 2**20  # validation images (uint8, eval transform) kept decoded up to this size
 
 

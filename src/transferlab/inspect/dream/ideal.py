@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
@@ -17,6 +16,7 @@ from ...models.state import eval_mode
 from ..._io import atomic_write_bytes
 from ...errors import ConfigError
 from ...models import ImageClassifier, resolve_class, write_json
+from ...models.images import png_bytes, to_pil
 from .objectives import Objective, Step, class_log_prob, class_logit, class_prob, l2, total_variation, tv_per_pixel
 from .config import DEFAULT_TV, OBJECTIVES, DreamConfig
 from .param import PARAMS, FFTParam, ImageParam, PixelParam, make_param
@@ -55,7 +55,7 @@ class Dream:
         return to_pil(F.pad(self.image, self.frame, mode="reflect")[0] if any(self.frame) else self.image[0])
 
     def png_bytes(self) -> bytes:
-        return _png_bytes(self.to_pil())
+        return png_bytes(self.to_pil())
 
     def summary(self) -> dict[str, Any]:
         """The numbers saved beside the PNG."""
@@ -75,20 +75,8 @@ class Dream:
         write_json(files["summary"], self.summary())
         if self.frames:
             files["frames"] = path.with_name(f"{path.stem}_frames.png")
-            atomic_write_bytes(files["frames"], _png_bytes(frame_sheet(self.frames)))
+            atomic_write_bytes(files["frames"], png_bytes(frame_sheet(self.frames)))
         return files
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """A (3, H, W) image in [0, 1] as an 8-bit RGB PIL image (rounded, not truncated)."""
-    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(np.ascontiguousarray(array))
-
-
-def _png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def frame_sheet(frames: list[tuple[int, torch.Tensor]], columns: int = 8) -> Image.Image:
@@ -146,7 +134,7 @@ def png_round_trip(model: ImageClassifier, image: torch.Tensor, frame: tuple[int
     """
     frame = crop_frame(model.preprocess, *image.shape[-2:]) if frame is None else frame
     framed = F.pad(image, frame, mode="reflect") if any(frame) else image
-    decoded = Image.open(io.BytesIO(_png_bytes(to_pil(framed[0])))).convert("RGB")
+    decoded = Image.open(io.BytesIO(png_bytes(to_pil(framed[0])))).convert("RGB")
     return model.preprocess.to_tensor(decoded).unsqueeze(0)
 
 
