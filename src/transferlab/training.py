@@ -131,6 +131,7 @@ def train(
     phases = [_head_phase("head", train_set, val_set, head, feats, refit=not tuning)]
 
     directory = Path(out) if out is not None else None
+    data_record = _data_record(data)  # (its fingerprint stats every file: once)
     tuned, decision = None, None
     if tuning:
         skip = _auto_skip(head, len(val_set), finetune_config.min_win_rate) if strategy == "auto" else None
@@ -138,7 +139,7 @@ def train(
             decision = skip
         else:
             spec = {"strategy": strategy, "backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed,
-                    "probe": asdict(probe), "data": _data_record(data), "keep_checkpoints": keep_checkpoints}  # what resume needs
+                    "probe": asdict(probe), "data": data_record, "keep_checkpoints": keep_checkpoints}  # what resume needs
             tuned = _finetune(setup.model, train_set, val_set, setup.runtime, finetune_config, seed, directory, progress, resume_from, spec, deadline if budget or strategy == "auto" else None)
             if directory is not None and world().is_main and not tuned.interrupted and not keep_checkpoints:
                 _remove_checkpoints(directory)
@@ -159,7 +160,7 @@ def train(
             **({"finetune": asdict(finetune_config)} if tuning else {}), **({"budget_s": budget} if budget else {}),
         },
         validation=head.val_scores,
-        data=_data_record(data),
+        data=data_record,
         species=data.species,
         timing={"backbone_s": round(backbone_s, 3), "features_s": round(feats.seconds, 3), "images_computed": feats.computed, "head_s": round(head_s, 3)},
         finetune=_finetune_record(tuned, finetune_config) if tuned else None,

@@ -30,11 +30,6 @@ class Roles:
     report: list[Sample]  # held out from every fit and choice; the score the user reads
     report_split: str | None  # "test" | "val" | None (nothing held out)
 
-    @property
-    def choose_from(self) -> str:
-        """Where choices are made, in words, for what is printed and saved."""
-        return "val" if self.val else "train (held out of fitting)"
-
 
 def split_roles(dataset: Dataset) -> Roles:
     """The roles of ``dataset``'s splits under the one rule (see the module docstring)."""
