@@ -76,15 +76,17 @@ def cap_dataset(ds: tl.Dataset, max_train: int, max_eval: int) -> tuple[tl.Datas
     return capped, f"capped: {len(train)} train / {len(val)} val / {n_eval} eval ({split}) images of {len(ds.samples)}"
 
 
-def recipe(spec: str) -> tuple[str, tl.FinetuneConfig]:
-    """``"finetune:lr=3e-4;unfreeze=3"`` -> ("finetune", the default recipe with those fields changed)."""
+def recipe(spec: str) -> tuple[str, tl.FinetuneConfig, tl.ProbeConfig]:
+    """``"finetune:lr=3e-4;unfreeze=3"`` -> ("finetune", the default recipes with those fields changed);
+    a field is looked up in ``FinetuneConfig`` first, then in ``ProbeConfig`` (``probe:folds=1``)."""
     strategy, _, changes = spec.partition(":")
-    config = tl.FinetuneConfig()
+    configs = [tl.FinetuneConfig(), tl.ProbeConfig()]
     for change in filter(None, changes.split(";")):
         key, _, value = change.partition("=")
-        kind = type(getattr(config, key))
-        config = dataclasses.replace(config, **{key: (value.lower() in ("1", "true")) if kind is bool else kind(value)})
-    return strategy, config
+        i = 0 if hasattr(configs[0], key) else 1
+        kind = type(getattr(configs[i], key))
+        configs[i] = dataclasses.replace(configs[i], **{key: (value.lower() in ("1", "true")) if kind is bool else kind(value)})
+    return strategy, configs[0], configs[1]
 
 
 def selection_split(ds: tl.Dataset, frac: float = 0.25) -> tl.Dataset:
@@ -103,8 +105,8 @@ def run_one(ds: tl.Dataset, name: str, strategy: str, seed: int, cache_dir: str 
     fresh = dataclasses.replace(ds, samples=list(ds.samples), classes=list(ds.classes), skipped=list(ds.skipped), warnings=list(ds.warnings))
     started = time.perf_counter()
     try:
-        plain, config = recipe(strategy)
-        run = tl.train(fresh, strategy=plain, seed=seed, cache_dir=cache_dir, finetune_config=config)
+        plain, config, probe = recipe(strategy)
+        run = tl.train(fresh, strategy=plain, seed=seed, cache_dir=cache_dir, finetune_config=config, probe=probe)
     except Exception as e:  # noqa: BLE001 — e.g. ConfigError while 'auto' does not exist yet
         return {**row, "error": f"{type(e).__name__}: {e}", "wall_s": round(time.perf_counter() - started, 2)}
     metrics = run.meta.get("metrics", {})

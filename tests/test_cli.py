@@ -101,7 +101,7 @@ def test_train_names_the_held_out_split_and_evaluate_flags_seen_images(capsys, m
 
     data = random_labels(tmp_path / "data", LAYOUTS["train+val"])
     code, out, _ = cli(capsys, monkeypatch, "train", data, "-b", TINY, "--weights", tiny_weights, "--out", tmp_path / "run", "--fp32", "-q")
-    assert code == 0 and "val accuracy" in out and "held out, never used to fit or choose" in out and "choices on 5-fold of train" in out
+    assert code == 0 and "val accuracy" in out and "held out, never used to fit or choose" in out and "choices on holdout of train" in out
     code, out, _ = cli(capsys, monkeypatch, "evaluate", tmp_path / "run", data, "--split", "train", "--json", "--out", tmp_path / "ev")
     report = json.loads(out)
     assert code == 0 and report["seen_in_training"] == report["n"] == 96 and "unseen" not in report

@@ -66,3 +66,13 @@ def test_holdout_is_stratified_and_keeps_every_class_in_train(frac: float) -> No
     for c in (0, 1, 2):
         assert (y[tr] == c).sum() >= 1
     assert abs((y[va] == 0).sum() - round(50 * frac)) <= 1
+
+
+def test_k_fold_choice_of_l2_is_available_and_deterministic() -> None:
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.normal(size=(120, 16)) + y[:, None] * 0.8
+    a, b = fit_probe(x, y, 3, config=ProbeConfig(folds=5), seed=1), fit_probe(x, y, 3, config=ProbeConfig(folds=5), seed=1)
+    assert a.chosen_on == "5-fold" and torch.equal(a.weight, b.weight)
+    assert all("accuracy_sd" in s for s in a.val_scores)
+    assert fit_probe(x, y, 3).chosen_on == "holdout"  # the default
