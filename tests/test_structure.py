@@ -5,7 +5,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 LAYERS = [  # bottom first
-    {"errors", "_io", "_lazy", "_types"},
+    {"errors", "_io", "_lazy", "_types", "_options"},
     {"data"},
     {"models"},
     {"features", "evaluate"},
@@ -13,7 +13,7 @@ LAYERS = [  # bottom first
     {"run"},
     {"training"},
     {"serve", "report", "export", "explain", "adversarial"},
-    {"cli", "__main__", "__init__"},
+    {"cli", "_cli_options", "__main__", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

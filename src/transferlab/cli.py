@@ -21,6 +21,7 @@ from rich.text import Text
 
 import transferlab as tl
 
+from ._cli_options import config_options
 from ._io import display_path
 from .data.files import expand_image_paths
 from .errors import TransferlabError
@@ -28,7 +29,7 @@ from .inspect.dream.config import DreamConfig
 from .models.defaults import DEFAULT_BACKBONE
 from .train.config import FinetuneConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer learning from a folder of photos: train, evaluate, predict.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown", help="Transfer learning from a folder of photos: train, evaluate, predict.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Download datasets (needs internet).")
 app.add_typer(datasets_app, name="datasets")
 out = Console(soft_wrap=True)  # results
@@ -163,37 +164,19 @@ def _print_problems(console: Console, skipped: Problems, warnings: Problems, lim
 
 
 @app.command()
+@config_options(FinetuneConfig, param="recipe", prefix="ft_", help_prefix="finetune: ", panel="Fine-tuning")
 def train(
     data: Annotated[Optional[Path], typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted fine-tuning run in this folder (no DATA needed).")] = None,
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/<data>-<backbone>].")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-BACKBONE].")] = None,
     strategy: Annotated[str, typer.Option(help=(
         "probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation "
         "shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay."))] = "probe",
     budget: Annotated[Optional[str], typer.Option(help="auto/finetune: most training time, e.g. 90s, 5m, 1h [auto: 15m].")] = None,
     keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="finetune: keep checkpoint.pt (and the previous epoch's) after training ends.", rich_help_panel="Fine-tuning")] = False,
-    epochs: Annotated[int, typer.Option(help="finetune: most epochs (early stopping may end sooner).", rich_help_panel="Fine-tuning")] = FT.epochs,
-    unfreeze: Annotated[str, typer.Option(help="finetune: 'all' or K, the last K stages.", rich_help_panel="Fine-tuning")] = FT.unfreeze,
-    lr: Annotated[float, typer.Option(help="finetune: peak learning rate of the head.", rich_help_panel="Fine-tuning")] = FT.lr,
-    layer_decay: Annotated[float, typer.Option(help="finetune: learning-rate factor per stage going down.", rich_help_panel="Fine-tuning")] = FT.layer_decay,
-    optimizer: Annotated[str, typer.Option(help="finetune: adamw | adam | sgd.", rich_help_panel="Fine-tuning")] = FT.optimizer,
-    weight_decay: Annotated[float, typer.Option(help="finetune: weight decay.", rich_help_panel="Fine-tuning")] = FT.weight_decay,
-    schedule: Annotated[str, typer.Option(help="finetune: cosine | onecycle | constant.", rich_help_panel="Fine-tuning")] = FT.schedule,
-    warmup: Annotated[float, typer.Option(help="finetune: warm-up epochs.", rich_help_panel="Fine-tuning")] = FT.warmup_epochs,
-    label_smoothing: Annotated[float, typer.Option(help="finetune: label smoothing.", rich_help_panel="Fine-tuning")] = FT.label_smoothing,
-    dropout: Annotated[float, typer.Option(help="finetune: dropout before the head.", rich_help_panel="Fine-tuning")] = FT.dropout,
-    grad_clip: Annotated[float, typer.Option(help="finetune: max gradient norm (0: off).", rich_help_panel="Fine-tuning")] = FT.grad_clip,
-    augment: Annotated[str, typer.Option(help="finetune: none | light | strong.", rich_help_panel="Fine-tuning")] = FT.augment,
-    train_size_ratio: Annotated[float, typer.Option(help="finetune: random training crops at this fraction of the input size (FixRes).", rich_help_panel="Fine-tuning")] = FT.train_size_ratio,
-    ft_batch_size: Annotated[int, typer.Option("--ft-batch-size", help="finetune: images per training step.", rich_help_panel="Fine-tuning")] = FT.batch_size,
-    patience: Annotated[int, typer.Option(help="finetune: epochs without a better validation score before stopping.", rich_help_panel="Fine-tuning")] = FT.patience,
-    bn_stats: Annotated[str, typer.Option(help="finetune: frozen | train (BatchNorm statistics).", rich_help_panel="Fine-tuning")] = FT.bn_stats,
-    refit_head: Annotated[bool, typer.Option("--refit-head/--no-refit-head", help="finetune: refit the head on the tuned features of train + val at the end.", rich_help_panel="Fine-tuning")] = FT.refit_head,
-    mix: Annotated[str, typer.Option(help="finetune: none | mixup | cutmix | both.", rich_help_panel="Fine-tuning")] = FT.mix,
-    ema_epochs: Annotated[float, typer.Option(help="finetune: keep a moving average of the weights over this many epochs (0: off).", rich_help_panel="Fine-tuning")] = FT.ema_epochs,
-    compile_: Annotated[bool, typer.Option("--compile", help="finetune: torch.compile the training step (helps on GPUs, not on small CPUs).", rich_help_panel="Fine-tuning")] = FT.compile,
+    recipe: FinetuneConfig = FT,
     layout: LayoutOpt = "auto",
     label: LabelOpt = "breed",
     val_frac: ValFracOpt = 0.1,
@@ -216,11 +199,6 @@ def train(
     ds = _load_data(data, layout, label, val_frac, test_frac, seed)
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
-        recipe = tl.FinetuneConfig(
-            epochs=epochs, unfreeze=unfreeze, lr=lr, layer_decay=layer_decay, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
-            warmup_epochs=warmup, label_smoothing=label_smoothing, dropout=dropout, grad_clip=grad_clip, augment=augment, train_size_ratio=train_size_ratio,
-            batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, ema_epochs=ema_epochs, compile=compile_,
-        )
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
                        finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb)
     _report_training(run, run.meta["data"], directory, json_)
@@ -298,7 +276,7 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
     data: DataArg,
     split: Annotated[str, typer.Option(help="auto (test, else val, else all) | test | val | train | all")] = "auto",
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write metrics and plots [default: RUN/eval-<data>[-<split>]].")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write metrics and plots [default: RUN/eval-DATA(-SPLIT)].")] = None,
     layout: LayoutOpt = "auto",
     label: LabelOpt = "breed",
     val_frac: ValFracOpt = 0.1,
@@ -437,33 +415,18 @@ def features(
 
 
 @app.command()
+@config_options(DreamConfig, param="config", panel="Recipe")
 def dream(
     model: ModelArg,
     class_: Annotated[str, typer.Option("--class", "-c", help="Class name (exact or fuzzy, e.g. 'siamese') or index.")],
     out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write (+ .json beside it) [default: dream_CLASS.png].")] = None,
-    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = DREAM.steps,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = DREAM.lr,
-    size: Annotated[Optional[int], typer.Option(help="Image side in pixels [default: the model's input size].")] = None,
-    seed: SeedOpt = DREAM.seed,
-    tv: Annotated[Optional[float], typer.Option(help="Total-variation weight (0: the noisy baseline) [default: 300 for fft, 1000 for pixel].")] = None,
-    l2: Annotated[float, typer.Option(help="Weight of an L2 penalty pulling pixels to grey.")] = DREAM.l2,
-    param: Annotated[str, typer.Option(help="fft (1/f spectrum, decorrelated colour) | pixel.")] = DREAM.param,
-    decorrelate: Annotated[Optional[bool], typer.Option("--decorrelate/--no-decorrelate", help="Colour decorrelation [default: on for fft, off for pixel].")] = None,
-    jitter: Annotated[int, typer.Option(help="Random shift in pixels (0: off).")] = DREAM.jitter,
-    scale: Annotated[float, typer.Option(help="Random zoom 1 ± SCALE (0: off).")] = DREAM.scale,
-    rotate: Annotated[float, typer.Option(help="Random rotation ± degrees (0: off).")] = DREAM.rotate,
-    objective: Annotated[str, typer.Option(help="logit | log_prob.")] = DREAM.objective,
+    config: DreamConfig = DREAM,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Start from this photo instead of noise.")] = None,
-    frames: Annotated[int, typer.Option(help="Also save a sheet of K snapshots of the optimisation (NAME_frames.png).")] = DREAM.frames,
     weights: WeightsOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Ideal class image: optimise an image from noise (or --from a photo) until MODEL is sure of --class."""
-    config = tl.DreamConfig(
-        steps=steps, lr=lr, size=size, seed=seed, tv=tv, l2=l2, param=param, decorrelate=decorrelate, jitter=jitter,
-        scale=scale, rotate=rotate, objective=objective, frames=frames,
-    )
     config.check()  # before loading the model
     run = tl.open_model(model, weights)
     init = run.load_image(from_) if from_ is not None else None
@@ -554,7 +517,7 @@ def attack(
     image: Annotated[Path, typer.Argument(help="The photo to attack.")],
     target: Annotated[Optional[str], typer.Option(help="Class to turn the image into (name, fuzzy, or index); without it: untargeted.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Untargeted: the true class to move away from [default: the model's prediction].")] = None,
-    out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="Adversarial PNG; the figure and JSON go next to it [default: <image>_adv.png].")] = None,
+    out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="Adversarial PNG; the figure and JSON go next to it [default: IMAGE_adv.png].")] = None,
     transfer_to: Annotated[Optional[str], typer.Option("--transfer-to", help="Comma-separated backbones or runs to show the adversarial image to.")] = None,
     eps: Annotated[str, typer.Option(help="Budget in [0, 1] pixels, e.g. 4/255.", rich_help_panel="Attack")] = "4/255",
     method: MethodOpt = "pgd",

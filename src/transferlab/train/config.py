@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._options import option
+
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 MIXES = ("none", "mixup", "cutmix", "both")
@@ -24,35 +26,34 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Phase-2 recipe; every field is also a ``transferlab train`` flag."""
+    """Phase-2 recipe; every field is also a ``transferlab train`` flag (built from the ``option`` help)."""
 
-    epochs: int = 6  # upper bound; early stopping may end sooner
-    unfreeze: str = "all"  # "all", or "K": only the last K stages of the backbone (plus the head) learn. "3"
-    # trains twice as fast (41 against 21 images/s for EfficientNet-Lite0 on 2 cores) but learnt less: see BENCHMARKS.md
-    lr: float = 1e-3  # peak learning rate of the head; stage i from the top gets lr * layer_decay**i
-    layer_decay: float = 0.7  # discriminative learning rates: earlier (more generic) layers move less
-    optimizer: str = "adamw"  # adamw | adam | sgd (momentum 0.9)
-    weight_decay: float = 0.05  # decoupled for adamw; biases and norms are not decayed
-    schedule: str = "cosine"  # cosine (after linear warm-up) | onecycle (cosine up from lr/25, then down) | constant
-    warmup_epochs: float = 0.5  # linear warm-up from 0, in epochs
-    label_smoothing: float = 0.1
-    dropout: float = 0.2  # on the pooled features, before the head
-    grad_clip: float = 1.0  # max global gradient norm; 0 disables
-    augment: str = "light"  # none | light | strong (see data/augment.py)
-    train_size_ratio: float = 0.875  # random training crops at this fraction of the evaluation input size
+    epochs: int = option(6, "most epochs (early stopping may end sooner).")
+    unfreeze: str = option("all", "'all' or K, the last K stages.")  # "3" trains twice as fast (41 against 21
+    # images/s for EfficientNet-Lite0 on 2 cores) but learnt less: see BENCHMARKS.md
+    lr: float = option(1e-3, "peak learning rate of the head.")  # stage i from the top gets lr * layer_decay**i
+    layer_decay: float = option(0.7, "learning-rate factor per stage going down.")  # earlier, more generic layers move less
+    optimizer: str = option("adamw", "adamw | adam | sgd.")  # sgd with momentum 0.9
+    weight_decay: float = option(0.05, "weight decay.")  # decoupled for adamw; biases and norms are not decayed
+    schedule: str = option("cosine", "cosine | onecycle | constant.")  # cosine after linear warm-up; onecycle: cosine up from lr/25, then down
+    warmup_epochs: float = option(0.5, "warm-up epochs.", flag="--warmup")  # linear, from 0
+    label_smoothing: float = option(0.1, "label smoothing.")
+    dropout: float = option(0.2, "dropout before the head.")  # on the pooled features
+    grad_clip: float = option(1.0, "max gradient norm (0: off).")
+    augment: str = option("light", "none | light | strong.")  # see data/augment.py
+    train_size_ratio: float = option(0.875, "random training crops at this fraction of the input size (FixRes).")
     # (to a multiple of 32: 192 px for 224): objects in random crops look larger than in the centre crop, and
     # the smaller size compensates (FixRes), with a quarter less compute. Oxford mini, one run per seed:
     # 0.977 and 0.977 against 0.973 and 0.970 trained at 224 px
-    mix: str = "none"  # none | mixup | cutmix | both: blend pairs of training images and their labels
-    batch_size: int = 32
-    patience: int = 2  # stop once this many epochs in a row bring no better validation score
-    compile: bool = False  # torch.compile the training forward: for GPUs; on the 2-core CPU here it took 48 s
-    # to compile EfficientNet-Lite0 and then trained 12% slower (37 vs 42 images/s)
-    refit_head: bool = True  # then fit the head again (L-BFGS, as the probe) on the tuned features of train + val
-    ema_epochs: float = 1.0  # >0: validate and keep an exponential moving average of the weights, with a
-    # horizon of this many epochs (decay 1 - 1/(ema_epochs x steps per epoch)); 0 keeps the raw weights. On
-    # Oxford mini, seeds 0-2: 0.970, 0.970, 0.977 test accuracy, against 0.956, 0.956, 0.973 without
-    bn_stats: str = "frozen"  # "frozen": every BatchNorm keeps its pretrained statistics (as the Keras guide
-    # advises; small augmented batches make noisy ones); "train": update them in the unfrozen stages
-    min_win_rate: float = 0.9  # keep the fine-tuned weights only when they beat the probe's (epoch 0) in at least
-    # this share of bootstrap resamples of the validation images; otherwise the run ends as its own probe
+    mix: str = option("none", "none | mixup | cutmix | both.")  # blend pairs of training images and their labels
+    batch_size: int = option(32, "images per training step.", flag="--ft-batch-size")
+    patience: int = option(2, "epochs without a better validation score before stopping.")
+    compile: bool = option(False, "torch.compile the training step (helps on GPUs, not on small CPUs).", flag="--compile")  # on the
+    # 2-core CPU here it took 48 s to compile EfficientNet-Lite0 and then trained 12% slower (37 vs 42 images/s)
+    refit_head: bool = option(True, "refit the head on the tuned features of train + val at the end.", flag="--refit-head/--no-refit-head")  # L-BFGS, as the probe
+    ema_epochs: float = option(1.0, "keep a moving average of the weights over this many epochs (0: off).")  # decay 1 - 1/(ema_epochs x
+    # steps per epoch); validation judges the average. Oxford mini, seeds 0-2: 0.970, 0.970, 0.977 test accuracy, against 0.956, 0.956, 0.973 without
+    bn_stats: str = option("frozen", "frozen | train (BatchNorm statistics).")  # "frozen": every BatchNorm keeps its pretrained statistics
+    # (as the Keras guide advises; small augmented batches make noisy ones); "train": update them in the unfrozen stages
+    min_win_rate: float = option(0.9, "keep the tuned network only when it beats the probe in this share of bootstrap resamples of validation (0: always).")
+    # otherwise the run ends as its own probe (epoch 0); 0.9 was chosen on the dev suite's selection splits (BENCHMARKS.md)

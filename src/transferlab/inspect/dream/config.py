@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..._options import option
 from ...errors import ConfigError
 
 PARAMS = ("pixel", "fft")  # how the image is represented (see param.py)
@@ -20,19 +21,19 @@ DEFAULT_TV = {"pixel": 1000.0, "fft": 300.0}
 class DreamConfig:
     """The recipe of an ideal class image; the defaults are the benchmarked ones (BENCHMARKS.md)."""
 
-    steps: int = 256  # Adam steps
-    lr: float = 0.05  # Adam learning rate on the image parameters
-    size: int | None = None  # side of the square image in pixels; None: the model's input size
-    seed: int = 0  # noise and transform draws
-    tv: float | None = None  # weight of the total variation per pixel subtracted (0: none; None: DEFAULT_TV[param])
-    l2: float = 100.0  # weight of the mean squared distance from grey subtracted (keeps colours off saturation)
-    param: str = "fft"  # "fft" (1/f spectrum, decorrelated colour) or "pixel" (free pixels)
-    decorrelate: bool | None = None  # colour decorrelation; None: on for fft, off for pixel
-    jitter: int = 8  # random shift in pixels (0: off)
-    scale: float = 0.1  # random zoom 1 ± scale (0: off)
-    rotate: float = 10.0  # random rotation ± degrees (0: off)
-    objective: str = "logit"  # "logit" (raise the class) or "log_prob" (raise it against the others)
-    frames: int = 0  # also keep this many snapshots of the optimisation
+    steps: int = option(256, "Optimiser steps.")  # Adam
+    lr: float = option(0.05, "Adam learning rate.")  # on the image parameters
+    size: int | None = option(None, "Image side in pixels [default: the model's input size].")
+    seed: int = option(0, "Seed for the noise and the random transforms.")
+    tv: float | None = option(None, "Total-variation weight (0: the noisy baseline) [default: 300 for fft, 1000 for pixel].")  # per pixel, subtracted
+    l2: float = option(100.0, "Weight of an L2 penalty pulling pixels to grey.")  # keeps colours off saturation
+    param: str = option("fft", "fft (1/f spectrum, decorrelated colour) | pixel.")  # how the image is represented (param.py)
+    decorrelate: bool | None = option(None, "Colour decorrelation [default: on for fft, off for pixel].", flag="--decorrelate/--no-decorrelate")
+    jitter: int = option(8, "Random shift in pixels (0: off).")
+    scale: float = option(0.1, "Random zoom 1 ± SCALE (0: off).")
+    rotate: float = option(10.0, "Random rotation ± degrees (0: off).")
+    objective: str = option("logit", "logit | log_prob.")  # raise the class, or raise it against the others
+    frames: int = option(0, "Also save a sheet of K snapshots of the optimisation (NAME_frames.png).")
 
     def check(self) -> None:
         """Raise ConfigError for a value outside its range, before any work."""

@@ -1,0 +1,13 @@
+"""One place per setting: a config dataclass field carries its command-line help (``option``), and the CLI
+builds its flags from those fields, so a new field appears once."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Any
+
+
+def option(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A dataclass field with ``default`` whose ``transferlab`` flag says ``help`` (``flag``: the flag's
+    spelling when it is not ``--field-name``, e.g. ``--refit-head/--no-refit-head``)."""
+    return field(default=default, metadata={"help": help, "flag": flag})

@@ -1,0 +1,56 @@
+"""Recipe flags come from the config dataclasses: every field is a flag, and the flag's value reaches the recipe."""
+
+import dataclasses
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from transferlab._cli_options import config_options
+from transferlab.cli import app
+from transferlab.inspect.dream.config import DreamConfig
+from transferlab.train.config import FinetuneConfig
+
+
+@pytest.mark.parametrize("cls", [FinetuneConfig, DreamConfig])
+def test_every_recipe_field_has_help_so_it_becomes_a_flag(cls: type) -> None:
+    missing = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("help")]
+    assert not missing, f"{cls.__name__} fields without option(...) help: {missing}"
+
+
+@pytest.mark.parametrize(("command", "cls"), [("train", FinetuneConfig), ("dream", DreamConfig)])
+def test_help_lists_every_recipe_field(command: str, cls: type) -> None:
+    text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250"}).output
+    for f in dataclasses.fields(cls):
+        flag = (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).split("/")[0]
+        assert flag in text, f"{flag} missing from `transferlab {command} --help`"
+
+
+def test_flag_values_reach_the_recipe_and_defaults_stay() -> None:
+    seen = {}
+    demo = typer.Typer()
+
+    @demo.command()
+    @config_options(FinetuneConfig, param="recipe", prefix="ft_")
+    def run(batch_size: int = 1, recipe: FinetuneConfig = FinetuneConfig()) -> None:
+        seen["batch_size"], seen["recipe"] = batch_size, recipe
+
+    result = CliRunner().invoke(demo, ["--batch-size", "3", "--ft-batch-size", "8", "--no-refit-head", "--warmup", "0", "--compile", "--unfreeze", "2"])
+    assert result.exit_code == 0, result.output
+    assert seen["batch_size"] == 3  # the command's own option is not the recipe's
+    assert seen["recipe"] == FinetuneConfig(batch_size=8, refit_head=False, warmup_epochs=0.0, compile=True, unfreeze="2")
+    assert CliRunner().invoke(demo, []).exit_code == 0 and seen["recipe"] == FinetuneConfig()
+
+
+def test_optional_fields_accept_a_value_or_nothing() -> None:
+    seen = {}
+    demo = typer.Typer()
+
+    @demo.command()
+    @config_options(DreamConfig, param="config")
+    def run(config: DreamConfig = DreamConfig()) -> None:
+        seen["config"] = config
+
+    assert CliRunner().invoke(demo, ["--tv", "0", "--size", "64", "--no-decorrelate"]).exit_code == 0
+    assert (seen["config"].tv, seen["config"].size, seen["config"].decorrelate) == (0.0, 64, False)
+    assert CliRunner().invoke(demo, []).exit_code == 0 and seen["config"] == DreamConfig()
