@@ -64,9 +64,9 @@ def main() -> None:
 
 
 def _png(report) -> bytes:  # noqa: ANN001
-    from transferlab.attacks.report import encode_png
+    from transferlab.models.images import png_bytes
 
-    return encode_png(report.adversarial)
+    return png_bytes(report.adversarial)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from .attacks import AttackConfig
-from .attacks.report import AttackReport, attack_image, encode_png, top_classes, transfer
+from .attacks.report import AttackReport, attack_image, transfer
+from .models.classes import top_k
+from .models.images import png_bytes
 from .models.photo import PhotoClassifier
 from .attacks.robustness import Progress, Robustness
 from .attacks.robustness import robustness as _robustness
@@ -70,7 +72,7 @@ def attack(
 def _judge_through_predict(run: Run, report: AttackReport, before: torch.Tensor, tmp: Path, attempt: int) -> None:
     """Replace the attack's own verdict by ``predict``'s on the saved PNG (and its view of the original)."""
     png = tmp / f"attempt-{attempt}.png"
-    png.write_bytes(encode_png(report.adversarial))
+    png.write_bytes(png_bytes(report.adversarial))
     after = torch.as_tensor(run.predict_proba([png], cache_dir=tmp)[0])
     r, classes = report.record, report.classes
     top = int(after.argmax())
@@ -81,7 +83,7 @@ def _judge_through_predict(run: Run, report: AttackReport, before: torch.Tensor,
     b = int(before.argmax())
     r["original"] = {"class": classes[b], "index": b, "prob": float(before[b])}
     r["adversarial"] = {"class": classes[top], "index": top, "prob": float(after[top])}
-    r["top5_before"], r["top5_after"] = top_classes(before, classes), top_classes(after, classes)
+    r["top5_before"], r["top5_after"] = top_k(before.cpu(), classes, decimals=6), top_k(after.cpu(), classes, decimals=6)
     if r["targeted"]:
         r["target"].update(prob_before=float(before[r["target"]["index"]]), prob_after=float(after[r["target"]["index"]]))
     else:

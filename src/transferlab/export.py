@@ -22,6 +22,7 @@ import torch
 from .data import open_rgb
 from .data.decode import BadImageError
 from .errors import ConfigError, DataError, RunError
+from .models.classes import top_k
 from .models.preprocess import Preprocess
 from .run import Run
 
@@ -247,7 +248,6 @@ class OnnxModel:
                 probs = np.exp(logits - logits.max(1, keepdims=True))
                 probs /= probs.sum(1, keepdims=True)
                 for row, i in enumerate(ok):
-                    order = np.argsort(-probs[row])[:k]
-                    rows.append({"path": str(chunk[i]), "top": [{"label": self.classes[j], "prob": float(probs[row, j])} for j in order]})
+                    rows.append({"path": str(chunk[i]), "top": top_k(probs[row], self.classes, k)})
         order = {str(Path(p)): n for n, p in enumerate(paths)}
         return sorted(rows, key=lambda r: order[r["path"]])

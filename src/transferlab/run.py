@@ -22,6 +22,7 @@ from .errors import DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, resolve_class, save_model, write_json
+from .models.classes import top_k
 from .models.record import RunRecord, short_hash
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,9 @@ class Run:
         """
         paths = [Path(p) for p in paths]
         ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
-        k = min(k, len(self.classes))
         rows: dict[int, dict[str, Any]] = {}
         for row, i in enumerate(ex.ok):
-            order = np.argsort(-probs[row])[:k]
-            rows[i] = {"path": str(paths[i]), "top": [{"label": self.classes[j], "prob": float(probs[row, j])} for j in order]}
+            rows[i] = {"path": str(paths[i]), "top": top_k(probs[row], self.classes, k)}
         for i, path in enumerate(paths):
             if i not in rows:
                 rows[i] = {"path": str(path), "error": ex.failed.get(path, "not processed")}

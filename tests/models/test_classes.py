@@ -36,3 +36,15 @@ def test_unknown_name_and_bad_index_are_user_errors():
         resolve_class(PETS, "zebra")
     with pytest.raises(ConfigError, match="out of range"):
         resolve_class(PETS, 7)
+
+
+def test_top_k_rows_are_the_shared_label_index_prob_shape() -> None:
+    import numpy as np
+    import torch
+
+    from transferlab.models.classes import top_k
+
+    classes = ["a", "b", "c"]
+    rows = top_k(np.array([0.2, 0.5, 0.3]), classes, k=5)
+    assert [r["label"] for r in rows] == ["b", "c", "a"] and [r["index"] for r in rows] == [1, 2, 0]  # k capped at C
+    assert top_k(torch.tensor([0.123456789, 0.8, 0.076543211]), classes, k=1, decimals=3) == [{"label": "b", "index": 1, "prob": 0.8}]

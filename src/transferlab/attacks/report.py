@@ -12,6 +12,7 @@ from torch import nn
 from ..models.state import eval_mode
 from .._io import atomic_write_bytes
 from ..models import write_json
+from ..models.classes import top_k
 from ..models.images import png_bytes
 from .base import margins
 from .config import AttackConfig
@@ -51,7 +52,7 @@ class AttackReport:
         if png.suffix.lower() != ".png":
             png = png.with_suffix(".png")  # lossy formats would undo the attack
         png.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(png, encode_png(self.adversarial))
+        atomic_write_bytes(png, png_bytes(self.adversarial))
         self.files = {"adversarial": png}
         if figure:
             self.files["figure"] = save_figure(self.figure(), png.with_name(png.stem + "_figure.png"))
@@ -59,17 +60,6 @@ class AttackReport:
         self.record["files"] = {k: str(v) for k, v in self.files.items()}
         write_json(self.files["report"], self.record)
         return self.files
-
-
-def encode_png(image: torch.Tensor) -> bytes:
-    """Lossless 8-bit PNG of a (3, H, W) image in [0, 1] (exact for images on the 8-bit grid)."""
-    return png_bytes(image)
-
-
-def top_classes(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[dict[str, Any]]:
-    """The ``k`` most probable classes: ``[{"class", "index", "prob"}, ...]``."""
-    values, index = probs.topk(min(k, len(probs)))
-    return [{"class": classes[i], "index": i, "prob": round(float(v), 6)} for v, i in zip(values.tolist(), index.tolist())]
 
 
 def attack_image(
@@ -125,8 +115,8 @@ def attack_image(
         "ssim": float(ssim(adv, x_cpu)[0]),
         "steps": int(result.steps[0]),
         "seconds": round(result.seconds, 4),
-        "top5_before": top_classes(probs_before, classes),
-        "top5_after": top_classes(probs_after, classes),
+        "top5_before": top_k(probs_before.cpu(), classes, decimals=6),
+        "top5_after": top_k(probs_after.cpu(), classes, decimals=6),
     }
     if targeted:
         record["target"] = {"class": classes[target], "index": target, "prob_before": float(probs_before[target]), "prob_after": float(probs_after[target])}  # type: ignore[index]

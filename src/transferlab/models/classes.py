@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import Any
+
+import numpy as np
 
 from ..errors import ConfigError
 
@@ -46,3 +49,11 @@ def resolve_class(classes: list[str], query: str | int) -> int:
         return normed.index(close[0])
     hint = f"did you mean {', '.join(repr(classes[normed.index(c)]) for c in close)}?" if close else "run `transferlab predict` or see the run's model.json for the class names"
     raise ConfigError(f"unknown class {query!r} — {hint}")
+
+
+def top_k(probs: Any, classes: list[str], k: int = 5, decimals: int | None = None) -> list[dict[str, Any]]:
+    """The ``k`` most probable classes of one image, most probable first: ``[{"label", "index", "prob"}, ...]``
+    (the row shape every command and the API share). ``probs``: (C,) numpy array or CPU tensor."""
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    order = np.argsort(-p, kind="stable")[: min(k, len(classes))]
+    return [{"label": classes[j], "index": int(j), "prob": float(p[j]) if decimals is None else round(float(p[j]), decimals)} for j in order]

@@ -19,6 +19,7 @@ FIELD = "files"
 class Label(BaseModel):
     label: str
     prob: float = Field(ge=0, le=1)
+    index: int = Field(ge=0, description="its position in the run's class list")
 
 
 class Result(BaseModel):

@@ -13,7 +13,6 @@ from importlib.resources import files as package_files
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -23,6 +22,7 @@ from ..errors import ConfigError
 from ..inspect.gradcam import gradcam
 from ..inspect.hooks import last_conv_layer
 from ..models import read_meta, write_json
+from ..models.classes import top_k
 from ..models.images import png_bytes, to_pil
 from ..run import Run
 
@@ -127,14 +127,12 @@ class Predictor:
         x = torch.stack([model.preprocess.to_tensor(im) for im in images])  # (B, 3, H, W) in [0, 1]
         with torch.inference_mode():
             probs = torch.softmax(model(x), dim=1).numpy()
-        k = min(k, len(model.classes))
         rows = []
         for i, p in enumerate(probs):
-            order = np.argsort(-p)[:k]
-            top = [{"label": model.classes[j], "prob": round(float(p[j]), 6)} for j in order]
+            top = top_k(p, model.classes, k, decimals=6)
             row: dict[str, Any] = {"top": top, "unsure": bool(top[0]["prob"] < self.threshold), "gradcam": None}
             if with_cam and self.layer is not None:
-                row["gradcam"] = _png_data_url(gradcam(model, x[i : i + 1], int(order[0]), self.layer).overlay(0.45))
+                row["gradcam"] = _png_data_url(gradcam(model, x[i : i + 1], top[0]["index"], self.layer).overlay(0.45))
                 row["input"] = _png_data_url(to_pil(x[i]))  # the crop the model saw: lines up with the overlay
             rows.append(row)
         return rows

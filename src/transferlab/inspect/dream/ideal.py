@@ -16,6 +16,7 @@ from ...models.state import eval_mode
 from ..._io import atomic_write_bytes
 from ...errors import ConfigError
 from ...models import ImageClassifier, resolve_class, write_json
+from ...models.classes import top_k
 from ...models.images import png_bytes, to_pil
 from .objectives import Objective, Step, class_log_prob, class_logit, class_prob, l2, total_variation, tv_per_pixel
 from .config import DEFAULT_TV, OBJECTIVES, DreamConfig
@@ -176,7 +177,7 @@ def dream(
     frame = crop_frame(model.preprocess, *image.shape[-2:])
     p_float = float(class_probabilities(model, image)[0, index])
     probs = class_probabilities(model, png_round_trip(model, image, frame))[0]
-    top = [{"label": model.classes[j], "prob": float(probs[j])} for j in torch.argsort(probs, descending=True)[:5].tolist()]
+    top = top_k(probs, model.classes)
     return Dream(
         image, index, model.classes[index], p_float, float(probs[index]), top, float(tv_per_pixel(image)[0]),
         result.seconds, config, result.history, result.frames, frame,
