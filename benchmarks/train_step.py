@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import transferlab as tl
 from transferlab.train.depthwise import fp32_depthwise_backward
-from transferlab.train.finetune import FinetuneConfig, _set_train_mode, make_optimizer
+from transferlab.train.finetune import FinetuneConfig, set_train_mode, make_optimizer
 
 VARIANTS = {  # name: (bf16 autocast, channels_last, depthwise backward in fp32, depthwise weights trained)
     "fp32, NCHW (the naive loop's arithmetic)": (False, False, False, True),
@@ -38,7 +38,7 @@ def images_per_s(bf16: bool, channels_last: bool, fp32_dw: bool, train_dw: bool,
     y = torch.randint(0, 1000, (batch,))
 
     def step() -> None:
-        _set_train_mode(model, [], "frozen")
+        set_train_mode(model, [], "frozen")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad()

@@ -20,7 +20,7 @@ from .attacks.robustness import Progress, Robustness
 from .attacks.robustness import robustness as _robustness
 from .data import Dataset
 from .errors import DataError, RunError
-from .run import Run, _evaluation_samples, open_model
+from .run import Run, open_model
 
 
 def _as_run(model: Run | str | Path, weights: Path | str | None = None) -> Run:
@@ -129,7 +129,7 @@ def robustness(
     images x classes attacks. With ``out``, writes CSVs and figures there.
     """
     run = _as_run(model, weights)
-    samples, _ = _evaluation_samples(dataset, split)
+    samples, _ = dataset.evaluation_split(split)
     missing = sorted(set(dataset.classes) - set(run.classes))
     if missing:
         raise RunError(f"the data has classes the model does not know: {', '.join(missing[:10])} — use a run trained on these classes")

@@ -17,7 +17,7 @@ import torch
 from ._types import Progress
 from . import __version__
 from ._io import atomic_write_bytes
-from .data import Dataset, Sample, open_rgb
+from .data import Dataset, open_rgb
 from .errors import DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
@@ -170,7 +170,7 @@ class Run:
         With ``out``, writes ``metrics.json``, ``confusion_matrix.png``, ``top_losses.png`` and
         ``predictions.csv`` there.
         """
-        samples, split = _evaluation_samples(dataset, split)
+        samples, split = dataset.evaluation_split(split)
         check_classes(self.classes, dataset.classes, dataset.root)
         paths = [s.path for s in samples]
         ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
@@ -261,20 +261,6 @@ def default_run_dir(dataset: Dataset, backbone: str, root: Path = Path("runs")) 
         n += 1
         candidate = root / f"{base}-{n}"
     return candidate
-
-
-def _evaluation_samples(dataset: Dataset, split: str | None) -> tuple[list[Sample], str]:
-    if split in (None, "auto"):
-        for name in ("test", "val"):
-            if dataset.split(name):
-                return dataset.split(name), name
-        return list(dataset.samples), "all"
-    if split == "all":
-        return list(dataset.samples), "all"
-    samples = dataset.split(split)
-    if not samples:
-        raise DataError(f"the {split} split of {dataset.root} is empty — choose --split test, val, train or all")
-    return samples, split
 
 
 def _write_evaluation(out: Path, result: Evaluation, classes: list[str], n_losses: int) -> dict[str, Path]:

@@ -352,7 +352,7 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
     The data, backbone and recipe are read from the checkpoint, so the result is what the uninterrupted
     run would have given.
     """
-    from .data import load_dataset
+    from .data import load_recorded
     from .train import load_latest_checkpoint
     from .train.checkpoint import previous_path
 
@@ -369,7 +369,7 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
     except (KeyError, TypeError) as err:
         raise RunError(f"cannot resume from {used} ({type(err).__name__}: {err}) — retrain without --resume") from err
     data = spec["data"]
-    dataset = load_dataset(data["root"], layout=data["layout"], label=data["label"] if data["layout"] == "oxford" else "breed", **data["split_options"])
+    dataset = load_recorded(data)
     if dataset.fingerprint() != data["fingerprint"]:
         raise RunError(f"the data in {data['root']} changed since this run started — retrain without --resume")
     probe = ProbeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["probe"].items()})

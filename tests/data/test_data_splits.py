@@ -97,3 +97,23 @@ def test_drop_moves_samples_to_skipped_with_reasons(balanced: Path) -> None:
     assert a0 not in {s.path for s in ds.samples} and b0 not in {s.path for s in ds.samples}
     assert [s.path for s in ds.skipped] == sorted([a0, b0])
     assert len(original) == len(ds.samples) + 2  # the old list is untouched: callers may index it
+
+
+def test_evaluation_split_takes_test_then_val_then_all(balanced: Path) -> None:
+    ds = load_dataset(balanced, val_frac=0.1, test_frac=0.2)
+    assert ds.evaluation_split()[1] == "test" and ds.evaluation_split("val")[1] == "val"
+    only_train = load_dataset(balanced, val_frac=0.0, test_frac=0.0)
+    samples, name = only_train.evaluation_split("auto")
+    assert name == "all" and len(samples) == 33
+    with pytest.raises(DataError, match="test split .* is empty"):
+        only_train.evaluation_split("test")
+
+
+def test_a_recorded_dataset_loads_again_with_the_same_splits(balanced: Path) -> None:
+    from transferlab.data import load_recorded
+
+    ds = load_dataset(balanced, val_frac=0.2, test_frac=0.3, seed=7)
+    record = {"root": str(ds.root), "layout": ds.layout, "label": ds.label, "split_options": ds.split_options}
+    assert _assignment(load_recorded(record)) == _assignment(ds)
+    with pytest.raises(DataError, match="is gone"):
+        load_recorded({**record, "root": str(balanced.parent / "moved")})

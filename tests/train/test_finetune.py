@@ -9,7 +9,7 @@ import transferlab as tl
 from transferlab.features import pick_runtime
 from transferlab.models import create_backbone
 from transferlab.train import FinetuneConfig, finetune
-from transferlab.train.finetune import _set_train_mode, check_config, frozen_modules, lr_lambda
+from transferlab.train.finetune import set_train_mode, check_config, frozen_modules, lr_lambda
 
 from ..conftest import TINY
 
@@ -26,9 +26,9 @@ def test_unfreezing_the_last_stages_freezes_the_rest_and_their_batchnorm(tiny_we
     frozen = frozen_modules(model.net, "1")
     assert not model.net.conv_stem.weight.requires_grad and not model.net.blocks[0][0].conv.weight.requires_grad
     assert model.net.blocks[-1][-1].conv_pw.weight.requires_grad and model.head.weight.requires_grad
-    _set_train_mode(model, frozen, bn_stats="train")
+    set_train_mode(model, frozen, bn_stats="train")
     assert not model.net.bn1.training and model.net.blocks[-1][-1].bn1.training
-    _set_train_mode(model, frozen, bn_stats="frozen")  # the default: no BatchNorm statistics move
+    set_train_mode(model, frozen, bn_stats="frozen")  # the default: no BatchNorm statistics move
     assert model.training and not model.net.blocks[-1][-1].bn1.training
     assert frozen_modules(model.net, "all") == []
 

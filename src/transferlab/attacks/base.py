@@ -23,6 +23,7 @@ from torch import nn
 
 from ..models.state import bf16_available  # noqa: F401  (public here too)
 from ..errors import ConfigError
+from .metrics import per_image_norm
 
 NORMS = ("Linf", "L2")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -165,7 +166,7 @@ class Attack:
             return x
         delta = x - x0
         for _ in range(4):
-            norms = _l2(delta)
+            norms = per_image_norm(delta)
             if bool((norms <= self.eps).all()):
                 break
             scale = torch.where(norms > self.eps, self.eps / norms.clamp_min(1e-12) * (1 - 1e-6), torch.ones_like(norms))
@@ -182,7 +183,7 @@ class Attack:
             q = d.round().clamp_(-r, r)
         else:
             q = d.round()
-            outside = _l2(q) > self.eps * 255
+            outside = per_image_norm(q) > self.eps * 255
             q[outside] = d[outside].trunc()
         return (k0 + q).clamp_(0, 255) / 255
 
@@ -274,11 +275,6 @@ class Attack:
 def _logit_buffer(buffer: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
     """``buffer``, or an (n, C) one when it is still the empty placeholder (C taken from ``like``)."""
     return buffer if buffer.ndim == 2 else torch.empty(n, like.shape[1], device=like.device)
-
-
-def _l2(t: torch.Tensor) -> torch.Tensor:
-    """Per-image L2 norm. Shape: (B, ...) -> (B,)."""
-    return t.flatten(1).norm(dim=1)
 
 
 @contextlib.contextmanager

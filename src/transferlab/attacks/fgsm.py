@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Attack, _l2
+from .base import Attack
+from .metrics import per_image_norm
 
 
 class FGSM(Attack):
@@ -32,5 +33,5 @@ class FGSM(Attack):
     def step(self, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if self.norm == "Linf":
             return self.project(x0 + self.eps * grad.sign(), x0)
-        unit = grad / _l2(grad).clamp_min(1e-12).view(-1, 1, 1, 1)
+        unit = grad / per_image_norm(grad).clamp_min(1e-12).view(-1, 1, 1, 1)
         return self.project(x0 + self.eps * unit, x0)

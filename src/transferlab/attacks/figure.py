@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..evaluate.plots import _new_figure
+from ..evaluate.plots import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,7 +40,7 @@ def plot_attack(
     peak = float(delta.abs().max())
     gain = 0.5 / peak if peak > 0 else 1.0
     top_b, top_a = int(probs_before.argmax()), int(probs_after.argmax())
-    fig = _new_figure((11, 7.2))
+    fig = new_figure((11, 7.2))
     grid = fig.add_gridspec(2, 6, height_ratios=[1.5, 1])
     panels = [
         (_hwc(original), f"original: {classes[top_b]} {float(probs_before[top_b]):.2f}"),
@@ -74,7 +74,7 @@ def plot_attack(
 
 def plot_robustness(eps: Sequence[float], accuracy: Sequence[float], title: str = "") -> Figure:
     """Robust accuracy against the budget, ε on the axis in 8-bit levels (ε·255)."""
-    fig = _new_figure((5.5, 4))
+    fig = new_figure((5.5, 4))
     ax = fig.subplots()
     ax.plot([e * 255 for e in eps], accuracy, "o-")
     ax.set_xlabel("ε (× 1/255)")
@@ -95,7 +95,7 @@ def plot_success_matrix(success: np.ndarray, median_eps: np.ndarray, classes: Se
     """
     n = len(classes)
     side = max(4.5, 0.9 * n + 2.5)
-    fig = _new_figure((side + 1, side))
+    fig = new_figure((side + 1, side))
     ax = fig.subplots()
     image = ax.imshow(np.nan_to_num(success, nan=0.0), vmin=0, vmax=1, cmap="Reds")
     ax.set_xticks(range(n), classes, rotation=45, ha="right")

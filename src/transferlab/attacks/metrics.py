@@ -18,9 +18,14 @@ def linf(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1).abs().amax(1)
 
 
+def per_image_norm(t: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm of each image over all its pixels and channels. Shape: (B, ...) -> (B,)."""
+    return t.flatten(1).norm(dim=1)
+
+
 def l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Euclidean norm of the change over all pixels and channels. Shape: (B, 3, H, W) x2 -> (B,)."""
-    return (a - b).flatten(1).norm(dim=1)
+    return per_image_norm(a - b)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

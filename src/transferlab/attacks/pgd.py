@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Attack, _l2
+from .base import Attack
+from .metrics import per_image_norm
 
 
 class PGD(Attack):
@@ -63,7 +64,7 @@ class PGD(Attack):
         noise = torch.rand(x0.shape, generator=gen, device=x0.device) * 2 - 1  # U(-1, 1)
         if self.norm == "L2":  # a uniform direction at a radius with the ball's volume distribution
             direction = torch.randn(x0.shape, generator=gen, device=x0.device)
-            direction /= _l2(direction).view(-1, 1, 1, 1)
+            direction /= per_image_norm(direction).view(-1, 1, 1, 1)
             radius = torch.rand(len(x0), generator=gen, device=x0.device) ** (1 / x0[0].numel())
             noise = direction * radius.view(-1, 1, 1, 1)
         return self.project(x0 + self.eps * noise, x0)
@@ -71,7 +72,7 @@ class PGD(Attack):
     def step(self, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if self.norm == "Linf":
             return self.project(x + self.alpha * grad.sign(), x0)
-        unit = grad / _l2(grad).clamp_min(1e-12).view(-1, 1, 1, 1)
+        unit = grad / per_image_norm(grad).clamp_min(1e-12).view(-1, 1, 1, 1)
         return self.project(x + self.alpha * unit, x0)
 
 

@@ -11,7 +11,7 @@ from .dataset import Dataset, Sample, Skipped, Warned
 from .decode import IMAGE_EXTENSIONS, MAX_PIXELS, MIN_SIDE, BadImageError, open_rgb, sniff
 from .duplicates import content_hash, find_leaks
 from .layouts import LAYOUTS
-from .load import LABELS, load_dataset
+from .load import LABELS, load_dataset, load_recorded
 from .splits import SPLITS, stratified_split
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "content_hash",
     "find_leaks",
     "load_dataset",
+    "load_recorded",
     "open_rgb",
     "sniff",
     "stratified_split",

@@ -62,6 +62,25 @@ class Dataset:
             raise DataError(f"expected a split in {', '.join(SPLITS)}, got {name!r} — pick one of those")
         return [s for s in self.samples if s.split == name]
 
+    def evaluation_split(self, split: str | None = "auto") -> tuple[list[Sample], str]:
+        """The samples a score is reported on, and the split's name: ``auto`` (or None) takes test, else val,
+        else every image ("all"); ``all``, ``train``, ``val`` or ``test`` take that one.
+
+        Raises:
+            DataError: the named split is empty or unknown.
+        """
+        if split in (None, "auto"):
+            for name in ("test", "val"):
+                if self.split(name):
+                    return self.split(name), name
+            return list(self.samples), "all"
+        if split == "all":
+            return list(self.samples), "all"
+        samples = self.split(split)
+        if not samples:
+            raise DataError(f"the {split} split of {self.root} is empty — choose --split test, val, train or all")
+        return samples, split
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Class name -> split name -> number of samples (every class and split present, zeros included)."""
         table = {name: dict.fromkeys(SPLITS, 0) for name in self.classes}

@@ -146,3 +146,17 @@ def load_dataset(
     """
     check_fractions(val_frac, test_frac)
     return build_dataset(scan(path, layout, label), label, val_frac, test_frac, seed)
+
+
+def load_recorded(data: dict) -> Dataset:
+    """The data set a run was trained on, loaded again from what its record says (root, layout, label and the
+    split options), so the same images fall in the same splits.
+
+    Raises:
+        DataError: the folder is gone or no longer loads.
+    """
+    root = Path(data["root"])
+    if not root.exists():
+        raise DataError(f"the run's data folder {root} is gone (moved or deleted) — put it back, or give the data again")
+    label = data.get("label", "breed") if data["layout"] == "oxford" else "breed"  # other layouts record their own label name
+    return load_dataset(root, layout=data["layout"], label=label, **(data.get("split_options") or {}))

@@ -31,7 +31,8 @@ _MAX_CLASSES_WITH_COUNTS = 30
 _WRONG_COLOUR = "tab:red"
 
 
-def _new_figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A matplotlib Figure on the Agg canvas, outside pyplot: no global state, safe in threads and servers."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -79,7 +80,7 @@ def plot_confusion_matrix(
         values = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
 
     side = _CELL_IN * n
-    fig = _new_figure(
+    fig = new_figure(
         (max(_MIN_SIDE_IN, side + _MARGIN_W_IN), max(_MIN_SIDE_IN, side + _MARGIN_H_IN))
     )
     ax = fig.add_subplot()
@@ -167,7 +168,7 @@ def plot_top_losses(
     _check_gallery_inputs(images, true, pred, prob_pred, prob_true, ncols)
     n = len(images)
     if n == 0:
-        fig = _new_figure((4.0, 1.5))
+        fig = new_figure((4.0, 1.5))
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=12)
         ax.set_axis_off()
@@ -175,7 +176,7 @@ def plot_top_losses(
 
     cols = min(ncols, n)
     rows = math.ceil(n / cols)
-    fig = _new_figure((2.8 * cols, 3.0 * rows))
+    fig = new_figure((2.8 * cols, 3.0 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)  # (rows, cols)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
@@ -225,7 +226,7 @@ def plot_history(history: Sequence[dict[str, float]]) -> Figure:
     ``history`` rows hold ``epoch`` and any of ``train_loss``, ``val_loss``, ``train_accuracy``,
     ``val_accuracy`` (a row without a key leaves a gap, e.g. epoch 0 has no training metrics).
     """
-    fig = _new_figure((10, 4))
+    fig = new_figure((10, 4))
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
         for split, style in (("train", "o-"), ("val", "s-")):
             key = f"{split}_{metric}"

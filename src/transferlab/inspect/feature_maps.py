@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
 from ..models import ImageClassifier
-from .hooks import _run, capture, default_stage, stage_layer
+from .hooks import forward_eval, capture, default_stage, stage_layer
 
 
 @dataclass
@@ -47,7 +47,7 @@ def feature_maps(model: ImageClassifier, image: torch.Tensor, layer: str | None 
         raise ConfigError("expected --layer or --stage, got both — give one")
     name = layer if layer is not None else stage_layer(model, stage if stage is not None else default_stage(model))
     with capture(model.net, [name]) as acts:
-        _run(model, image)
+        forward_eval(model, image)
     if name not in acts or acts[name].ndim != 4:
         got = "no tensor" if name not in acts else f"shape {tuple(acts[name].shape)}"
         raise ConfigError(f"expected layer {name!r} to output a (B, C, H, W) map, got {got} — pick one from --list-layers")

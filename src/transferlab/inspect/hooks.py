@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import ImageClassifier
+from ..models.state import device_of, eval_mode
 
 
 def get_layer(net: nn.Module, name: str) -> nn.Module:
@@ -99,7 +100,7 @@ def list_layers(model: ImageClassifier, size: tuple[int, int] | None = None) -> 
     with capture(model.net, names) as acts:
         hooks = [model.net.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: order.append(n)) for n in names]
         try:
-            _run(model, torch.zeros(1, 3, *(size or model.preprocess.input_size)))
+            forward_eval(model, torch.zeros(1, 3, *(size or model.preprocess.input_size)))
         finally:
             for h in hooks:
                 h.remove()
@@ -136,10 +137,7 @@ def last_conv_layer(model: ImageClassifier) -> str:
     return maps[-1].name
 
 
-def _run(model: ImageClassifier, image: torch.Tensor) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        return model(image.to(next(model.parameters()).device))
-    finally:
-        model.train(was_training)
+def forward_eval(model: ImageClassifier, image: torch.Tensor) -> torch.Tensor:
+    """``model``'s logits for ``image`` (moved to the model's device), in eval mode; the model's own mode after."""
+    with eval_mode(model):
+        return model(image.to(device_of(model)))

@@ -122,7 +122,9 @@ def lr_lambda(config: FinetuneConfig, steps_per_epoch: int) -> Callable[[int], f
     return factor
 
 
-def _set_train_mode(model: ImageClassifier, frozen: Sequence[nn.Module], bn_stats: str = "train") -> None:
+def set_train_mode(model: ImageClassifier, frozen: Sequence[nn.Module], bn_stats: str = "train") -> None:
+    """Train mode for learning, except the frozen stages (and every BatchNorm when ``bn_stats`` is "frozen"),
+    whose running statistics stay as pretrained."""
     model.train()
     for module in frozen:
         module.eval()  # BatchNorm running statistics stay as pretrained in frozen stages
@@ -136,7 +138,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig,
     """One pass over ``loader``; ``forward`` is the DDP wrapper of ``model`` when distributed, and ``ema``
     (timm's ``ModelEmaV3`` of ``model.net``) is updated after every step."""
     forward = forward or model
-    _set_train_mode(model, frozen, config.bn_stats)
+    set_train_mode(model, frozen, config.bn_stats)
     with fp32_depthwise_backward(model.net):  # a no-op unless training under CPU bf16 autocast
         return _train_steps(model, loader, optimizer, scheduler, config, runtime, on_step, forward, ema)
 

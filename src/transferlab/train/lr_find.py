@@ -17,7 +17,7 @@ from ..data.augment import train_transform
 from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
 from .depthwise import fp32_depthwise_backward
-from .finetune import FinetuneConfig, _set_train_mode, frozen_modules, make_optimizer
+from .finetune import FinetuneConfig, set_train_mode, frozen_modules, make_optimizer
 from .loader import ImageFiles, make_loader
 
 
@@ -55,7 +55,7 @@ def lr_find(
     smooth, best, epoch = math.inf, math.inf, 0
     with fp32_depthwise_backward(model.net):  # a no-op unless training under CPU bf16 autocast
         try:
-            _set_train_mode(model, frozen, config.bn_stats)
+            set_train_mode(model, frozen, config.bn_stats)
             while len(lrs) < steps and smooth <= 4 * best:  # stops once the loss has blown up
                 loader = make_loader(ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size()), config.batch_size, True, seed, epoch, device_type=runtime.device.type)
                 for x, y in itertools.islice(loader, steps - len(lrs)):
@@ -99,9 +99,9 @@ def _suggest(lrs: list[float], losses: list[float]) -> float:
 
 def plot_lr_find(result: LRFind):
     """Loss against learning rate (log scale), the suggestion marked."""
-    from ..evaluate.plots import _new_figure
+    from ..evaluate.plots import new_figure
 
-    fig = _new_figure((6, 4))
+    fig = new_figure((6, 4))
     ax = fig.subplots()
     ax.plot(result.lrs, result.losses)
     ax.axvline(result.suggestion, color="tab:red", linestyle="--", label=f"suggested lr {result.suggestion:.1e}")
