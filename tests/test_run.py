@@ -121,3 +121,42 @@ def test_predicting_leaves_the_callers_model_as_it_was(trained, tmp_path: Path) 
     run.predict(new, precision="bf16")  # bf16: the path that converts the most
     assert all(m.training for m in run.model.modules())
     assert {k: (v.dtype, v.device, v.is_contiguous()) for k, v in run.model.state_dict().items()} == before
+
+
+def test_predict_takes_files_pil_images_and_tensors_alike(trained, photo_folder: Path) -> None:
+    from PIL import Image
+
+    _, run = trained
+    path = sorted(photo_folder.rglob("*.jpg"))[0]
+    with Image.open(path) as im:
+        pil = im.convert("RGB")
+    view = run.load_image(path)  # (1, 3, H, W) in [0, 1]: the evaluation view, taken as it is
+    from_file, from_pil, from_view = run.predict_proba([path, pil, view[0]], precision="fp32")
+    assert np.allclose(from_file, from_pil, atol=1e-4) and np.allclose(from_file, from_view, atol=1e-4)
+    rows = run.predict(pil, k=2)  # one photo without a list
+    assert len(rows) == 1 and rows[0]["path"] is None and rows[0]["top"][0]["label"] == run.classes[int(np.argmax(from_file))]
+    assert len(run.predict(view.repeat(3, 1, 1, 1), k=1)) == 3  # a batch tensor is three photos
+    with pytest.raises(tl.InputError, match=r"\[0, 1\]"):
+        run.predict_proba(view * 255)
+    with pytest.raises(tl.InputError, match="shape"):
+        run.predict_proba(view[0, 0])
+
+
+def test_run_answers_the_notebook_questions_itself(trained, photo_folder: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from transferlab.attacks import AttackConfig
+    from transferlab.inspect.dream import DreamConfig
+
+    _, run = trained
+    path = sorted(photo_folder.rglob("*.jpg"))[0]
+    with Image.open(path) as im:
+        cam = run.explain(im.convert("RGB"))
+    assert cam.class_name in run.classes and cam.heatmap.shape[-2:] == run.load_image(path).shape[-2:]
+    d = run.dream("dog", DreamConfig(steps=2, size=32))
+    assert d.class_name == "dog" and d.image.shape[-1] == 32
+    report = run.attack(path, "fox", config=AttackConfig(eps=8 / 255, steps=3), out=tmp_path / "adv.png")
+    assert report.record["target"]["class"] == "fox" and (tmp_path / "adv.png").is_file()
+    assert run.export("torchscript", tmp_path / "m.pt", images=[path]).parity.ok
+    assert run.report(tmp_path / "r.html", gradcam_samples=1).is_file()
+    assert run.training_data() is not None and len(run.training_data().samples) == 30

@@ -181,18 +181,16 @@ def _parity_batches(run: Run, images: Sequence[Path | str] | None, limit: int | 
 
 def _evaluation_paths(run: Run, limit: int | None) -> tuple[list[Path], str]:
     """The run's evaluation split if its data is still where it was trained, else ``([], "")``."""
-    from .data import load_recorded
-
-    data = run.meta.get("data")
-    if not data or not Path(data["root"]).exists():
-        return [], ""
     try:
-        samples, split = load_recorded(data).evaluation_split((run.meta.get("metrics") or {}).get("split"))
+        data = run.training_data()
+        if data is None:
+            return [], ""
+        samples, split = data.evaluation_split((run.meta.get("metrics") or {}).get("split"))
     except (DataError, TypeError) as err:
         log.warning("cannot reopen the run's data for the parity check: %s", err)
         return [], ""
     paths = [s.path for s in samples][:limit]
-    return paths, f"{len(paths)} images of the {split} split of {data['root']}"
+    return paths, f"{len(paths)} images of the {split} split of {data.root}"
 
 
 class OnnxModel:

@@ -9,24 +9,34 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ._types import Progress
 from . import __version__
 from ._io import atomic_write_bytes
 from .data import Dataset, open_rgb
-from .errors import DataError, RunError
+from .errors import DataError, InputError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, resolve_class, save_model, write_json
 from .models.classes import top_k
 from .models.record import RunRecord, short_hash
 
+if TYPE_CHECKING:  # the notebook methods' result types, from the modules those methods call
+    from .attacks import AttackConfig
+    from .attacks.report import AttackReport
+    from .attacks.robustness import Robustness
+    from .export import Export
+    from .inspect.dream import Dream, DreamConfig
+    from .inspect.gradcam import CAM
+
 log = logging.getLogger(__name__)
 
+Photo = Union[Path, str, Image.Image, torch.Tensor]  # a file, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 
 
 @dataclass
@@ -76,13 +86,31 @@ class Run:
         """Index of a class given by exact or fuzzy name ("siamese" -> "Siamese cat") or by number."""
         return resolve_class(self.classes, name)
 
-    def load_image(self, path: Path | str) -> torch.Tensor:
-        """A photo as the model sees it at evaluation: resized, centre-cropped, in [0, 1].
+    def load_image(self, photo: Photo) -> torch.Tensor:
+        """A photo (file, PIL image or tensor) as the model sees it at evaluation: resized, centre-cropped, in [0, 1].
 
         Shape:
             returns (1, 3, H, W) float32.
         """
-        return self.model.preprocess.to_tensor(open_rgb(Path(path))).unsqueeze(0)
+        return self._float_view(photo).unsqueeze(0)
+
+    def _float_view(self, photo: Photo) -> torch.Tensor:
+        """(3, H, W) float evaluation view in [0, 1]; a tensor already at the input size is taken as it is."""
+        view = _as_batch(photo)[0] if _is_view(photo, self.model) else self._view(photo)
+        return view.float().div(255) if view.dtype == torch.uint8 else view.float()
+
+    def _view(self, photo: Photo) -> torch.Tensor:
+        """(3, H, W) uint8 evaluation view of a file or PIL image, or of a tensor at any size (through 8 bits)."""
+        from .data.decode import to_rgb
+        from .models.images import to_pil
+
+        if isinstance(photo, (str, Path)):
+            return self.model.preprocess.to_uint8(open_rgb(Path(photo)))
+        if isinstance(photo, Image.Image):
+            from PIL import ImageOps
+
+            return self.model.preprocess.to_uint8(to_rgb(ImageOps.exif_transpose(photo)))
+        return self.model.preprocess.to_uint8(to_pil(_as_batch(photo)[0]))
 
     # -- features -----------------------------------------------------------------------------------
     def _cache(self, runtime: Runtime, cache_dir: Path | str | None) -> FeatureCache:
@@ -95,15 +123,43 @@ class Run:
         runtime = pick_runtime(precision=precision)
         cb = (lambda d, t: progress("features", d, t)) if progress else None
         ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
-        weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))  # the model stays put
+        return ex, self._head_probabilities(ex.features)
+
+    def _head_probabilities(self, features: torch.Tensor) -> np.ndarray:
+        """(N, D) pooled features -> (N, C) class probabilities, on the CPU (the model stays put)."""
+        weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))
         with torch.no_grad():
-            probs = torch.softmax(torch.nn.functional.linear(ex.features, weight, bias), dim=1).numpy()
-        return ex, probs
+            return torch.softmax(torch.nn.functional.linear(features, weight, bias), dim=1).numpy()
+
+    def _in_memory_probabilities(self, photos: list[Image.Image | torch.Tensor], precision: str) -> np.ndarray:
+        from .features import features_of_images
+
+        views = torch.stack([self._float_view(p) for p in photos])
+        return self._head_probabilities(features_of_images(self.model, views, pick_runtime(precision=precision)))
+
+    def _mixed_probabilities(self, photos: list[Photo], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None):
+        """Probabilities of files (cached, as ``predict`` always did) and of in-memory images, in input order:
+        (probs by position, {position: reason} for unreadable files)."""
+        files = [i for i, p in enumerate(photos) if isinstance(p, (str, Path))]
+        memory = [i for i in range(len(photos)) if i not in set(files)]
+        for i in memory:
+            if not isinstance(photos[i], (Image.Image, torch.Tensor)):
+                raise InputError(f"expected image paths, PIL images or [0, 1] tensors, got {type(photos[i]).__name__}")
+        found: dict[int, np.ndarray] = {}
+        failed: dict[int, str] = {}
+        if files:
+            paths = [Path(photos[i]) for i in files]
+            ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+            found.update({files[j]: probs[row] for row, j in enumerate(ex.ok)})
+            failed.update({files[j]: ex.failed.get(paths[j], "not processed") for j in range(len(files)) if files[j] not in found})
+        if memory:
+            found.update(zip(memory, self._in_memory_probabilities([photos[i] for i in memory], precision)))
+        return found, failed
 
     # -- public -------------------------------------------------------------------------------------
     def predict(
         self,
-        paths: Sequence[Path | str],
+        photos: Photo | Sequence[Photo],
         k: int = 5,
         *,
         cache_dir: Path | str | None = None,
@@ -111,24 +167,25 @@ class Run:
         batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> list[dict[str, Any]]:
-        """Top-k labels per image: ``[{"path": ..., "top": [{"label": ..., "prob": ...}, ...]}, ...]``.
+        """Top-k labels per photo: ``[{"path": ..., "top": [{"label", "index", "prob"}, ...]}, ...]``.
 
-        Files that cannot be decoded get ``{"path": ..., "error": reason}`` instead of ``top``.
+        ``photos``: image files (their features cached), PIL images, or tensors in [0, 1] ((3, H, W), or a
+        (B, 3, H, W) batch), one or a list. In-memory photos get ``"path": None``. Files that cannot be
+        decoded get ``{"path": ..., "error": reason}`` instead of ``top``.
         """
-        paths = [Path(p) for p in paths]
-        ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
-        rows: dict[int, dict[str, Any]] = {}
-        for row, i in enumerate(ex.ok):
-            rows[i] = {"path": str(paths[i]), "top": top_k(probs[row], self.classes, k)}
-        for i, path in enumerate(paths):
-            if i not in rows:
-                rows[i] = {"path": str(path), "error": ex.failed.get(path, "not processed")}
-        return [rows[i] for i in range(len(paths))]
+        photos = _photo_list(photos)
+        found, failed = self._mixed_probabilities(photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        rows = []
+        for i, photo in enumerate(photos):
+            row: dict[str, Any] = {"path": str(photo) if isinstance(photo, (str, Path)) else None}
+            row.update({"top": top_k(found[i], self.classes, k)} if i in found else {"error": failed[i]})
+            rows.append(row)
+        return rows
 
     def predict_proba(
-        self, paths: Sequence[Path | str], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None,
+        self, photos: Photo | Sequence[Photo], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None,
     ) -> np.ndarray:
-        """Class probabilities of image files, exactly as ``predict`` computes them.
+        """Class probabilities of photos (files, PIL images or [0, 1] tensors), exactly as ``predict`` computes them.
 
         Shape:
             returns (N, C) float, C = ``len(self.classes)``.
@@ -136,12 +193,12 @@ class Run:
         Raises:
             DataError: a file cannot be decoded (``predict`` reports such files in place instead).
         """
-        paths = [Path(p) for p in paths]
-        ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=None)
-        if ex.failed:
-            path, reason = next(iter(ex.failed.items()))
-            raise DataError(f"cannot read {path}: {reason}")
-        return probs
+        photos = _photo_list(photos)
+        found, failed = self._mixed_probabilities(photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=None)
+        if failed:
+            i, reason = next(iter(failed.items()))
+            raise DataError(f"cannot read {photos[i]}: {reason}")
+        return np.stack([found[i] for i in range(len(photos))]) if photos else np.zeros((0, len(self.classes)))
 
     def load_photo(self, path: Path | str) -> torch.Tensor:
         """A photo at its own size in [0, 1] on the 8-bit grid: what ``models.PhotoClassifier`` takes.
@@ -199,12 +256,97 @@ class Run:
             result.files = _write_evaluation(Path(out), result, self.classes, top_losses)
         return result
 
+    def training_data(self) -> Dataset | None:
+        """The data set this run was trained on, loaded again with the same splits; None when the run has no
+        data record (a bare backbone) or the folder is gone."""
+        data = self.meta.get("data")
+        if not data or not Path(data["root"]).exists():
+            return None
+        from .data import load_recorded
+
+        return load_recorded(data)
+
+    # -- the notebook's questions: each a thin call into the module that answers it --------------------
+    def explain(self, photo: Photo, target: int | str | None = None, layer: str | None = None) -> CAM:
+        """Grad-CAM of ``target`` (default: the predicted class) on ``photo`` as the model sees it (``inspect.gradcam``)."""
+        from .inspect.gradcam import gradcam
+
+        return gradcam(self.model, self.load_image(photo), target, layer)
+
+    def dream(self, target: int | str, config: DreamConfig | None = None, *, init: Photo | None = None, progress: Any = None) -> Dream:
+        """The image that ``target``'s class is most sure of, from noise or from ``init`` (``inspect.dream``)."""
+        from .inspect.dream import DreamConfig, dream
+
+        start = self.load_image(init) if init is not None else None
+        return dream(self.model, target, config or DreamConfig(), init=start, progress=progress)
+
+    def attack(self, photo: Path | str | Image.Image, target: int | str | None = None, *, config: AttackConfig | None = None, out: Path | str | None = None, **options: Any) -> AttackReport:
+        """Nudge ``photo`` until the run calls it ``target``, judged on the saved 8-bit file (``transferlab.attack``)."""
+        from .adversarial import attack  # a call up, at call time: the notebook facade (tests/test_structure.py)
+        from .attacks import AttackConfig
+
+        if isinstance(photo, Image.Image):
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "photo.png"
+                photo.save(path)
+                return attack(self, path, target, config=config or AttackConfig(), out=out, **options)
+        return attack(self, photo, target, config=config or AttackConfig(), out=out, **options)
+
+    def robustness(self, dataset: Dataset, eps: Sequence[float] = (0, 1 / 255, 2 / 255, 4 / 255, 8 / 255), config: AttackConfig | None = None, **options: Any) -> Robustness:
+        """Accuracy under attack at each ε on ``dataset``'s evaluation split (``transferlab.robustness``)."""
+        from .adversarial import robustness
+        from .attacks import AttackConfig
+
+        return robustness(self, dataset, eps, config or AttackConfig(), **options)
+
+    def export(self, format: str = "onnx", out: Path | str | None = None, **options: Any) -> Export:
+        """ONNX or TorchScript copy of the run, checked against PyTorch (``transferlab.export``)."""
+        from .export import export
+
+        return export(self, format, out, **options)
+
+    def report(self, out: Path | str | None = None, **options: Any) -> Path:
+        """The self-contained ``report.html`` of the run (``transferlab.report``)."""
+        from .report import report
+
+        return report(self, out, **options)
+
     def save(self, directory: Path | str) -> Path:
         """Write ``model.safetensors`` + ``model.json`` to ``directory``; returns it."""
         directory = Path(directory)
         save_model(directory, self.model, self.record.to_dict())
         self.directory = directory
         return directory
+
+
+def _photo_list(photos: Photo | Sequence[Photo]) -> list[Photo]:
+    """One photo, a list of them, or a (B, 3, H, W) batch tensor, as a list of single photos."""
+    if isinstance(photos, (str, Path, Image.Image)):
+        return [photos]
+    if isinstance(photos, torch.Tensor):
+        return list(photos) if photos.ndim == 4 else [photos]
+    return list(photos)
+
+
+def _as_batch(image: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) or (1, 3, H, W) image tensor in [0, 1] (or uint8) as (1, 3, H, W).
+
+    Raises:
+        InputError: another shape, or float values outside [0, 1].
+    """
+    batch = image.unsqueeze(0) if image.ndim == 3 else image
+    if batch.ndim != 4 or batch.shape[:2] != (1, 3):
+        raise InputError(f"expected an image tensor of shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+    if batch.dtype != torch.uint8 and (batch.min() < 0 or batch.max() > 1):
+        raise InputError("expected pixel values in [0, 1] (divide 8-bit pixels by 255)")
+    return batch.detach().cpu()
+
+
+def _is_view(photo: Photo, model: ImageClassifier) -> bool:
+    """A tensor already at the model's input size: taken as the evaluation view, not resized again."""
+    return isinstance(photo, torch.Tensor) and tuple(photo.shape[-2:]) == tuple(model.preprocess.input_size)
 
 
 def check_classes(run_classes: Sequence[str], data_classes: Sequence[str], root: Path) -> None:

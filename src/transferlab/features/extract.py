@@ -212,3 +212,17 @@ def extract_features(
             rows.append(found[h])
     features = torch.stack(rows) if rows else torch.empty(0, model.num_features)
     return Extraction(features, ok, failed, computed=len(todo) - len(bad_hashes), seconds=time.perf_counter() - started, hashes=hashes)
+
+
+def features_of_images(model: ImageClassifier, images: torch.Tensor, runtime: Runtime | None = None) -> torch.Tensor:
+    """Pooled features of images already at the model's input size, on the device and at the precision
+    ``extract_features`` uses for files (no cache, no decoding); the caller's model stays as it was.
+
+    Shape:
+        images (B, 3, H, W) uint8, or float in [0, 1]; returns (B, D) float32 on the CPU.
+    """
+    runtime = runtime or pick_runtime()
+    with preserved(model):
+        module = model.feature_extractor().eval().to(runtime.device, memory_format=torch.channels_last)
+        with inference(runtime):
+            return module(images.to(runtime.device).contiguous(memory_format=torch.channels_last)).float().cpu()
