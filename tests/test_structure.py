@@ -12,13 +12,13 @@ LAYERS = [  # bottom first
     {"train", "inspect", "attacks"},
     {"run"},
     {"training"},
-    {"serve", "report", "export", "explain", "adversarial"},
+    {"serve", "report", "export", "explain_run", "attack_run"},
     {"cli", "_cli_options", "__main__", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 # Run's notebook methods (run.attack, .export, .report) call the modules that answer them, importing them
 # inside the method: the one sanctioned call upwards, at call time only (or for type hints), never at import.
-FACADE = {("run", "adversarial"), ("run", "export"), ("run", "report")}
+FACADE = {("run", "attack_run"), ("run", "export"), ("run", "report")}
 
 
 def _top(module: Path) -> str:

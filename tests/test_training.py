@@ -61,7 +61,7 @@ def test_random_labels_score_near_chance_on_the_reported_split(layout: str, stra
     assert m["accuracy"] < 0.5, f"{layout} {strategy}: {m['accuracy']:.3f} on random labels — the reported split leaked into training"
     fitted = run.evaluate(ds, "train", cache_dir=tmp_path / "cache")
     assert fitted.accuracy > 0.9  # the head does memorise what it is fitted on: a leak would show above
-    assert fitted.report["seen_in_training"] == fitted.report["n"]  # and evaluate knows those images were seen
+    assert fitted.metrics["seen_in_training"] == fitted.metrics["n"]  # and evaluate knows those images were seen
 
 
 def test_roles_follow_the_layout(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_the_record_names_every_phase_and_the_images_it_saw(tiny_weights: Path, 
         (moved / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)  # labels do not matter here, only contents
         (moved / "ab"[i % 2] / f"renamed-{i}.png").write_bytes(s.path.read_bytes())
     result = tl.load(tmp_path / "run").evaluate(tl.load_dataset(moved, val_frac=0, test_frac=0), "all", cache_dir=tmp_path / "cache")
-    assert result.report["seen_in_training"] == 10 and result.report["unseen"]["n"] == 6
+    assert result.metrics["seen_in_training"] == 10 and result.metrics["unseen"]["n"] == 6
 
 
 def test_training_leaves_the_callers_dataset_as_it_was(tiny_weights: Path, tmp_path: Path) -> None:

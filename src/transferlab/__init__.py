@@ -3,7 +3,7 @@
     import transferlab as tl
     ds = tl.load_dataset("photos/")
     run = tl.train(ds, backbone="efficientnet_lite0", out="runs/pets")
-    run.evaluate(ds).report["accuracy"]
+    run.evaluate(ds).metrics["accuracy"]
     tl.load("runs/pets").predict(["cat.jpg"])
 """
 
@@ -54,12 +54,12 @@ _EXPORTS = {
     'resume': '.training',
     'FinetuneConfig': '.train.config',
     'ProbeConfig': '.train.config',
-    'PointingScore': '.explain',
-    'explain': '.explain',
-    'score_explanations': '.explain',
+    'PointingScore': '.explain_run',
+    'explain': '.explain_run',
+    'score_explanations': '.explain_run',
     'AttackConfig': '.attacks.config',
-    'attack': '.adversarial',
-    'robustness': '.adversarial',
+    'attack': '.attack_run',
+    'robustness': '.attack_run',
     'Export': '.export',
     'OnnxModel': '.export',
     'Parity': '.export',
@@ -85,9 +85,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .models.backbones import create_backbone, list_backbones  # noqa: F401
     from .run import Evaluation, Run, default_run_dir, from_backbone, load, open_model  # noqa: F401
     from .train.config import FinetuneConfig, ProbeConfig  # noqa: F401
-    from .explain import PointingScore, explain, score_explanations  # noqa: F401
+    from .explain_run import PointingScore, explain, score_explanations  # noqa: F401
     from .attacks.config import AttackConfig  # noqa: F401
-    from .adversarial import attack, robustness  # noqa: F401
+    from .attack_run import attack, robustness  # noqa: F401
     from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: F401
     from .report import report  # noqa: F401
 

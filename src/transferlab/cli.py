@@ -292,7 +292,7 @@ def evaluate(
     ds = _load_data(data, layout, label, val_frac, test_frac, seed)
     with progress_bar(quiet or json_) as cb:
         result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")))
-    r = result.report
+    r = result.metrics
     if json_:
         _emit_json({**r, "files": {k: str(v) for k, v in result.files.items()}})
         return

@@ -232,7 +232,7 @@ def _gradcams(run: Run, rows: list[dict[str, Any]], n: int, progress: Progress |
 def _adversarial(run: Run, rows: list[dict[str, Any]]) -> str:
     """The most confidently right photo, pushed by PGD (L∞ 4/255) towards the class it is least unlike."""
     from .attacks import AttackConfig
-    from .attacks.report import attack_image
+    from .attacks.single import attack_image
 
     for r in sorted((r for r in rows if r["correct"]), key=lambda r: -r["prob_predicted"]):
         try:

@@ -28,7 +28,7 @@ from .models.record import RunRecord, short_hash
 
 if TYPE_CHECKING:  # the notebook methods' result types, from the modules those methods call
     from .attacks import AttackConfig
-    from .attacks.report import AttackReport
+    from .attacks.single import AdversarialExample
     from .attacks.robustness import Robustness
     from .export import Export
     from .inspect.dream import Dream, DreamConfig
@@ -43,7 +43,7 @@ Photo = Union[Path, str, Image.Image, torch.Tensor]  # a file, a PIL image, or a
 class Evaluation:
     """Metrics of a run on one split of a dataset, and the files written for it."""
 
-    report: dict[str, Any]
+    metrics: dict[str, Any]  # accuracy, per-class rows, confusion matrix ... (what metrics.json holds)
     paths: list[Path]
     y_true: np.ndarray  # (N,) indices into the run's classes
     probs: np.ndarray  # (N, C)
@@ -52,7 +52,12 @@ class Evaluation:
 
     @property
     def accuracy(self) -> float:
-        return float(self.report["accuracy"])
+        return float(self.metrics["accuracy"])
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """0.1's name for ``metrics``."""
+        return self.metrics
 
 
 class Run:
@@ -280,9 +285,9 @@ class Run:
         start = self.load_image(init) if init is not None else None
         return dream(self.model, target, config or DreamConfig(), init=start, progress=progress)
 
-    def attack(self, photo: Path | str | Image.Image, target: int | str | None = None, *, config: AttackConfig | None = None, out: Path | str | None = None, **options: Any) -> AttackReport:
+    def attack(self, photo: Path | str | Image.Image, target: int | str | None = None, *, config: AttackConfig | None = None, out: Path | str | None = None, **options: Any) -> AdversarialExample:
         """Nudge ``photo`` until the run calls it ``target``, judged on the saved 8-bit file (``transferlab.attack``)."""
-        from .adversarial import attack  # a call up, at call time: the notebook facade (tests/test_structure.py)
+        from .attack_run import attack  # a call up, at call time: the notebook facade (tests/test_structure.py)
         from .attacks import AttackConfig
 
         if isinstance(photo, Image.Image):
@@ -296,7 +301,7 @@ class Run:
 
     def robustness(self, dataset: Dataset, eps: Sequence[float] = (0, 1 / 255, 2 / 255, 4 / 255, 8 / 255), config: AttackConfig | None = None, **options: Any) -> Robustness:
         """Accuracy under attack at each ε on ``dataset``'s evaluation split (``transferlab.robustness``)."""
-        from .adversarial import robustness
+        from .attack_run import robustness
         from .attacks import AttackConfig
 
         return robustness(self, dataset, eps, config or AttackConfig(), **options)
@@ -411,8 +416,8 @@ def _write_evaluation(out: Path, result: Evaluation, classes: list[str], n_losse
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"metrics": out / "metrics.json", "confusion_matrix": out / "confusion_matrix.png", "top_losses": out / "top_losses.png", "predictions": out / "predictions.csv"}
-    write_json(files["metrics"], result.report)
-    cm = np.array(result.report["confusion_matrix"])
+    write_json(files["metrics"], result.metrics)
+    cm = np.array(result.metrics["confusion_matrix"])
     save_figure(plot_confusion_matrix(cm, classes), files["confusion_matrix"])
     pred = result.probs.argmax(1)
     worst = [i for i in top_losses(result.y_true, result.probs, n_losses) if pred[i] != result.y_true[i]]

@@ -267,7 +267,7 @@ def _evaluate(run: Run, data: Dataset, roles: Roles, directory: Path | None, set
     """Score the held-out split; the record names it and says it was held out."""
     result = run.evaluate(data, roles.report_split, directory, cache_dir=setup.cache_dir, precision=setup.runtime.precision, batch_size=setup.batch_size)
     keys = ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "top5_accuracy", "species_accuracy", "seen_in_training", "unseen")
-    return {**{k: result.report[k] for k in keys if k in result.report}, "held_out": True}
+    return {**{k: result.metrics[k] for k in keys if k in result.metrics}, "held_out": True}
 
 
 # -- decisions and records --------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_run_labels_that_do_not_match_the_data_are_a_clear_error(tmp_path: Path,
     message = str(info.value)
     assert "(owl)" in message and "(fox)" in message and "\n" not in message
     subset = tl.load_dataset(_three_classes(tmp_path / "subset", ("cat", "dog")))
-    assert run.evaluate(subset).report["n"] > 0  # fewer classes than the run: fine
+    assert run.evaluate(subset).metrics["n"] > 0  # fewer classes than the run: fine
     reliability("Bad input (dataset)", "run labels that don't match the data evaluated", f"clear error: \u201c{message.split(': ', 1)[1]}\u201d")
 
 

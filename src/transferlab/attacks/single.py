@@ -20,7 +20,7 @@ from .metrics import l2, linf, psnr, ssim
 
 
 @dataclass
-class AttackReport:
+class AdversarialExample:
     """Before and after of one attacked image; ``record`` is what ``save`` writes as JSON."""
 
     original: torch.Tensor  # (3, H, W) in [0, 1]
@@ -69,7 +69,7 @@ def attack_image(
     *,
     target: int | None = None,
     label: int | None = None,
-) -> AttackReport:
+) -> AdversarialExample:
     """Attack one image: towards class ``target`` if given, else away from ``label`` (default: the
     model's own prediction on the image).
 
@@ -122,10 +122,10 @@ def attack_image(
         record["target"] = {"class": classes[target], "index": target, "prob_before": float(probs_before[target]), "prob_after": float(probs_after[target])}  # type: ignore[index]
     else:
         record["label"] = {"class": classes[label], "index": label, "prob_after": float(probs_after[label])}  # type: ignore[index]
-    return AttackReport(x_cpu[0], adv[0], probs_before, probs_after, classes, record)
+    return AdversarialExample(x_cpu[0], adv[0], probs_before, probs_after, classes, record)
 
 
-def transfer(model: nn.Module, report: AttackReport, name: str = "") -> dict[str, Any]:
+def transfer(model: nn.Module, report: AdversarialExample, name: str = "") -> dict[str, Any]:
     """Does the adversarial image of ``report`` also fool ``model``? Both images go through ``model``'s
     own evaluation crop and resize (as ``predict`` would show them), from the attacked pixels.
 
@@ -156,3 +156,6 @@ def transfer(model: nn.Module, report: AttackReport, name: str = "") -> dict[str
     else:
         out["fooled"] = before != after
     return out
+
+
+AttackReport = AdversarialExample  # 0.1's name

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import transferlab as tl
-from transferlab.attacks.report import attack_image, transfer
+from transferlab.attacks.single import attack_image, transfer
 
 from .conftest import grid_images, tiny_classifier
 

@@ -1,5 +1,6 @@
-"""High-level adversarial API: attack a photo file, check transfer to other backbones, robustness of a
-model over a dataset. Glue between runs/data and ``transferlab.attacks`` (which only sees tensors)."""
+"""``transferlab attack`` and ``robustness`` on a run and photo files: attack a photo at its own size and
+judge it through ``predict``'s own path, check transfer to other backbones, robustness over a dataset.
+The attacks themselves are ``transferlab.attacks``, which only sees tensors."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .attacks import AttackConfig
-from .attacks.report import AttackReport, attack_image, transfer
+from .attacks.single import AdversarialExample, attack_image, transfer
 from .models.classes import top_k
 from .models.images import png_bytes
 from .models.photo import PhotoClassifier
@@ -37,7 +38,7 @@ def attack(
     out: Path | str | None = None,
     transfer_to: Sequence[str] = (),
     weights: Path | str | None = None,
-) -> AttackReport:
+) -> AdversarialExample:
     """Attack one photo at its own resolution, so that the saved PNG fools ``transferlab predict``.
 
     The evaluation crop and resize are part of the attacked network (``models.PhotoClassifier``), and
@@ -46,7 +47,7 @@ def attack(
     the 8-bit resize), the attack is run again with a wider logit margin (1, then 3), at most twice.
     Targeted towards ``target`` (a class name, fuzzy: "tabby cat", or index) if given; else away from
     ``label`` (default: the model's own prediction). With ``out``, writes the adversarial PNG, its
-    figure and JSON report (see ``AttackReport.save``). ``transfer_to`` names backbones or run folders
+    figure and JSON report (see ``AdversarialExample.save``). ``transfer_to`` names backbones or run folders
     that are shown the same adversarial photo (results in ``record["transfer"]``).
     """
     run = _as_run(model, weights)
@@ -69,7 +70,7 @@ def attack(
     return report
 
 
-def _judge_through_predict(run: Run, report: AttackReport, before: torch.Tensor, tmp: Path, attempt: int) -> None:
+def _judge_through_predict(run: Run, report: AdversarialExample, before: torch.Tensor, tmp: Path, attempt: int) -> None:
     """Replace the attack's own verdict by ``predict``'s on the saved PNG (and its view of the original)."""
     png = tmp / f"attempt-{attempt}.png"
     png.write_bytes(png_bytes(report.adversarial))
