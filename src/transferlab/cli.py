@@ -207,27 +207,16 @@ def train(
 def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: bool) -> None:
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
-    m, t = run.meta.get("metrics", {}), run.meta["timing"]
     if json_:
+        m, t = run.meta.get("metrics", {}), run.meta["timing"]
         _emit_json({"run": str(directory), "strategy": run.record.strategy, "kept": run.record.kept, "decision": run.record.decision, "metrics": m, "timing": t, "skipped": data["skipped_files"], "warnings": data.get("warnings", [])})
         return
     if data["skipped"] or data.get("warnings"):
         pairs = lambda key: [(x["path"], x["reason"]) for x in data.get(key, [])]  # noqa: E731
         _print_problems(err, pairs("skipped_files"), pairs("warnings"), limit=20)
-    record = run.record
-    if record.decision:
-        out.print(record.decision, highlight=False)
-    if (record.finetune or {}).get("interrupted"):
+    if (run.record.finetune or {}).get("interrupted"):
         err.print(f"interrupted: continue with `transferlab train --resume {directory}`")
-    seen = max((p.fit for p in record.phases), default=0)
-    chosen = record.phases[0].choose_from if record.phases else "?"
-    out.print(f"trained {record.backbone['name']} {record.strategy} (kept: {record.kept}) on {seen} images, choices on {chosen}: features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s")
-    if m:
-        extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
-        out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
-    else:
-        out.print("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
-    out.print(f"run saved to [bold]{directory}[/]")
+    out.print(run, highlight=False)
 
 
 
@@ -292,21 +281,9 @@ def evaluate(
     ds = _load_data(data, layout, label, val_frac, test_frac, seed)
     with progress_bar(quiet or json_) as cb:
         result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")))
-    r = result.metrics
     if json_:
-        _emit_json({**r, "files": {k: str(v) for k, v in result.files.items()}})
-        return
-    line = f"{r['split']} split, {r['n']} images: accuracy [bold]{r['accuracy']:.3f}[/], balanced {r['balanced_accuracy']:.3f}, macro F1 {r['macro_f1']:.3f}"
-    line += f", top-5 {r['top5_accuracy']:.3f}" if "top5_accuracy" in r else ""
-    line += f", species {r['species_accuracy']:.3f}" if "species_accuracy" in r else ""
-    out.print(line)
-    table = Table("class", "precision", "recall", "F1", "support")
-    for c in r["per_class"]:
-        table.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
-    out.print(table)
-    if r["most_confused"]:
-        out.print("most confused: " + "; ".join(f"{p['true']} → {p['predicted']} ({p['count']})" for p in r["most_confused"][:5]))
-    out.print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+        return _emit_json({**result.metrics, "files": {k: str(v) for k, v in result.files.items()}})
+    out.print(result)
 
 
 @app.command()
@@ -437,11 +414,7 @@ def dream(
     if json_:
         _emit_json({**result.summary(), "files": {k: str(v) for k, v in files.items()}})
         return
-    best = result.top[0]
-    out.print(
-        f"{result.class_name}: probability {result.probability:.3f}, after the 8-bit PNG round trip [bold]{result.probability_png:.3f}[/]"
-        f" (top-1 {best['label']} {best['prob']:.3f}); total variation per pixel {result.tv_per_pixel:.4f}; {result.seconds:.1f} s"
-    )
+    out.print(result)
     out.print(f"wrote {', '.join(str(p) for p in files.values())}")
 
 
@@ -538,17 +511,9 @@ def attack(
     others = [t.strip() for t in (transfer_to or "").split(",") if t.strip()]
     png = out_png or Path(f"{image.stem}_adv.png")
     report = tl.attack(model, image, target, label=label, config=config, out=png, transfer_to=others, weights=weights)
-    r = report.record
     if json_:
-        return _emit_json(r)
-    goal = f"→ {r['target']['class']}" if r["targeted"] else f"away from {r['label']['class']}"
-    verdict = "[green]success[/]" if r["success"] else "[red]failed[/]"
-    out.print(f"{r['original']['class']} ({r['original']['prob']:.2f}) {goal}: {verdict} in {r['steps']} step(s), {r['seconds']:.1f} s; now {r['adversarial']['class']} ({r['adversarial']['prob']:.2f})")
-    out.print(f"L∞ {r['linf_255']:.0f}/255, L2 {r['l2']:.3f}, PSNR {r['psnr_db']:.1f} dB, SSIM {r['ssim']:.4f}")
-    for t in r.get("transfer", []):
-        fooled = {True: "[red]fooled[/]", False: "[green]not fooled[/]", None: "no such class"}[t["fooled"]]
-        out.print(f"  {t['model']}: {t['original']['class']} → {t['adversarial']['class']} ({t['adversarial']['prob']:.2f}): {fooled}")
-    out.print(f"wrote {', '.join(str(p) for p in report.files.values())}")
+        return _emit_json(report.record)
+    out.print(report)
 
 
 @app.command()
@@ -589,18 +554,7 @@ def robustness(
         result = tl.robustness(model, ds, budgets, config, targeted=targeted, split=None if split == "auto" else split, limit=limit, seed=seed, out=out_dir, batch_size=batch_size, weights=weights, progress=cb)
     if json_:
         return _emit_json({"curve": result.curve, "matrix": result.matrix.rows() if result.matrix else None, "files": {k: str(v) for k, v in result.files.items()}})
-    table = Table("ε", "accuracy", "attack success", "attacked", "mean steps", "seconds")
-    for r in result.curve:
-        table.add_row(f"{r['eps_255']:.4g}/255", f"{r['robust_accuracy']:.3f}", f"{r['attack_success_rate']:.3f}", str(r["attacked"]), f"{r['mean_steps']:.1f}", f"{r['seconds']:.1f}")
-    out.print(table)
-    if result.matrix is not None:
-        m = result.matrix
-        table = Table("source → target", "n", f"success at {m.eps[-1] * 255:.4g}/255", "median minimal ε")
-        for row in m.rows():
-            med = row["median_min_eps_255"]
-            table.add_row(f"{row['source']} → {row['target']}", str(row["n"]), f"{row[m.success_key(m.eps[-1])]:.2f}", "—" if med == "" else f"{med:.4g}/255")
-        out.print(table)
-    out.print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+    out.print(result)
 
 
 @app.command("export")
@@ -624,10 +578,7 @@ def export_(
     if json_:
         _emit_json({"path": str(result.path), "format": result.format, "seconds": round(result.seconds, 3), "parity": parity.summary() if parity else None})
     else:
-        out.print(f"wrote [bold]{result.path}[/] ({result.format}, {result.path.stat().st_size / 1e6:.1f} MB, {result.seconds:.1f} s)")
-        if parity:
-            verdict = "[green]parity ok[/]" if parity.ok else "[red]parity FAILED[/]"
-            out.print(f"{verdict}: same top-1 on {parity.top1_agree}/{parity.n} ({parity.source}); max |Δlogit| {parity.max_abs_logit_diff:.2e} (tolerance {parity.tolerance:g})", highlight=False)
+        out.print(result, highlight=False)
     if parity and not parity.ok:
         raise typer.Exit(1)
 

@@ -61,6 +61,18 @@ class Export:
     seconds: float
     parity: Parity | None
 
+    def __rich__(self) -> str:
+        """What was written, and the parity verdict (as ``transferlab export`` prints it)."""
+        from rich.markup import escape
+
+        size = self.path.stat().st_size / 1e6 if self.path.exists() else 0.0
+        text = f"wrote [bold]{escape(str(self.path))}[/] ({self.format}, {size:.1f} MB, {self.seconds:.1f} s)"
+        p = self.parity
+        if p:
+            verdict = "[green]parity ok[/]" if p.ok else "[red]parity FAILED[/]"
+            text += f"\n{verdict}: same top-1 on {p.top1_agree}/{p.n} ({escape(p.source)}); max |Δlogit| {p.max_abs_logit_diff:.2e} (tolerance {p.tolerance:g})"
+        return text
+
 
 def export(
     run: Run,

@@ -59,6 +59,28 @@ class Evaluation:
         """0.1's name for ``metrics``."""
         return self.metrics
 
+    def __rich__(self) -> Any:
+        """The summary line, the per-class table and the most confused pairs, as ``rich`` renders them."""
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.table import Table
+
+        r = self.metrics
+        line = f"{r['split']} split, {r['n']} images: accuracy [bold]{r['accuracy']:.3f}[/], balanced {r['balanced_accuracy']:.3f}, macro F1 {r['macro_f1']:.3f}"
+        line += f", top-5 {r['top5_accuracy']:.3f}" if "top5_accuracy" in r else ""
+        line += f", species {r['species_accuracy']:.3f}" if "species_accuracy" in r else ""
+        if "unseen" in r:
+            line += f"\n{r['seen_in_training']} of them were used to train or tune the run; on the {r['unseen']['n']} unseen: accuracy [bold]{r['unseen']['accuracy']:.3f}[/]"
+        table = Table("class", "precision", "recall", "F1", "support")
+        for c in r["per_class"]:
+            table.add_row(escape(c["class"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+        parts: list[Any] = [line, table]
+        if r["most_confused"]:
+            parts.append("most confused: " + "; ".join(escape(f"{p['true']} → {p['predicted']} ({p['count']})") for p in r["most_confused"][:5]))
+        if self.files:
+            parts.append(f"wrote {', '.join(escape(str(p)) for p in self.files.values())}")
+        return Group(*parts)
+
 
 class Run:
     """A trained classifier with its metadata; what ``train`` returns and ``load`` reads.
@@ -86,6 +108,28 @@ class Run:
     def __repr__(self) -> str:
         where = f", directory={str(self.directory)!r}" if self.directory else ""
         return f"Run(backbone={self.record.backbone.get('name')!r}, classes={len(self.classes)}{where})"
+
+    def __rich__(self) -> str:
+        """How the run was made and its held-out score (what ``transferlab train`` prints)."""
+        from rich.markup import escape
+
+        record, m = self.record, self.record.metrics or {}
+        t = record.timing or {}
+        lines = [escape(record.decision)] if record.decision else []
+        seen = max((p.fit for p in record.phases), default=0)
+        chosen = record.phases[0].choose_from if record.phases else "?"
+        line = f"trained {escape(str(record.backbone.get('name')))} {record.strategy} (kept: {record.kept}) on {seen} images, choices on {chosen}"
+        if "features_s" in t:
+            line += f": features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s"
+        lines.append(line)
+        if m:
+            extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
+            lines.append(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
+        else:
+            lines.append("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
+        if self.directory:
+            lines.append(f"run saved to [bold]{escape(str(self.directory))}[/]")
+        return "\n".join(lines)
 
     def class_index(self, name: str | int) -> int:
         """Index of a class given by exact or fuzzy name ("siamese" -> "Siamese cat") or by number."""

@@ -68,6 +68,27 @@ class Robustness:
     config: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
+    def __rich__(self) -> Any:
+        """The accuracy-under-attack table, the source → target table when targeted, and the files written."""
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table("ε", "accuracy", "attack success", "attacked", "mean steps", "seconds")
+        for r in self.curve:
+            table.add_row(f"{r['eps_255']:.4g}/255", f"{r['robust_accuracy']:.3f}", f"{r['attack_success_rate']:.3f}", str(r["attacked"]), f"{r['mean_steps']:.1f}", f"{r['seconds']:.1f}")
+        parts: list[Any] = [table]
+        if self.matrix is not None:
+            m = self.matrix
+            pairs = Table("source → target", "n", f"success at {m.eps[-1] * 255:.4g}/255", "median minimal ε")
+            for row in m.rows():
+                med = row["median_min_eps_255"]
+                pairs.add_row(escape(f"{row['source']} → {row['target']}"), str(row["n"]), f"{row[m.success_key(m.eps[-1])]:.2f}", "—" if med == "" else f"{med:.4g}/255")
+            parts.append(pairs)
+        if self.files:
+            parts.append(f"wrote {', '.join(escape(str(p)) for p in self.files.values())}")
+        return Group(*parts)
+
     def save(self, directory: Path | str) -> dict[str, Path]:
         """Write robustness.csv + robustness.png (and success_matrix.csv/.png when targeted)."""
         from ..evaluate.plots import save_figure

@@ -32,6 +32,25 @@ class AdversarialExample:
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
+    def __rich__(self) -> str:
+        """Before and after, the verdict, the size of the change, and the transfer checks (as ``transferlab attack`` prints them)."""
+        from rich.markup import escape
+
+        r = self.record
+        goal = f"→ {r['target']['class']}" if r["targeted"] else f"away from {r['label']['class']}"
+        verdict = "[green]success[/]" if r["success"] else "[red]failed[/]"
+        lines = [
+            escape(f"{r['original']['class']} ({r['original']['prob']:.2f}) {goal}: ") + f"{verdict} in {r['steps']} step(s), {r['seconds']:.1f} s; now "
+            + escape(f"{r['adversarial']['class']} ({r['adversarial']['prob']:.2f})"),
+            f"L∞ {r['linf_255']:.0f}/255, L2 {r['l2']:.3f}, PSNR {r['psnr_db']:.1f} dB, SSIM {r['ssim']:.4f}",
+        ]
+        for t in r.get("transfer", []):
+            fooled = {True: "[red]fooled[/]", False: "[green]not fooled[/]", None: "no such class"}[t["fooled"]]
+            lines.append(escape(f"  {t['model']}: {t['original']['class']} → {t['adversarial']['class']} ({t['adversarial']['prob']:.2f}): ") + fooled)
+        if self.files:
+            lines.append(f"wrote {', '.join(escape(str(p)) for p in self.files.values())}")
+        return "\n".join(lines)
+
     def success(self) -> bool:
         return bool(self.record["success"])
 

@@ -51,6 +51,16 @@ class Dream:
     frames: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     frame: tuple[int, int, int, int] = (0, 0, 0, 0)  # mirrored border (left, right, top, bottom) of the saved PNG
 
+    def __rich__(self) -> str:
+        """How sure the model is of the image, before and after the PNG round trip, and its smoothness."""
+        from rich.markup import escape
+
+        best = self.top[0]
+        return (
+            f"{escape(self.class_name)}: probability {self.probability:.3f}, after the 8-bit PNG round trip [bold]{self.probability_png:.3f}[/]"
+            f" (top-1 {escape(best['label'])} {best['prob']:.3f}); total variation per pixel {self.tv_per_pixel:.4f}; {self.seconds:.1f} s"
+        )
+
     def to_pil(self) -> Image.Image:
         """The image as saved: framed for the evaluation crop."""
         return to_pil(F.pad(self.image, self.frame, mode="reflect")[0] if any(self.frame) else self.image[0])
