@@ -24,6 +24,7 @@ import transferlab as tl
 from ._cli_options import config_options
 from ._io import display_path
 from .data.files import expand_image_paths
+from .data.options import LoadOptions
 from .errors import TransferlabError
 from .inspect.dream.config import DreamConfig
 from .models.defaults import DEFAULT_BACKBONE
@@ -38,10 +39,6 @@ _state = {"debug": False}
 
 FT = FinetuneConfig()
 DataArg = Annotated[Path, typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")]
-LayoutOpt = Annotated[str, typer.Option(help="auto | folder | oxford | petimages")]
-LabelOpt = Annotated[str, typer.Option(help="Oxford labels: breed | species")]
-ValFracOpt = Annotated[float, typer.Option(help="Validation share when the data has no split.")]
-TestFracOpt = Annotated[float, typer.Option(help="Test share when the data has no split.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for splits and training.")]
 CacheOpt = Annotated[Optional[Path], typer.Option(help="Feature cache folder [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 where the hardware has it).")]
@@ -96,10 +93,6 @@ def download_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None
         yield update
 
 
-def _load_data(data: Path, layout: str, label: str, val_frac: float, test_frac: float, seed: int) -> tl.Dataset:
-    return tl.load_dataset(data, layout=layout, label=label, val_frac=val_frac, test_frac=test_frac, seed=seed)
-
-
 def _emit_json(obj: Any) -> None:
     out.print_json(json.dumps(obj, default=str), ensure_ascii=True)  # file names that are not UTF-8 stay valid JSON
 
@@ -110,13 +103,10 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
 
 
 @app.command()
+@config_options(LoadOptions, param="loading", panel="Data")
 def check(
     data: DataArg,
-    layout: LayoutOpt = "auto",
-    label: LabelOpt = "breed",
-    val_frac: ValFracOpt = 0.1,
-    test_frac: TestFracOpt = 0.2,
-    seed: SeedOpt = 0,
+    loading: LoadOptions = LoadOptions(),
     fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help="Write the unusable files to FILE, one path a line (the data is never touched).")] = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -124,7 +114,7 @@ def check(
 
     Exit code 0 when every file is usable and nothing needs a look, 1 otherwise.
     """
-    ds = tl.check_dataset(data, layout=layout, label=label, val_frac=val_frac, test_frac=test_frac, seed=seed)
+    ds = tl.check_dataset(data, **loading.kwargs())
     counts = ds.counts()
     if fix_list is not None:
         tl.write_fix_list(ds, fix_list)
@@ -136,7 +126,7 @@ def check(
         })
     else:
         splits = [s for s in ("train", "val", "test") if any(c.get(s) for c in counts.values())]
-        out.print(f"[bold]{escape(display_path(ds.root))}[/]: layout [cyan]{ds.layout}[/], {len(ds.classes)} classes, {len(ds.samples)} images, split {'from the data' if ds.given_split else f'stratified (seed {seed})'}")
+        out.print(f"[bold]{escape(display_path(ds.root))}[/]: layout [cyan]{ds.layout}[/], {len(ds.classes)} classes, {len(ds.samples)} images, split {'from the data' if ds.given_split else f'stratified (seed {loading.seed})'}")
         table = Table("class", *splits, "total")
         for name in ds.classes:
             table.add_row(escape(display_path(name)), *[str(counts[name].get(s, 0)) for s in splits], str(sum(counts[name].values())))
@@ -165,6 +155,7 @@ def _print_problems(console: Console, skipped: Problems, warnings: Problems, lim
 
 @app.command()
 @config_options(FinetuneConfig, param="recipe", prefix="ft_", help_prefix="finetune: ", panel="Fine-tuning")
+@config_options(LoadOptions, param="loading", panel="Data")
 def train(
     data: Annotated[Optional[Path], typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted fine-tuning run in this folder (no DATA needed).")] = None,
@@ -177,11 +168,7 @@ def train(
     budget: Annotated[Optional[str], typer.Option(help="auto/finetune: most training time, e.g. 90s, 5m, 1h [auto: 15m].")] = None,
     keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="finetune: keep checkpoint.pt (and the previous epoch's) after training ends.", rich_help_panel="Fine-tuning")] = False,
     recipe: FinetuneConfig = FT,
-    layout: LayoutOpt = "auto",
-    label: LabelOpt = "breed",
-    val_frac: ValFracOpt = 0.1,
-    test_frac: TestFracOpt = 0.2,
-    seed: SeedOpt = 0,
+    loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
     precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
@@ -196,10 +183,10 @@ def train(
         return _report_training(run, run.meta["data"], resume, json_)
     if data is None:
         raise tl.DataError("expected DATA (a dataset folder) or --resume RUN — see `transferlab train --help`")
-    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    ds = tl.load_dataset(data, **loading.kwargs())
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
-        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
+        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=loading.seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
                        finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb)
     _report_training(run, run.meta["data"], directory, json_)
 
@@ -231,6 +218,7 @@ def parse_duration(text: str | None) -> float | None:
 
 
 @app.command("lr-find")
+@config_options(LoadOptions, param="loading", panel="Data")
 def lr_find(
     data: DataArg,
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = DEFAULT_BACKBONE,
@@ -238,18 +226,14 @@ def lr_find(
     out_png: Annotated[Path, typer.Option("--out", "-o", help="Where to save the plot.")] = Path("lr_find.png"),
     unfreeze: Annotated[str, typer.Option(help="'all' or K, the last K stages, as for fine-tuning.")] = FT.unfreeze,
     steps: Annotated[int, typer.Option(help="Optimiser steps in the test.")] = 60,
-    layout: LayoutOpt = "auto",
-    label: LabelOpt = "breed",
-    val_frac: ValFracOpt = 0.1,
-    test_frac: TestFracOpt = 0.2,
-    seed: SeedOpt = 0,
+    loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Learning-rate range test for fine-tuning: a loss-vs-learning-rate plot and a suggested --lr."""
-    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    ds = tl.load_dataset(data, **loading.kwargs())
     with progress_bar(json_) as cb:
-        result = tl.find_lr(ds, backbone, weights=weights, cache_dir=cache_dir, seed=seed, steps=steps, finetune_config=tl.FinetuneConfig(unfreeze=unfreeze), progress=cb)
+        result = tl.find_lr(ds, backbone, weights=weights, cache_dir=cache_dir, seed=loading.seed, steps=steps, finetune_config=tl.FinetuneConfig(unfreeze=unfreeze), progress=cb)
     from .evaluate import save_figure
     from .train.lr_find import plot_lr_find
 
@@ -261,16 +245,13 @@ def lr_find(
 
 
 @app.command()
+@config_options(LoadOptions, param="loading", panel="Data")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
     data: DataArg,
     split: Annotated[str, typer.Option(help="auto (test, else val, else all) | test | val | train | all")] = "auto",
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write metrics and plots [default: RUN/eval-DATA(-SPLIT)].")] = None,
-    layout: LayoutOpt = "auto",
-    label: LabelOpt = "breed",
-    val_frac: ValFracOpt = 0.1,
-    test_frac: TestFracOpt = 0.2,
-    seed: SeedOpt = 0,
+    loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
     precision: PrecisionOpt = "auto",
     quiet: QuietOpt = False,
@@ -278,7 +259,7 @@ def evaluate(
 ) -> None:
     """Accuracy, per-class metrics, confusion matrix and top losses of RUN on DATA."""
     run = tl.load(run_dir)
-    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    ds = tl.load_dataset(data, **loading.kwargs())
     with progress_bar(quiet or json_) as cb:
         result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")))
     if json_:
@@ -517,6 +498,7 @@ def attack(
 
 
 @app.command()
+@config_options(LoadOptions, param="loading", panel="Data")
 def robustness(
     model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder (or a backbone whose classes the data uses).")],
     data: DataArg,
@@ -534,11 +516,7 @@ def robustness(
     precision: AttackPrecisionOpt = "auto",
     threads: ThreadsOpt = 1,
     batch_size: Annotated[int, typer.Option(help="Images attacked together.")] = 8,
-    layout: LayoutOpt = "auto",
-    label: LabelOpt = "breed",
-    val_frac: ValFracOpt = 0.1,
-    test_frac: TestFracOpt = 0.2,
-    seed: SeedOpt = 0,
+    loading: LoadOptions = LoadOptions(),
     weights: WeightsOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -547,11 +525,11 @@ def robustness(
     _set_threads(threads)
     from .attacks import parse_eps_list
 
-    config = _attack_config(method, norm, "0", steps, alpha, random_start, confidence, precision, seed)
+    config = _attack_config(method, norm, "0", steps, alpha, random_start, confidence, precision, loading.seed)
     budgets = parse_eps_list(eps, 1.0 if config.norm == "Linf" else float("inf"))
-    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    ds = tl.load_dataset(data, **loading.kwargs())
     with progress_bar(quiet or json_) as cb:
-        result = tl.robustness(model, ds, budgets, config, targeted=targeted, split=None if split == "auto" else split, limit=limit, seed=seed, out=out_dir, batch_size=batch_size, weights=weights, progress=cb)
+        result = tl.robustness(model, ds, budgets, config, targeted=targeted, split=None if split == "auto" else split, limit=limit, seed=loading.seed, out=out_dir, batch_size=batch_size, weights=weights, progress=cb)
     if json_:
         return _emit_json({"curve": result.curve, "matrix": result.matrix.rows() if result.matrix else None, "files": {k: str(v) for k, v in result.files.items()}})
     out.print(result)
