@@ -54,3 +54,11 @@ def test_optional_fields_accept_a_value_or_nothing() -> None:
     assert CliRunner().invoke(demo, ["--tv", "0", "--size", "64", "--no-decorrelate"]).exit_code == 0
     assert (seen["config"].tv, seen["config"].size, seen["config"].decorrelate) == (0.0, 64, False)
     assert CliRunner().invoke(demo, []).exit_code == 0 and seen["config"] == DreamConfig()
+
+
+def test_attack_flags_default_to_the_library_recipe() -> None:
+    from transferlab.attacks import AttackConfig
+    from transferlab.cli import AttackFlags
+
+    assert AttackFlags().config("4/255", seed=0) == AttackConfig()
+    assert AttackFlags(norm="l2", alpha="1/255").config("0.5", seed=3) == AttackConfig(norm="L2", eps=0.5, alpha=1 / 255, seed=3)

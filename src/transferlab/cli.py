@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -22,6 +23,7 @@ from rich.text import Text
 import transferlab as tl
 
 from ._cli_options import config_options
+from ._options import option
 from ._io import display_path
 from .data.files import expand_image_paths
 from .data.options import LoadOptions
@@ -439,33 +441,36 @@ def explain(
         out.print(f"{cam.class_name} (p={cam.probability:.3f}): Grad-CAM at {cam.layer} peaks at row {row}, column {col} of the model's view; wrote [bold]{path}[/]")
 
 
-MethodOpt = Annotated[str, typer.Option(help="fgsm | bim | pgd (pgd: bim from a random start).", rich_help_panel="Attack")]
-NormOpt = Annotated[str, typer.Option(help="Linf | L2: the budget's distance.", rich_help_panel="Attack")]
-StepsOpt = Annotated[int, typer.Option(help="Most gradient steps (fgsm: 1).", rich_help_panel="Attack")]
-AlphaOpt = Annotated[Optional[str], typer.Option(help="Step size, e.g. 1/255 [default: eps/4].", rich_help_panel="Attack")]
-RandomStartOpt = Annotated[bool, typer.Option(help="pgd: start from a random point of the ball.", rich_help_panel="Attack")]
-ConfidenceOpt = Annotated[float, typer.Option(help="Stop once the attack wins by this logit margin.", rich_help_panel="Attack")]
-AttackPrecisionOpt = Annotated[str, typer.Option("--precision", help="Gradient precision: auto | bf16 | fp32 (checks are fp32).", rich_help_panel="Attack")]
-ThreadsOpt = Annotated[int, typer.Option(help="CPU threads per gradient (0: torch's default). 1 was 6x faster than 2 on a busy 2-core CPU (BENCHMARKS.md).", rich_help_panel="Attack")]
+@dataclass(frozen=True)
+class AttackFlags:
+    """The attack flags shared by ``attack`` and ``robustness`` (budgets as typed: "4/255"); ``config`` makes
+    the library's ``AttackConfig``, whose defaults these match (tests/test_cli_options.py)."""
 
+    method: str = option("pgd", "fgsm | bim | pgd (pgd: bim from a random start).")
+    norm: str = option("Linf", "Linf | L2: the budget's distance.")
+    steps: int = option(20, "Most gradient steps (fgsm: 1).")
+    alpha: str | None = option(None, "Step size, e.g. 1/255 [default: eps/4].")
+    random_start: bool = option(True, "pgd: start from a random point of the ball.", flag="--random-start/--no-random-start")
+    confidence: float = option(0.0, "Stop once the attack wins by this logit margin.")
+    precision: str = option("auto", "Gradient precision: auto | bf16 | fp32 (checks are fp32).")
+    threads: int = option(1, "CPU threads per gradient (0: torch's default). 1 was 6x faster than 2 on a busy 2-core CPU (BENCHMARKS.md).")
 
-def _set_threads(threads: int) -> None:
-    if threads > 0:
-        import torch
+    def config(self, eps: str, seed: int) -> tl.AttackConfig:
+        """The ``AttackConfig`` for budget ``eps`` (as typed); also sets torch's CPU threads to ``threads``."""
+        from .attacks import parse_eps
 
-        torch.set_num_threads(threads)
+        if self.threads > 0:
+            import torch
 
-
-def _attack_config(method: str, norm: str, eps: str, steps: int, alpha: Optional[str], random_start: bool, confidence: float, precision: str, seed: int) -> tl.AttackConfig:
-    from .attacks import parse_eps
-
-    norm = {"linf": "Linf", "l2": "L2"}.get(norm.lower(), norm)
-    limit = 1.0 if norm == "Linf" else float("inf")  # an L2 budget sums over all pixels: it may exceed 1
-    return tl.AttackConfig(method=method.lower(), norm=norm, eps=parse_eps(eps, limit), steps=steps,
-                           alpha=None if alpha is None else parse_eps(alpha, limit), random_start=random_start, confidence=confidence, precision=precision, seed=seed)
+            torch.set_num_threads(self.threads)
+        norm = {"linf": "Linf", "l2": "L2"}.get(self.norm.lower(), self.norm)
+        limit = 1.0 if norm == "Linf" else float("inf")  # an L2 budget sums over all pixels: it may exceed 1
+        return tl.AttackConfig(method=self.method.lower(), norm=norm, eps=parse_eps(eps, limit), steps=self.steps, alpha=None if self.alpha is None else parse_eps(self.alpha, limit),
+                               random_start=self.random_start, confidence=self.confidence, precision=self.precision, seed=seed)
 
 
 @app.command()
+@config_options(AttackFlags, param="flags", panel="Attack")
 def attack(
     model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder, or a backbone name (ImageNet classes).")],
     image: Annotated[Path, typer.Argument(help="The photo to attack.")],
@@ -474,21 +479,13 @@ def attack(
     out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="Adversarial PNG; the figure and JSON go next to it [default: IMAGE_adv.png].")] = None,
     transfer_to: Annotated[Optional[str], typer.Option("--transfer-to", help="Comma-separated backbones or runs to show the adversarial image to.")] = None,
     eps: Annotated[str, typer.Option(help="Budget in [0, 1] pixels, e.g. 4/255.", rich_help_panel="Attack")] = "4/255",
-    method: MethodOpt = "pgd",
-    norm: NormOpt = "Linf",
-    steps: StepsOpt = 20,
-    alpha: AlphaOpt = None,
-    random_start: RandomStartOpt = True,
-    confidence: ConfidenceOpt = 0.0,
-    precision: AttackPrecisionOpt = "auto",
-    threads: ThreadsOpt = 1,
+    flags: AttackFlags = AttackFlags(),
     seed: SeedOpt = 0,
     weights: WeightsOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Nudge IMAGE within an ε budget until MODEL calls it --target (or anything else): PNG, figure, JSON."""
-    _set_threads(threads)
-    config = _attack_config(method, norm, eps, steps, alpha, random_start, confidence, precision, seed)
+    config = flags.config(eps, seed)
     others = [t.strip() for t in (transfer_to or "").split(",") if t.strip()]
     png = out_png or Path(f"{image.stem}_adv.png")
     report = tl.attack(model, image, target, label=label, config=config, out=png, transfer_to=others, weights=weights)
@@ -499,6 +496,7 @@ def attack(
 
 @app.command()
 @config_options(LoadOptions, param="loading", panel="Data")
+@config_options(AttackFlags, param="flags", panel="Attack")
 def robustness(
     model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder (or a backbone whose classes the data uses).")],
     data: DataArg,
@@ -507,14 +505,7 @@ def robustness(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CSVs and figures.")] = Path("robustness"),
     split: Annotated[str, typer.Option(help="auto (test, else val, else all) | test | val | train | all")] = "auto",
     limit: Annotated[Optional[int], typer.Option(help="At most this many images per class.")] = None,
-    method: MethodOpt = "pgd",
-    norm: NormOpt = "Linf",
-    steps: StepsOpt = 20,
-    alpha: AlphaOpt = None,
-    random_start: RandomStartOpt = True,
-    confidence: ConfidenceOpt = 0.0,
-    precision: AttackPrecisionOpt = "auto",
-    threads: ThreadsOpt = 1,
+    flags: AttackFlags = AttackFlags(),
     batch_size: Annotated[int, typer.Option(help="Images attacked together.")] = 8,
     loading: LoadOptions = LoadOptions(),
     weights: WeightsOpt = None,
@@ -522,10 +513,9 @@ def robustness(
     json_: JsonOpt = False,
 ) -> None:
     """Accuracy under attack at each --eps (CSV + curve), and with --targeted which class turns into which."""
-    _set_threads(threads)
     from .attacks import parse_eps_list
 
-    config = _attack_config(method, norm, "0", steps, alpha, random_start, confidence, precision, loading.seed)
+    config = flags.config("0", loading.seed)
     budgets = parse_eps_list(eps, 1.0 if config.norm == "Linf" else float("inf"))
     ds = tl.load_dataset(data, **loading.kwargs())
     with progress_bar(quiet or json_) as cb:
