@@ -1,5 +1,5 @@
-"""Shared fixtures: a generated photo folder, a tiny timm backbone with a weights file, and the
-shared Oxford mini set (tests that need it skip with the reason when it is absent)."""
+"""Shared fixtures: generated photo folders, a tiny timm backbone with a weights file, a tiny trained run, and
+the shared Oxford mini set (tests that need it skip with the reason when it is absent)."""
 
 from __future__ import annotations
 
@@ -39,14 +39,29 @@ def make_photo(path: Path, hue: int, seed: int, size: tuple[int, int] = (48, 40)
     return path
 
 
+COLOURS = ["cat", "dog", "fox"]  # three classes told apart by colour: even a random tiny CNN learns them
+
+
+def make_photo_folder(root: Path, per_class: int = 10, size: tuple[int, int] = (48, 40)) -> Path:
+    """``COLOURS`` x ``per_class`` photos in a folder-per-class layout (no given split); the same photos
+    every time (photo i of class c is seeded 100 c + i)."""
+    for c, name in enumerate(COLOURS):
+        for i in range(per_class):
+            make_photo(root / name / f"{name}_{i}.jpg", c, seed=100 * c + i, size=size)
+    return root
+
+
+def train_tiny(root: Path, weights: Path, out: Path | None = None, **load: float):
+    """A probe run of the tiny backbone on the photos in ``root`` (fp32: the same numbers everywhere)."""
+    import transferlab as tl
+
+    return tl.train(tl.load_dataset(root, **load), backbone=TINY, weights=weights, out=out, precision="fp32")
+
+
 @pytest.fixture
 def photo_folder(tmp_path: Path) -> Path:
     """3 classes x 10 photos in a folder-per-class layout (no given split)."""
-    root = tmp_path / "photos"
-    for c, name in enumerate(["cat", "dog", "fox"]):
-        for i in range(10):
-            make_photo(root / name / f"{name}_{i}.jpg", c, seed=100 * c + i)
-    return root
+    return make_photo_folder(tmp_path / "photos")
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +76,14 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / f"{TINY}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
+    """A probe run of the tiny backbone on 3 colour classes x 10 photos and one broken file, saved with its
+    evaluation (the export, serve and report tests share it; trained once per session)."""
+    root = make_photo_folder(tmp_path_factory.mktemp("data") / "photos")
+    (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train_tiny(root, tiny_weights, out)
+    return out

@@ -7,7 +7,7 @@ import torch
 
 from transferlab.models import ImageClassifier, Preprocess
 
-from ..conftest import TINY, make_photo
+from ..conftest import TINY, make_photo_folder, train_tiny
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -52,22 +52,15 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def pet_photos(tmp_path_factory: pytest.TempPathFactory):
     """3 classes x 6 photos, folder-per-class (session-wide: the tiny run below trains on it once)."""
-    root = tmp_path_factory.mktemp("pets")
-    for c, name in enumerate(CLASSES):
-        for i in range(6):
-            make_photo(root / name / f"{name}_{i}.jpg", c, seed=100 * c + i)
-    return root
+    return make_photo_folder(tmp_path_factory.mktemp("pets"), per_class=6)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(pet_photos, tiny_weights, tmp_path_factory: pytest.TempPathFactory):
     """A probe run of the tiny backbone on ``pet_photos``, saved to a folder."""
-    import transferlab as tl
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ds = tl.load_dataset(pet_photos, val_frac=0.2, test_frac=0.3)
-        return tl.train(ds, backbone=TINY, weights=tiny_weights, out=tmp_path_factory.mktemp("run") / "run", precision="fp32")
+        return train_tiny(pet_photos, tiny_weights, tmp_path_factory.mktemp("run") / "run", val_frac=0.2, test_frac=0.3)
     finally:
         torch.set_num_threads(before)

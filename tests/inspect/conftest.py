@@ -11,7 +11,7 @@ from torch import nn
 import transferlab as tl
 from transferlab.models import ImageClassifier, Preprocess
 
-from ..conftest import TINY, make_photo
+from ..conftest import TINY, make_photo_folder, train_tiny
 
 
 @pytest.fixture
@@ -27,11 +27,8 @@ def colour_run(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> 
     Its class scores depend strongly on the pixels, unlike the random 1000-class head, so dreams and
     Grad-CAM have something to find. Session-wide: tests must not change it.
     """
-    root = tmp_path_factory.mktemp("colours")
-    for c, name in enumerate(["cat", "dog", "fox"]):
-        for i in range(12):
-            make_photo(root / name / f"{name}_{i}.jpg", c, seed=100 * c + i, size=(40, 40))
-    return tl.train(tl.load_dataset(root, val_frac=0.2, test_frac=0.2), backbone=TINY, weights=tiny_weights, precision="fp32")
+    root = make_photo_folder(tmp_path_factory.mktemp("colours"), per_class=12, size=(40, 40))
+    return train_tiny(root, tiny_weights, val_frac=0.2, test_frac=0.2)
 
 
 class RedDetector(nn.Module):

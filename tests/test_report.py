@@ -48,7 +48,7 @@ def test_report_has_every_section_and_needs_no_network(tiny_run_dir: Path, tmp_p
 
 
 def test_report_of_a_backbone_says_what_is_missing(tmp_path: Path, tiny_weights: Path) -> None:
-    from ..conftest import TINY
+    from .conftest import TINY
 
     run = tl.open_model(TINY, tiny_weights)
     with pytest.raises(tl.ConfigError, match="--out"):

@@ -12,8 +12,8 @@ import torch
 
 import transferlab as tl
 
-from ..conftest import make_photo
-from ..test_cli import cli
+from .conftest import make_photo
+from .test_cli import cli
 
 pytest.importorskip("onnxruntime", reason="the [export] extra (onnx, onnxruntime) is not installed")
 
