@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..models.state import PRECISIONS as INFERENCE_PRECISIONS
 from ..models.state import bf16_available  # noqa: F401  (public here too)
 from ..errors import ConfigError
 from .metrics import per_image_norm
 
 NORMS = ("Linf", "L2")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = tuple(p for p in INFERENCE_PRECISIONS if p != "fp16")  # fp16 gradients underflow without loss scaling
 
 
 def parse_eps(text: str | float, limit: float = 1.0) -> float:

@@ -18,11 +18,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.state import bf16_available
+from ..models.state import PRECISIONS, bf16_available
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def cpu_has_bf16() -> bool:

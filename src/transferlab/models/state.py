@@ -20,6 +20,9 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # auto: bf16 where the hardware has it, else fp32
+
+
 def bf16_available(device: torch.device) -> bool:
     """Native bf16 kernels on ``device`` (oneDNN's on CPUs; emulated bf16 on older CPUs is slower than fp32)."""
     if device.type == "cuda":
