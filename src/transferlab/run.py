@@ -94,10 +94,17 @@ class Run:
         runtime = pick_runtime(precision=precision)
         cb = (lambda d, t: progress("features", d, t)) if progress else None
         ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
+        return ex, self.probabilities_from_features(ex.features)
+
+    def probabilities_from_features(self, features: torch.Tensor) -> np.ndarray:
+        """Class probabilities from pooled backbone features: the head in fp32 on the CPU (what ``predict`` uses).
+
+        Shape:
+            features (N, D) float; returns (N, C) float32, C = ``len(self.classes)``.
+        """
         weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))  # the model stays put
         with torch.no_grad():
-            probs = torch.softmax(torch.nn.functional.linear(ex.features, weight, bias), dim=1).numpy()
-        return ex, probs
+            return torch.softmax(torch.nn.functional.linear(features.float().cpu(), weight, bias), dim=1).numpy()
 
     # -- public -------------------------------------------------------------------------------------
     def predict(
