@@ -117,8 +117,12 @@ def test_features_on_ray_fill_the_cache_a_later_train_reuses(local_ray, photos: 
     paths = [s.path for s in ds.samples] + bad_files(tmp_path / "bad")
     first = ray_extract(bb.model, paths, cache_dir=tmp_path / "cache", config=RayConfig(workers=2, precision="fp32"))
     assert (first.computed, first.cached, len(first.failed)) == (len(ds.samples), 0, 3)
-    again = ray_extract(bb.model, paths, cache_dir=tmp_path / "cache", config=RayConfig(workers=1, precision="fp32"))
-    assert (again.computed, again.cached) == (0, len(ds.samples))
+    from typer.testing import CliRunner
+
+    from transferlab.cli import app
+
+    again = CliRunner().invoke(app, ["features", str(photos), "--ray", "-b", TINY, "--weights", str(tiny_weights), "--cache-dir", str(tmp_path / "cache"), "--precision", "fp32", "-q"])
+    assert again.exit_code == 0 and f"0 computed, {len(ds.samples)} already cached, 0 unreadable" in again.output, again.output
     run = tl.train(ds, backbone=TINY, weights=tiny_weights, cache_dir=tmp_path / "cache", precision="fp32")
     assert run.meta["timing"]["images_computed"] == 0
 
