@@ -88,7 +88,7 @@ def test_ray_predict_with_two_workers_matches_predict_on_oxford_mini(local_ray, 
 def test_a_sigkilled_replica_loses_and_duplicates_no_row(local_ray, tiny_run: tl.Run, tmp_path: Path) -> None:
     psutil = pytest.importorskip("psutil")
     folder = tmp_path / "many"
-    files = [make_photo(folder / f"p{i:03d}.jpg", i % 3, seed=i, size=(64, 64)) for i in range(160)]
+    files = [make_photo(folder / f"p{i:03d}.jpg", i % 3, seed=i, size=(64, 64)) for i in range(96)]
     raylet = psutil.Process(ray._private.worker._global_node.all_processes["raylet"][0].process.pid)
     killed: list[int] = []
     lock = threading.Lock()

@@ -42,3 +42,12 @@ def test_rows_carry_top_k_reasons_and_the_in_distribution_score_only_when_the_ru
     scored = _Scored()
     rows = prediction_rows(scored, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(scored, np.ones((1, 4))), 1).to_pylist()
     assert [r["in_distribution"] for r in rows] == [4.0, None]
+
+
+def test_an_address_where_no_cluster_listens_is_a_one_line_error_not_minutes_of_retries() -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'transferlab[ray]')")
+    from transferlab.cluster.session import connected
+
+    with pytest.raises(tl.ConfigError, match=r"cannot reach a Ray cluster at '127.0.0.1:1'.*ray start --head"):
+        with connected("127.0.0.1:1"):
+            pass

@@ -133,7 +133,7 @@ class _TableWriter:
 
         self.path, self.schema = path, schema
         self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        self.writer = pq.ParquetWriter(self.tmp, schema) if path.suffix == ".parquet" else pcsv.CSVWriter(self.tmp, schema)
+        self.writer = pq.ParquetWriter(self.tmp, schema) if path.suffix.lower() == ".parquet" else pcsv.CSVWriter(self.tmp, schema)
 
     def write(self, table: Any) -> None:
         self.writer.write_table(table.select(self.schema.names).cast(self.schema))
@@ -179,7 +179,6 @@ def ray_predict(
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise ConfigError(f"expected --out ending in .parquet or .csv, got {str(out)!r}")
-    out = out.with_suffix(out.suffix.lower())
     started = time.perf_counter()
     files = list_sources(sources)
     k = max(1, min(k, len(run.classes)))

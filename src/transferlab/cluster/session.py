@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import socket
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -60,14 +61,23 @@ def connected(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    except ConnectionError as err:
-        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({err}) — start it with `ray start --head`, or leave out --address for a local instance") from err
+    _check_reachable(address)
+    ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str | None) -> None:
+    """A one-line ``ConfigError`` when nothing listens at ``HOST:PORT`` (``ray.init`` would retry for minutes)."""
+    if address is None or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot reach a Ray cluster at {address!r} ({err}) — start one there with `ray start --head`, or leave out --address for a local instance") from err
 
 
 def data_context() -> Any:
