@@ -4,7 +4,7 @@ attributes), so a typo or a help page answers at once; the public names still re
 import subprocess
 import sys
 
-HEAVY = ("torch", "timm", "torchvision", "matplotlib")
+HEAVY = ("torch", "timm", "torchvision", "matplotlib", "ray", "pyarrow")
 
 SCRIPT = """
 import sys

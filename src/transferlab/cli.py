@@ -269,10 +269,23 @@ def evaluate(
     out.print(result)
 
 
+RAY = "Ray cluster"
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray Data: decoding in tasks, the model in a pool of --workers replicas.", rich_help_panel=RAY)]
+AddressOpt = Annotated[Optional[str], typer.Option(help="--ray: the cluster (auto, or HOST:6379) [default: a local Ray instance].", rich_help_panel=RAY)]
+WorkersOpt = Annotated[int, typer.Option(help="--ray: model replicas.", rich_help_panel=RAY)]
+GpusOpt = Annotated[float, typer.Option("--gpus-per-worker", help="--ray: GPUs each replica reserves (0: CPU).", rich_help_panel=RAY)]
+
+
+def _ray_config(address: Optional[str], workers: int, gpus: float, precision: str) -> Any:
+    from .cluster import RayConfig
+
+    return RayConfig(address=address, workers=workers, gpus_per_worker=gpus, precision=precision)
+
+
 @app.command()
 def predict(
     model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder, or a backbone name for ImageNet classes.")],
-    paths: Annotated[list[Path], typer.Argument(metavar="IMAGE|DIR...", help="Images or folders of images.")],
+    paths: Annotated[list[str], typer.Argument(metavar="IMAGE|DIR...", help="Images or folders of images (with --ray also s3://, gs://... URIs).")],
     k: Annotated[int, typer.Option("-k", "--top", help="How many labels per image.")] = 5,
     weights: WeightsOpt = None,
     cache_dir: CacheOpt = None,
@@ -281,8 +294,26 @@ def predict(
     csv_: Annotated[bool, typer.Option("--csv", help="CSV: path,rank,label,prob.")] = False,
     quiet: QuietOpt = False,
     runtime: Annotated[str, typer.Option(help="torch | onnx (onnx: the run's model.onnx from `transferlab export`, or an .onnx file, on onnxruntime).")] = "torch",
+    ray: RayOpt = False,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="--ray: the table to write, predictions.parquet or .csv (one row per file).", rich_help_panel=RAY)] = None,
+    address: AddressOpt = None,
+    workers: WorkersOpt = 1,
+    gpus_per_worker: GpusOpt = 0.0,
 ) -> None:
-    """Top-k labels with probabilities for each image."""
+    """Top-k labels with probabilities for each image (--ray: for a bucket of them, into a table)."""
+    if ray or out_file is not None:
+        if not (ray and out_file is not None and runtime == "torch"):
+            raise tl.ConfigError("--ray and --out go together (with the torch runtime): `predict RUN DIR --ray --out predictions.parquet`")
+        from .cluster import ray_predict
+
+        with progress_bar(quiet or json_) as cb:
+            done = ray_predict(tl.open_model(model, weights), paths, out_file, k, config=_ray_config(address, workers, gpus_per_worker, precision), progress=cb)
+        summary = {"out": str(done.path), "rows": done.rows, "failed": len(done.failed), "seconds": round(done.seconds, 2), "workers": done.workers}
+        if json_:
+            _emit_json(summary)
+        else:
+            out.print(f"wrote [bold]{escape(str(done.path))}[/]: {done.rows} rows, {len(done.failed)} unreadable (reasons in the error column), in {done.seconds:.1f} s on {done.workers} worker(s)", highlight=False)
+        raise typer.Exit(1 if done.failed else 0)
     files = expand_image_paths(paths)
     if runtime == "onnx":
         from .export import OnnxModel
@@ -348,7 +379,7 @@ DREAM = DreamConfig()
 
 @app.command()
 def features(
-    model: ModelArg,
+    model: Annotated[str, typer.Argument(metavar="MODEL|DATA", help="A run folder or a backbone name (with --ray: the dataset folder).")],
     image: Annotated[Optional[Path], typer.Argument(help="The photo to look at.")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Layer name (see --list-layers).")] = None,
     stage: Annotated[Optional[int], typer.Option(help="K-th feature level instead (1 = finest) [default: the middle one].")] = None,
@@ -356,8 +387,24 @@ def features(
     out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write [default: IMAGE-stem_features_LAYER.png].")] = None,
     list_layers: Annotated[bool, typer.Option("--list-layers", help="Print the layer names with output shapes and stop.")] = False,
     weights: WeightsOpt = None,
+    ray: Annotated[bool, typer.Option("--ray", help="`features DATA --ray`: fill the feature cache with DATA's images on Ray, for a later train.", rich_help_panel=RAY)] = False,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="--ray: the backbone whose features are cached.", rich_help_panel=RAY)] = DEFAULT_BACKBONE,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="--ray: cache folder every worker reaches [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].", rich_help_panel=RAY)] = None,
+    precision: Annotated[str, typer.Option(help="--ray: auto | bf16 | fp16 | fp32, as the later train will use (auto: this machine's).", rich_help_panel=RAY)] = "auto",
+    address: AddressOpt = None,
+    workers: WorkersOpt = 1,
+    gpus_per_worker: GpusOpt = 0.0,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Feature maps: the most active channels of one layer for IMAGE, in a PNG grid next to the input."""
+    """Feature maps: the most active channels of one layer for IMAGE, in a PNG grid (--ray: fill the feature cache for DATA)."""
+    if ray:
+        from .cluster import ray_extract
+
+        bb = tl.create_backbone(backbone, weights)
+        with progress_bar(quiet) as cb:
+            done = ray_extract(bb.model, [s.path for s in tl.load_dataset(Path(model)).samples], cache_dir=cache_dir, config=_ray_config(address, workers, gpus_per_worker, precision), progress=cb)
+        out.print(f"{done.computed} computed, {done.cached} already cached, {len(done.failed)} unreadable, in {done.seconds:.1f} s; cache: [bold]{escape(str(done.cache_dir))}[/]", highlight=False)
+        raise typer.Exit(1 if done.failed else 0)
     run = tl.open_model(model, weights)
     if list_layers:
         table = Table("layer", "type", "output (C, H, W)", "--stage")

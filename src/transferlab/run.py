@@ -172,19 +172,23 @@ class Run:
         runtime = pick_runtime(precision=precision)
         cb = (lambda d, t: progress("features", d, t)) if progress else None
         ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
-        return ex, self._head_probabilities(ex.features)
+        return ex, self.probabilities_from_features(ex.features)
 
-    def _head_probabilities(self, features: torch.Tensor) -> np.ndarray:
-        """(N, D) pooled features -> (N, C) class probabilities, on the CPU (the model stays put)."""
-        weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))
+    def probabilities_from_features(self, features: torch.Tensor) -> np.ndarray:
+        """Class probabilities from pooled backbone features: the head in fp32 on the CPU (what ``predict`` uses).
+
+        Shape:
+            features (N, D) float; returns (N, C) float32, C = ``len(self.classes)``.
+        """
+        weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))  # the model stays put
         with torch.no_grad():
-            return torch.softmax(torch.nn.functional.linear(features, weight, bias), dim=1).numpy()
+            return torch.softmax(torch.nn.functional.linear(features.float().cpu(), weight, bias), dim=1).numpy()
 
     def _in_memory_probabilities(self, photos: list[Image.Image | torch.Tensor], precision: str) -> np.ndarray:
         from .features import features_of_images
 
         views = torch.stack([self._float_view(p) for p in photos])
-        return self._head_probabilities(features_of_images(self.model, views, pick_runtime(precision=precision)))
+        return self.probabilities_from_features(features_of_images(self.model, views, pick_runtime(precision=precision)))
 
     def _mixed_probabilities(self, photos: list[Photo], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None):
         """Probabilities of files (cached, as ``predict`` always did) and of in-memory images, in input order:

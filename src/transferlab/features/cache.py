@@ -129,6 +129,10 @@ class FeatureCache:
             rows.append(by_shard[shard][row])
         return torch.stack(rows)
 
+    def hashes(self) -> set[str]:
+        """Content hashes of every cached image."""
+        return set(self._index())
+
     def __len__(self) -> int:
         return len(self._index())
 

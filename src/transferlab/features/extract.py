@@ -51,9 +51,9 @@ def cache_key(model: ImageClassifier, runtime: Runtime, fingerprint: str | None 
     }
 
 
-def load_image(path: Path, preprocess: Preprocess) -> torch.Tensor:
-    """Read, decode and resize one file to the network's uint8 input. Raises BadImageError, OSError."""
-    image = open_rgb(path.read_bytes(), draft=preprocess.draft_size())
+def load_image(source: Path | bytes, preprocess: Preprocess) -> torch.Tensor:
+    """Read (a path) or take (its bytes), decode and resize one file to the network's uint8 input. Raises BadImageError, OSError."""
+    image = open_rgb(source if isinstance(source, bytes) else Path(source).read_bytes(), draft=preprocess.draft_size())
     return preprocess.to_uint8(image)
 
 

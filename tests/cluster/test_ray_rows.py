@@ -1,0 +1,53 @@
+"""The Ray path's pieces that need no Ray: the missing-extra message and the row builder."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import transferlab as tl
+
+
+def test_without_ray_the_error_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transferlab.cluster.session import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when it is not installed
+    with pytest.raises(tl.ConfigError, match=r"pip install 'transferlab\[ray\]'") as err:
+        require_ray()
+    assert "\n" not in str(err.value)
+
+
+class _Scored:
+    """A run offering an in-distribution score (what calibrated runs provide)."""
+
+    classes = ["cat", "dog", "fox"]
+
+    def in_distribution_score(self, features):
+        return np.asarray(features).sum(1)
+
+
+def test_rows_carry_top_k_reasons_and_the_in_distribution_score_only_when_the_run_has_one() -> None:
+    pytest.importorskip("pyarrow", reason="pyarrow comes with ray[data]")
+    from transferlab.cluster.predict import in_distribution, prediction_rows
+
+    probs = np.array([[0.2, 0.5, 0.3]])
+    plain = type("Plain", (), {"classes": ["cat", "dog", "fox"]})()
+    rows = prediction_rows(plain, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(plain, np.ones((1, 4))), 2).to_pylist()
+    assert rows == [
+        {"path": "a.jpg", "label_1": "dog", "prob_1": 0.5, "label_2": "fox", "prob_2": 0.3, "error": None},
+        {"path": "b.jpg", "label_1": None, "prob_1": None, "label_2": None, "prob_2": None, "error": "empty file (0 bytes)"},
+    ]
+    scored = _Scored()
+    rows = prediction_rows(scored, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(scored, np.ones((1, 4))), 1).to_pylist()
+    assert [r["in_distribution"] for r in rows] == [4.0, None]
+
+
+def test_an_address_where_no_cluster_listens_is_a_one_line_error_not_minutes_of_retries() -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'transferlab[ray]')")
+    from transferlab.cluster.session import connected
+
+    with pytest.raises(tl.ConfigError, match=r"cannot reach a Ray cluster at '127.0.0.1:1'.*ray start --head"):
+        with connected("127.0.0.1:1"):
+            pass
