@@ -48,6 +48,8 @@ Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Force fp32 (same as --pre
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")]
+AcceptOpt = Annotated[float, typer.Option(help="'None of these' threshold: the share of validation images it accepts (0.99: reject less).")]
+OodScoreOpt = Annotated[str, typer.Option("--ood-score", help="In-distribution score: knn | mahalanobis | energy | msp (BENCHMARKS.md compares them).")]
 
 
 class RateColumn(ProgressColumn):
@@ -203,6 +205,8 @@ def train(
     precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per forward pass [default: 16 per CPU core, 64 on GPU].")] = None,
+    accept: AcceptOpt = 0.95,
+    ood_score: OodScoreOpt = "knn",
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -222,7 +226,7 @@ def train(
             batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, ema_epochs=ema_epochs, compile=compile_,
         )
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
-                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb)
+                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb, accept=accept, ood_score=ood_score)
     _report_training(run, run.meta["data"], directory, json_)
 
 
@@ -249,6 +253,7 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
         out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
     else:
         out.print("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
+    out.print(run.confidence.describe(len(run.classes)), highlight=False)
     out.print(f"run saved to [bold]{directory}[/]")
 
 
@@ -306,14 +311,16 @@ def evaluate(
     seed: SeedOpt = 0,
     cache_dir: CacheOpt = None,
     precision: PrecisionOpt = "auto",
+    ood: Annotated[Optional[Path], typer.Option(help="Images of none of RUN's classes (a folder): how well 'none of these' rejects them (AUROC, FPR95, histogram).")] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Accuracy, per-class metrics, confusion matrix and top losses of RUN on DATA."""
+    """Accuracy, per-class metrics, calibration, confusion matrix and top losses of RUN on DATA (--ood: rejection)."""
     run = tl.load(run_dir)
     ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    others = expand_image_paths([ood]) if ood is not None else None
     with progress_bar(quiet or json_) as cb:
-        result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")))
+        result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")), ood=others)
     r = result.report
     if json_:
         _emit_json({**r, "files": {k: str(v) for k, v in result.files.items()}})
@@ -328,7 +335,44 @@ def evaluate(
     out.print(table)
     if r["most_confused"]:
         out.print("most confused: " + "; ".join(f"{p['true']} → {p['predicted']} ({p['count']})" for p in r["most_confused"][:5]))
+    _print_confidence(r)
     out.print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+
+
+def _print_confidence(r: dict[str, Any]) -> None:
+    c, i = r["calibration"], r["in_distribution"]
+    out.print(f"calibration (temperature {c['temperature']:.2f}): ECE {c['ece_before']:.3f} → [bold]{c['ece_after']:.3f}[/], log-loss {c['log_loss_before']:.3f} → {c['log_loss_after']:.3f}", highlight=False)
+    if i["method"] and i["threshold"] is not None:
+        out.print(f"'none of these' ({i['method']} score): accepts {100 * i['accepted']:.1f} % of these images (threshold set to accept {100 * i['accept']:.0f} % of validation images)", highlight=False)
+    else:
+        err.print(f"note: {i.get('note', '')} — add one with `transferlab calibrate RUN DATA`", highlight=False)
+    if "ood" in r:
+        o, b = r["ood"], r["ood"]["baseline"]
+        accepted = f"; the run's threshold accepts {100 * o['accepted_out']:.1f} % of them" if "accepted_out" in o else ""
+        out.print(f"out of distribution ({o['n_out']} images): {o['method']} AUROC [bold]{o['auroc']:.3f}[/], FPR95 [bold]{o['fpr95']:.3f}[/]{accepted} (max softmax: AUROC {b['auroc']:.3f}, FPR95 {b['fpr95']:.3f})", highlight=False)
+
+
+@app.command()
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
+    data: Annotated[Path, typer.Argument(help="The run's training data, split as it was trained (its test split is never used).")],
+    accept: AcceptOpt = 0.95,
+    ood_score: OodScoreOpt = "knn",
+    layout: LayoutOpt = "auto",
+    label: LabelOpt = "breed",
+    val_frac: ValFracOpt = 0.1,
+    test_frac: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fit RUN's softmax temperature and 'none of these' threshold on DATA's validation images, and save them in RUN."""
+    run = tl.load(run_dir)
+    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    with progress_bar(quiet) as cb:
+        calibrated = tl.calibrate(run, ds, accept=accept, ood_score=ood_score, cache_dir=cache_dir, progress=cb)
+    calibrated.save(run_dir)
+    out.print(calibrated.confidence.describe(len(run.classes)) + f"; saved in {display_path(run_dir)}", highlight=False)
 
 
 @app.command()
@@ -350,10 +394,13 @@ def predict(
         from .export import OnnxModel
 
         results = OnnxModel(model).predict(files, k)
+        err.print("note: the ONNX export has no 'none of these' rejection (it needs the run's stored features): every image gets a label", highlight=False)
     elif runtime == "torch":
         run = tl.open_model(model, weights)
         with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
             results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
+        if not run.confidence.rejects and run.record.strategy != "pretrained":
+            err.print("note: this run has no 'none of these' threshold (made before transferlab had one): nothing is rejected — add one with `transferlab calibrate RUN DATA`", highlight=False)
     else:
         raise tl.ConfigError(f"expected --runtime torch or onnx, got {runtime!r}")
     if json_:
@@ -366,7 +413,9 @@ def predict(
     else:
         width = max(len(r["path"]) for r in results)
         for r in results:
-            top = "   ".join(f"[bold]{t['label']}[/] {t['prob']:.3f}" for t in r["top"]) if "top" in r else f"[red]{r['error']}[/]"
+            top = "   ".join(f"[bold]{escape(t['label'])}[/] {t['prob']:.3f}" for t in r["top"]) if "top" in r else f"[red]{r['error']}[/]"
+            if r.get("in_distribution") is False:
+                top = f"[yellow]none of these[/] (closest: {escape(r['closest'])} {r['prob']:.2f})"
             out.print(f"{escape(r['path']):<{width}}   {top}", highlight=False)
     if any("error" in r for r in results):
         raise typer.Exit(1)

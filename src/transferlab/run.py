@@ -22,6 +22,7 @@ from .errors import DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, resolve_class, save_model, write_json
+from .models.confidence import TENSORS_FILE, Confidence
 from .models.record import RunRecord, short_hash
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,27 @@ class Evaluation:
     failed: dict[Path, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)  # name -> written file
 
+    scores: np.ndarray | None = None  # (N,) in-distribution scores
+    ood_scores: np.ndarray | None = None  # (M,) scores of the out-of-distribution images, with ``ood``
+
     @property
     def accuracy(self) -> float:
         return float(self.report["accuracy"])
+
+
+@dataclass
+class Scored:
+    """Calibrated probabilities, in-distribution score and accept decision of the readable images."""
+
+    probs: np.ndarray  # (N_ok, C) temperature-scaled softmax
+    scores: np.ndarray  # (N_ok,) in-distribution score, higher: more like the training images
+    accepted: np.ndarray  # (N_ok,) bool: False means "none of these" (all True when the run has no threshold)
+    ok: list[int]  # indices into the requested paths of the rows above
+    failed: dict[Path, str]  # unreadable file -> reason
+    method: str  # the score's name (models.confidence.METHODS)
+    threshold: float | None  # None: the run rejects nothing
+    logits: np.ndarray | None = None  # (N_ok, C) before the temperature
+    hashes: list[str | None] = field(default_factory=list)
 
 
 class Run:
@@ -51,12 +70,14 @@ class Run:
         model: the network (pixels in [0, 1] -> logits over ``classes``).
         record: everything recorded about how it was made (backbone, data, phases, metrics...).
         directory: where it is saved, if it is.
+        confidence: temperature and "none of these" threshold (a run made before them: neither).
     """
 
-    def __init__(self, model: ImageClassifier, record: RunRecord | dict[str, Any], directory: Path | None = None) -> None:
+    def __init__(self, model: ImageClassifier, record: RunRecord | dict[str, Any], directory: Path | None = None, confidence: Confidence | None = None) -> None:
         self.model = model
         self.record = record if isinstance(record, RunRecord) else RunRecord.from_dict(record)
         self.directory = directory
+        self.confidence = confidence if confidence is not None else Confidence.from_record(self.record.confidence)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -89,15 +110,29 @@ class Run:
         return FeatureCache(cache_dir, cache_key(self.model, runtime, fingerprint))
 
     def _probabilities(
-        self, paths: Sequence[Path], *, cache_dir: Path | str | None, precision: str, batch_size: int, progress: Progress | None
+        self, paths: Sequence[Path], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None
     ):
+        scored = self.predict_scored(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        return scored, scored.probs
+
+    def predict_scored(
+        self, paths: Sequence[Path | str], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None,
+    ) -> Scored:
+        """Calibrated probabilities, in-distribution score and accept decision of image files.
+
+        What ``predict``, ``evaluate`` and batch jobs build on; unreadable files are listed in ``failed``.
+        """
+        paths = [Path(p) for p in paths]
         runtime = pick_runtime(precision=precision)
         cb = (lambda d, t: progress("features", d, t)) if progress else None
         ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
         weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))  # the model stays put
+        conf = self.confidence
         with torch.no_grad():
-            probs = torch.softmax(torch.nn.functional.linear(ex.features, weight, bias), dim=1).numpy()
-        return ex, probs
+            logits = torch.nn.functional.linear(ex.features, weight, bias)
+            scores = conf.score(ex.features, logits)
+            probs, accepted = conf.logits_to_probs(logits).numpy(), conf.accepted(scores).numpy()
+        return Scored(probs, scores.numpy(), accepted, list(ex.ok), dict(ex.failed), conf.method or "msp", conf.threshold if conf.rejects else None, logits.numpy(), list(ex.hashes))
 
     # -- public -------------------------------------------------------------------------------------
     def predict(
@@ -110,9 +145,13 @@ class Run:
         batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> list[dict[str, Any]]:
-        """Top-k labels per image: ``[{"path": ..., "top": [{"label": ..., "prob": ...}, ...]}, ...]``.
+        """Top-k labels per image, with the "none of these" decision:
+        ``[{"path", "label", "closest", "prob", "in_distribution", "score", "top": [{"label", "prob"}, ...]}, ...]``.
 
-        Files that cannot be decoded get ``{"path": ..., "error": reason}`` instead of ``top``.
+        ``label`` is the top class, or None when the image looks like none of the classes
+        (``in_distribution`` False); ``closest``/``prob`` are the top class and its calibrated probability
+        either way; ``score`` is the in-distribution score (None when the run has no threshold).
+        Files that cannot be decoded get ``{"path": ..., "error": reason}`` instead.
         """
         paths = [Path(p) for p in paths]
         ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
@@ -120,7 +159,10 @@ class Run:
         rows: dict[int, dict[str, Any]] = {}
         for row, i in enumerate(ex.ok):
             order = np.argsort(-probs[row])[:k]
-            rows[i] = {"path": str(paths[i]), "top": [{"label": self.classes[j], "prob": float(probs[row, j])} for j in order]}
+            top = [{"label": self.classes[j], "prob": float(probs[row, j])} for j in order]
+            inside = bool(ex.accepted[row])
+            rows[i] = {"path": str(paths[i]), "label": top[0]["label"] if inside else None, "closest": top[0]["label"], "prob": top[0]["prob"], "in_distribution": inside,
+                       "score": float(ex.scores[row]) if ex.threshold is not None else None, "top": top}
         for i, path in enumerate(paths):
             if i not in rows:
                 rows[i] = {"path": str(path), "error": ex.failed.get(path, "not processed")}
@@ -165,11 +207,15 @@ class Run:
         batch_size: int | None = None,
         top_losses: int = 16,
         progress: Progress | None = None,
+        ood: Sequence[Path | str] | None = None,
     ) -> Evaluation:
         """Score the run on ``split`` of ``dataset`` (default: test, else val, else all images).
 
-        With ``out``, writes ``metrics.json``, ``confusion_matrix.png``, ``top_losses.png`` and
-        ``predictions.csv`` there.
+        The report holds calibration (ECE, log-loss before and after temperature scaling) and the
+        share accepted as in distribution; with ``ood`` (images of none of the classes), how well the
+        in-distribution score tells them apart (``report["ood"]``: AUROC, FPR95, max-softmax beside it).
+        With ``out``, writes ``metrics.json``, ``confusion_matrix.png``, ``top_losses.png``,
+        ``predictions.csv`` and ``calibration.png`` (+ ``ood_scores.png`` with ``ood``) there.
         """
         samples, split = _evaluation_samples(dataset, split)
         check_classes(self.classes, dataset.classes, dataset.root)
@@ -185,6 +231,10 @@ class Run:
         species = self.record.species or dataset.species
         report = classification_report(y_true, probs, self.classes, species=species)
         report.update(split=split, skipped=len(ex.failed))
+        from .evaluate.confidence_report import confidence_report
+
+        raw = torch.softmax(torch.as_tensor(ex.logits), dim=1).numpy()  # before temperature scaling
+        report.update(confidence_report(y_true, raw, probs, ex.scores, ex.accepted, self.confidence))
         seen = self.record.seen_hashes()
         was_seen = np.array([bool(ex.hashes[i]) and short_hash(ex.hashes[i]) in seen for i in ex.ok], dtype=bool)
         if was_seen.any():
@@ -195,15 +245,34 @@ class Run:
                 report["unseen"] = {"n": int((~was_seen).sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
                 honest = f"on the {report['unseen']['n']} unseen ones: accuracy {unseen['accuracy']:.3f}, balanced {unseen['balanced_accuracy']:.3f}"
             log.warning("%d of the %d images scored were used to train or tune this run (same file contents); %s", was_seen.sum(), len(was_seen), honest)
-        result = Evaluation(report, kept, y_true, probs, ex.failed)
+        result = Evaluation(report, kept, y_true, probs, ex.failed, scores=ex.scores)
+        if ood:
+            self._evaluate_ood(result, ood, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
         if out is not None:
             result.files = _write_evaluation(Path(out), result, self.classes, top_losses)
+            result.files.update(_write_confidence(Path(out), result, raw, self.confidence))
         return result
 
+    def _evaluate_ood(self, result: Evaluation, ood: Sequence[Path | str], **kw: Any) -> None:
+        """Add ``report["ood"]``: how well the score tells ``ood`` images from the evaluated ones."""
+        from .evaluate.confidence_report import ood_report
+
+        out = self.predict_scored(ood, **kw)
+        if not out.ok:
+            raise DataError(f"none of the {len(ood)} out-of-distribution images could be read")
+        result.ood_scores = out.scores
+        result.report["ood"] = ood_report(result.scores, out.scores, self.confidence, result.probs.max(1), out.probs.max(1))
+
     def save(self, directory: Path | str) -> Path:
-        """Write ``model.safetensors`` + ``model.json`` to ``directory``; returns it."""
+        """Write ``model.safetensors`` + ``model.json`` (+ ``confidence.safetensors``) to ``directory``; returns it."""
+        from safetensors.torch import save
+
         directory = Path(directory)
+        self.record.confidence = self.confidence.to_record() if self.confidence.method or self.confidence.temperature != 1.0 else None
         save_model(directory, self.model, self.record.to_dict())
+        (directory / TENSORS_FILE).unlink(missing_ok=True)
+        if self.confidence.tensors:
+            atomic_write_bytes(directory / TENSORS_FILE, save({k: v.contiguous() for k, v in self.confidence.tensors.items()}))
         self.directory = directory
         return directory
 
@@ -231,6 +300,13 @@ def check_classes(run_classes: Sequence[str], data_classes: Sequence[str], root:
 def load(directory: Path | str) -> Run:
     """Load a run directory written by ``train``/``Run.save`` (safetensors + JSON; nothing unpickled)."""
     model, meta = load_model(directory)
+    tensors = Path(directory) / TENSORS_FILE
+    if meta.get("confidence") and tensors.is_file():
+        from safetensors.torch import load_file
+
+        return Run(model, meta, Path(directory), Confidence.from_record(meta["confidence"], load_file(str(tensors))))
+    if (meta.get("confidence") or {}).get("method") in ("knn", "mahalanobis"):
+        raise RunError(f"{str(directory)!r} lacks {TENSORS_FILE}, which its 'none of these' score needs — copy the whole run folder, or calibrate it again (`transferlab calibrate RUN DATA`)")
     return Run(model, meta, Path(directory))
 
 
@@ -276,6 +352,17 @@ def _evaluation_samples(dataset: Dataset, split: str | None) -> tuple[list[Sampl
     if not samples:
         raise DataError(f"the {split} split of {dataset.root} is empty — choose --split test, val, train or all")
     return samples, split
+
+
+def _write_confidence(out: Path, result: Evaluation, raw: np.ndarray, confidence: Confidence) -> dict[str, Path]:
+    from .evaluate import save_figure
+    from .evaluate.calibration import plot_reliability, plot_score_histogram
+
+    files = {"calibration": save_figure(plot_reliability(result.y_true, raw, result.probs), out / "calibration.png")}
+    if result.ood_scores is not None:
+        files["ood_scores"] = save_figure(plot_score_histogram(result.scores, result.ood_scores, confidence.threshold, confidence.method or "msp"), out / "ood_scores.png")
+    write_json(out / "metrics.json", result.report)  # now with the "ood" block
+    return files
 
 
 def _write_evaluation(out: Path, result: Evaluation, classes: list[str], n_losses: int) -> dict[str, Path]:
