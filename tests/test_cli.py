@@ -65,6 +65,8 @@ def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_we
         (["train", "{photos}", "--strategy", "finetune", "--optimizer", "lion"], "expected optimizer"),
         (["train", "{photos}", "--strategy", "magic"], "expected strategy"),
         (["train", "{photos}", "--strategy", "auto", "--budget", "soon"], "expected a time budget"),
+        (["train", "{photos}", "--accept", "1.5"], "expected --accept in (0, 1]"),
+        (["train", "{photos}", "--ood-score", "vibes"], "expected --ood-score in msp, energy, mahalanobis, knn"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(capsys, monkeypatch, photo_folder: Path, args, message) -> None:
