@@ -37,7 +37,7 @@ class Confidence:
     method: str | None = None  # one of METHODS; None: no "none of these" rejection
     threshold: float | None = None  # images scoring below it are rejected
     accept: float | None = None  # the share of the choosing images the threshold accepts
-    k: int = 10  # knn: which neighbour's distance is the score
+    k: int = 1  # knn: which neighbour's distance is the score
     fitted_on: str = ""  # which images, e.g. "val (24 images); knn bank: train (96 images)"
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # "bank" (M, D) | "means" (C, D), "precision" (D, D)
 
