@@ -44,7 +44,8 @@ def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_we
     code, out, _ = cli(capsys, monkeypatch, "predict", run, photo_folder / "dog", "--json", "-k", "2")
     results = json.loads(out)
     assert code == 0 and len(results) == 10
-    assert set(results[0]) == {"path", "top"} and [set(t) for t in results[0]["top"]] == [{"label", "index", "prob"}] * 2
+    assert set(results[0]) == {"path", "label", "closest", "prob", "in_distribution", "score", "top"} and [set(t) for t in results[0]["top"]] == [{"label", "index", "prob"}] * 2
+    assert all(r["label"] in (r["closest"], None) and isinstance(r["score"], float) and r["in_distribution"] == (r["label"] is not None) for r in results)
 
     code, out, _ = cli(capsys, monkeypatch, "predict", run, photo_folder / "dog" / "dog_0.jpg", "--csv", "-k", "1")
     assert out.splitlines()[0] == "path,rank,label,prob" and ",1,\"dog\"," in out.splitlines()[1]
@@ -64,6 +65,8 @@ def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_we
         (["train", "{photos}", "--strategy", "finetune", "--optimizer", "lion"], "expected optimizer"),
         (["train", "{photos}", "--strategy", "magic"], "expected strategy"),
         (["train", "{photos}", "--strategy", "auto", "--budget", "soon"], "expected a time budget"),
+        (["train", "{photos}", "--accept", "1.5"], "expected --accept in (0, 1]"),
+        (["train", "{photos}", "--ood-score", "vibes"], "expected --ood-score in msp, energy, mahalanobis, knn"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(capsys, monkeypatch, photo_folder: Path, args, message) -> None:

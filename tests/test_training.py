@@ -78,7 +78,7 @@ def test_the_record_names_every_phase_and_the_images_it_saw(tiny_weights: Path, 
     ds = tl.load_dataset(root)
     tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=ONE_EPOCH, out=tmp_path / "run", cache_dir=tmp_path / "cache")
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
-    assert meta["record_version"] == 2 and meta["metrics"]["held_out"] is True and meta["metrics"]["split"] == "val"
+    assert meta["record_version"] == 3 and meta["metrics"]["held_out"] is True and meta["metrics"]["split"] == "val"
     phases = {p["name"]: p for p in meta["phases"]}
     assert set(phases) == {"head", "finetune", "head refit"}
     assert phases["finetune"]["fit"] + phases["finetune"]["choose"] == 96 and phases["finetune"]["choose_from"] == "holdout of train"
@@ -142,3 +142,39 @@ def test_the_task_in_words_comes_from_the_run() -> None:
     assert task({"root": "/x/oxford", "layout": "oxford", "label": "breed"}, ["Abyssinian", "Bengal", "pug"]) == "Pet nursery: which breed is it?"
     assert task({"root": "/x/oxford", "layout": "oxford", "label": "species"}, ["cat", "dog"]) == "Cat or dog?"
     assert task(None, ["x"] * 1000, strategy="pretrained") == "Which of the 1000 ImageNet classes is it?"
+
+
+def test_the_threshold_accepts_the_stated_share_of_validation_images_and_never_sees_test(tiny_weights: Path, tmp_path: Path) -> None:
+    root = random_labels(tmp_path / "data", LAYOUTS["train+val+test"])
+    ds = tl.load_dataset(root)
+    run = tl.train(ds, TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache", accept=0.9)
+    conf = run.confidence
+    assert conf.method == "knn" and conf.accept == 0.9 and conf.fitted_on.startswith("val (32 images)")
+    val = run.predict_scored([s.path for s in ds.split("val")], precision="fp32", cache_dir=tmp_path / "cache")
+    assert 0.9 <= val.accepted.mean() < 0.9 + 1 / 32 + 1e-9
+    assert conf.tensors["bank"].shape[0] == 96  # the knn bank: the training images only, never val or test
+
+
+def test_a_run_saved_before_calibration_predicts_as_before_and_calibrate_adds_it(capsys, monkeypatch, tiny_weights: Path, tmp_path: Path, photo_folder: Path) -> None:
+    from .test_cli import cli
+
+    tl.train(tl.load_dataset(photo_folder), TINY, weights=tiny_weights, precision="fp32", out=tmp_path / "run", cache_dir=tmp_path / "cache")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    meta.pop("confidence")
+    meta["record_version"] = 2
+    (tmp_path / "run" / "model.json").write_text(json.dumps(meta))
+    (tmp_path / "run" / "confidence.safetensors").unlink()
+    old = tl.load(tmp_path / "run")
+    assert old.confidence.temperature == 1.0 and not old.confidence.rejects
+    paths = sorted(photo_folder.rglob("*.jpg"))
+    rows, scored = old.predict(paths, precision="fp32"), old.predict_scored(paths, precision="fp32")
+    raw = np.exp(scored.logits) / np.exp(scored.logits).sum(1, keepdims=True)  # the plain softmax, as before
+    assert all(r["in_distribution"] and r["label"] == r["top"][0]["label"] and r["score"] is None for r in rows)
+    assert np.allclose([r["prob"] for r in rows], raw.max(1), atol=1e-6)
+
+    code, out, err = cli(capsys, monkeypatch, "predict", tmp_path / "run", photo_folder / "fox", "--cache-dir", tmp_path / "cache")
+    assert code == 0 and "none of these" not in out and "calibrate RUN DATA" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = cli(capsys, monkeypatch, "calibrate", tmp_path / "run", photo_folder, "--accept", "0.99", "--cache-dir", tmp_path / "cache", "-q")
+    assert code == 0 and "knn" in out
+    new = tl.load(tmp_path / "run")
+    assert new.confidence.rejects and new.confidence.accept == 0.99 and (tmp_path / "run" / "confidence.safetensors").is_file()

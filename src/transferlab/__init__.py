@@ -46,10 +46,13 @@ _EXPORTS = {
     'list_backbones': '.models.backbones',
     'Evaluation': '.run',
     'Run': '.run',
+    'Scored': '.run',
+    'Confidence': '.models.confidence',
     'default_run_dir': '.run',
     'from_backbone': '.run',
     'load': '.run',
     'open_model': '.run',
+    'calibrate': '.training',
     'find_lr': '.training',
     'resume': '.training',
     'FinetuneConfig': '.train.config',
@@ -76,14 +79,15 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from . import inspect  # noqa: F401
     from . import models  # noqa: F401
     from . import attacks  # noqa: F401
-    from .training import find_lr, resume, train  # noqa: F401
+    from .training import calibrate, find_lr, resume, train  # noqa: F401
+    from .models.confidence import Confidence  # noqa: F401
     from .inspect.dream import Dream, dream  # noqa: F401
     from .inspect.dream.config import DreamConfig  # noqa: F401
     from .inspect.feature_maps import FeatureMaps, feature_maps  # noqa: F401
     from .inspect.gradcam import CAM, gradcam  # noqa: F401
     from .inspect.hooks import capture, list_layers  # noqa: F401
     from .models.backbones import create_backbone, list_backbones  # noqa: F401
-    from .run import Evaluation, Run, default_run_dir, from_backbone, load, open_model  # noqa: F401
+    from .run import Evaluation, Run, Scored, default_run_dir, from_backbone, load, open_model  # noqa: F401
     from .train.config import FinetuneConfig, ProbeConfig  # noqa: F401
     from .explain_run import PointingScore, explain, score_explanations  # noqa: F401
     from .attacks.config import AttackConfig  # noqa: F401
@@ -95,6 +99,7 @@ __all__ = [
     "AttackConfig",
     "BackboneError",
     "CAM",
+    "Confidence",
     "ConfigError",
     "DataError",
     "InputError",
@@ -111,9 +116,11 @@ __all__ = [
     "ProbeConfig",
     "Run",
     "RunError",
+    "Scored",
     "StorageError",
     "TransferlabError",
     "__version__",
+    "calibrate",
     "capture",
     "attack",
     "check_parity",

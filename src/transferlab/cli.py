@@ -48,6 +48,8 @@ Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Force fp32 (same as --pre
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")]
+AcceptOpt = Annotated[float, typer.Option(help="'None of these' threshold: the share of validation images it accepts (0.99: reject less).")]
+OodScoreOpt = Annotated[str, typer.Option("--ood-score", help="In-distribution score: knn | mahalanobis | energy | msp (BENCHMARKS.md compares them).")]
 
 
 class RateColumn(ProgressColumn):
@@ -175,6 +177,8 @@ def train(
     precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per forward pass [default: 16 per CPU core, 64 on GPU].")] = None,
+    accept: AcceptOpt = 0.95,
+    ood_score: OodScoreOpt = "knn",
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -189,7 +193,7 @@ def train(
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=loading.seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
-                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb)
+                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb, accept=accept, ood_score=ood_score)
     _report_training(run, run.meta["data"], directory, json_)
 
 
@@ -256,14 +260,16 @@ def evaluate(
     loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
     precision: PrecisionOpt = "auto",
+    ood: Annotated[Optional[Path], typer.Option(help="Images of none of RUN's classes (a folder): how well 'none of these' rejects them (AUROC, FPR95, histogram).")] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Accuracy, per-class metrics, confusion matrix and top losses of RUN on DATA."""
+    """Accuracy, per-class metrics, calibration, confusion matrix and top losses of RUN on DATA (--ood: rejection)."""
     run = tl.load(run_dir)
     ds = tl.load_dataset(data, **loading.kwargs())
+    others = expand_image_paths([ood]) if ood is not None else None
     with progress_bar(quiet or json_) as cb:
-        result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")))
+        result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")), ood=others)
     if json_:
         return _emit_json({**result.metrics, "files": {k: str(v) for k, v in result.files.items()}})
     out.print(result)
@@ -280,6 +286,26 @@ def _ray_config(address: Optional[str], workers: int, gpus: float, precision: st
     from .cluster import RayConfig
 
     return RayConfig(address=address, workers=workers, gpus_per_worker=gpus, precision=precision)
+
+
+@app.command()
+@config_options(LoadOptions, param="loading", panel="Data")
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
+    data: Annotated[Path, typer.Argument(help="The run's training data, split as it was trained (its test split is never used).")],
+    accept: AcceptOpt = 0.95,
+    ood_score: OodScoreOpt = "knn",
+    loading: LoadOptions = LoadOptions(),
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fit RUN's softmax temperature and 'none of these' threshold on DATA's validation images, and save them in RUN."""
+    run = tl.load(run_dir)
+    ds = tl.load_dataset(data, **loading.kwargs())
+    with progress_bar(quiet) as cb:
+        calibrated = tl.calibrate(run, ds, accept=accept, ood_score=ood_score, cache_dir=cache_dir, progress=cb)
+    calibrated.save(run_dir)
+    out.print(calibrated.confidence.describe(len(run.classes)) + f"; saved in {display_path(run_dir)}", highlight=False)
 
 
 @app.command()
@@ -319,10 +345,13 @@ def predict(
         from .export import OnnxModel
 
         results = OnnxModel(model).predict(files, k)
+        err.print("note: the ONNX export has no 'none of these' rejection (it needs the run's stored features): every image gets a label", highlight=False)
     elif runtime == "torch":
         run = tl.open_model(model, weights)
         with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
             results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
+        if not run.confidence.rejects and run.record.strategy != "pretrained":
+            err.print("note: this run has no 'none of these' threshold (made before transferlab had one): nothing is rejected — add one with `transferlab calibrate RUN DATA`", highlight=False)
     else:
         raise tl.ConfigError(f"expected --runtime torch or onnx, got {runtime!r}")
     if json_:
@@ -335,7 +364,9 @@ def predict(
     else:
         width = max(len(r["path"]) for r in results)
         for r in results:
-            top = "   ".join(f"[bold]{t['label']}[/] {t['prob']:.3f}" for t in r["top"]) if "top" in r else f"[red]{r['error']}[/]"
+            top = "   ".join(f"[bold]{escape(t['label'])}[/] {t['prob']:.3f}" for t in r["top"]) if "top" in r else f"[red]{r['error']}[/]"
+            if r.get("in_distribution") is False:
+                top = f"[yellow]none of these[/] (closest: {escape(r['closest'])} {r['prob']:.2f})"
             out.print(f"{escape(r['path']):<{width}}   {top}", highlight=False)
     if any("error" in r for r in results):
         raise typer.Exit(1)

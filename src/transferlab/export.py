@@ -3,6 +3,11 @@
 The exported graph is the whole classifier: pixels in [0, 1] -> logits, normalisation included (the one
 pixel-space rule). The class names and the preprocessing record travel inside the file (ONNX metadata,
 TorchScript extra file), so ``OnnxModel`` can predict from the ``.onnx`` alone.
+
+Calibration and "none of these": the graph outputs raw logits; the run's softmax temperature travels in
+the metadata and ``OnnxModel`` divides by it, so its probabilities match ``Run.predict``. The
+out-of-distribution rejection is not exported (it needs the pooled features and the run's stored
+statistics): ``predict --runtime onnx`` labels every image, and says so.
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ def export(
     model = run.model.float().cpu().eval()
     h, w = model.preprocess.input_size
     example = torch.rand(2, 3, h, w)
-    meta = json.dumps({"classes": run.classes, "preprocess": model.preprocess.to_dict(), "backbone": run.meta["backbone"]["name"]})
+    meta = json.dumps({"classes": run.classes, "preprocess": model.preprocess.to_dict(), "backbone": run.meta["backbone"]["name"], "temperature": run.confidence.temperature})
     started = time.perf_counter()
     if format == "onnx":
         _export_onnx(model, example, out, meta)
@@ -231,13 +236,15 @@ class OnnxModel:
         self.path = path
         self.classes: list[str] = meta["classes"]
         self.preprocess = Preprocess.from_dict(meta["preprocess"])
+        self.temperature = float(meta.get("temperature", 1.0))  # exports made before calibration: raw softmax
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         """Shape: pixels (B, 3, H, W) float32 in [0, 1] -> (B, C) logits."""
         return self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
 
     def predict(self, paths: Sequence[Path | str], k: int = 5, batch_size: int = 16) -> list[dict[str, Any]]:
-        """Top-k labels per image, as ``Run.predict``; undecodable files get ``{"path", "error"}``."""
+        """Top-k labels per image, as ``Run.predict`` (calibrated, but no "none of these": ``label`` is always
+        the top class and ``in_distribution`` None); undecodable files get ``{"path", "error"}``."""
         k = min(k, len(self.classes))
         rows: list[dict[str, Any]] = []
         for start in range(0, len(paths), batch_size):
@@ -250,10 +257,11 @@ class OnnxModel:
                 except BadImageError as err:
                     rows.append({"path": str(p), "error": str(err)})
             if views:
-                logits = self.logits(np.stack(views))
+                logits = self.logits(np.stack(views)) / self.temperature
                 probs = np.exp(logits - logits.max(1, keepdims=True))
                 probs /= probs.sum(1, keepdims=True)
                 for row, i in enumerate(ok):
-                    rows.append({"path": str(chunk[i]), "top": top_k(probs[row], self.classes, k)})
+                    top = top_k(probs[row], self.classes, k)
+                    rows.append({"path": str(chunk[i]), "label": top[0]["label"], "closest": top[0]["label"], "prob": top[0]["prob"], "in_distribution": None, "score": None, "top": top})
         order = {str(Path(p)): n for n, p in enumerate(paths)}
         return sorted(rows, key=lambda r: order[r["path"]])

@@ -32,7 +32,7 @@ from .run import Run
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("data", "curves", "metrics", "confusion", "top-losses", "correct", "gradcam", "adversarial", "dreams")
+SECTIONS = ("data", "curves", "metrics", "confusion", "calibration", "top-losses", "correct", "gradcam", "adversarial", "dreams")
 
 
 def report(
@@ -65,6 +65,7 @@ def report(
         _section("curves", "Training", _curves(run)),
         _section("metrics", "Metrics", _metrics_table(metrics)),
         _section("confusion", "Confusion matrix", _confusion(metrics, run.classes)),
+        _section("calibration", "Confidence: calibration and “none of these”", _calibration(run, metrics)),
         _section("top-losses", "Top losses: the most confident mistakes", _gallery(run, _worst(rows, top_losses), show_truth=True)),
         _section("correct", "Correct examples per class", _gallery(run, _best_per_class(rows, examples_per_class), show_truth=False)),
         _section("gradcam", "Grad-CAM: where the model looked", _gradcams(run, rows, gradcam_samples, progress)),
@@ -188,6 +189,21 @@ def _confusion(metrics: dict[str, Any], classes: list[str]) -> str:
     if not cm:
         return _none("No confusion matrix recorded.")
     return _figure(plot_confusion_matrix(np.array(cm), classes), "confusion matrix")
+
+
+def _calibration(run: Run, metrics: dict[str, Any]) -> str:
+    c, i = metrics.get("calibration"), metrics.get("in_distribution") or {}
+    if not c:
+        return _none("No calibration recorded (a run made before transferlab calibrated) — `transferlab calibrate RUN DATA`, then `transferlab evaluate RUN DATA --out RUN`.")
+    text = (f"<p>Probabilities are temperature-scaled (T = {c['temperature']:.3f}, fitted on {_e(c.get('fitted_on') or 'the validation images')}). On the {_e(metrics.get('split', 'held-out'))} "
+            f"split: expected calibration error {c['ece_before']:.4f} → <b>{c['ece_after']:.4f}</b> ({c['bins']} bins), log-loss {c['log_loss_before']:.4f} → {c['log_loss_after']:.4f}.</p>")
+    if i.get("threshold") is not None:
+        text += (f"<p>“None of these”: a photo whose {_e(i['method'])} score is below {i['threshold']:.4g} is reported as none of the {len(run.classes)} classes. "
+                 f"The threshold accepts {100 * i['accept']:.0f} % of the validation images; here it accepts {100 * i['accepted']:.1f} % of the {_e(metrics.get('split', ''))} images.</p>")
+    else:
+        text += _none("No 'none of these' threshold: every photo gets a class. Add one with `transferlab calibrate RUN DATA`.")
+    png = run.directory / "calibration.png" if run.directory else None
+    return text + (_img(Image.open(png), "reliability diagram", "PNG") if png and png.is_file() else "")
 
 
 def _thumb(path: str, size: int = 200) -> Image.Image | None:

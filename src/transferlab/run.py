@@ -24,6 +24,7 @@ from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, resolve_class, save_model, write_json
 from .models.classes import top_k
+from .models.confidence import TENSORS_FILE, Confidence
 from .models.record import RunRecord, short_hash
 
 if TYPE_CHECKING:  # the notebook methods' result types, from the modules those methods call
@@ -49,6 +50,8 @@ class Evaluation:
     probs: np.ndarray  # (N, C)
     failed: dict[Path, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)  # name -> written file
+    scores: np.ndarray | None = None  # (N,) in-distribution scores
+    ood_scores: np.ndarray | None = None  # (M,) scores of the out-of-distribution images, with ``ood``
 
     @property
     def accuracy(self) -> float:
@@ -77,9 +80,36 @@ class Evaluation:
         parts: list[Any] = [line, table]
         if r["most_confused"]:
             parts.append("most confused: " + "; ".join(escape(f"{p['true']} → {p['predicted']} ({p['count']})") for p in r["most_confused"][:5]))
+        if "calibration" in r:
+            c = r["calibration"]
+            parts.append(f"calibration (temperature {c['temperature']:.2f}): ECE {c['ece_before']:.3f} → [bold]{c['ece_after']:.3f}[/], log-loss {c['log_loss_before']:.3f} → {c['log_loss_after']:.3f}")
+        i = r.get("in_distribution") or {}
+        if i.get("method") and i.get("threshold") is not None:
+            parts.append(f"'none of these' ({i['method']} score): accepts {100 * i['accepted']:.1f} % of these images (threshold set to accept {100 * i['accept']:.0f} % of validation images)")
+        elif i:
+            parts.append(escape(f"note: {i.get('note', '')} — add one with `transferlab calibrate RUN DATA`"))
+        if "ood" in r:
+            o, b = r["ood"], r["ood"]["baseline"]
+            accepted = f"; the run's threshold accepts {100 * o['accepted_out']:.1f} % of them" if "accepted_out" in o else ""
+            parts.append(f"out of distribution ({o['n_out']} images): {o['method']} AUROC [bold]{o['auroc']:.3f}[/], FPR95 [bold]{o['fpr95']:.3f}[/]{accepted} (max softmax: AUROC {b['auroc']:.3f}, FPR95 {b['fpr95']:.3f})")
         if self.files:
             parts.append(f"wrote {', '.join(escape(str(p)) for p in self.files.values())}")
         return Group(*parts)
+
+
+@dataclass
+class Scored:
+    """Calibrated probabilities, in-distribution score and accept decision of the readable images."""
+
+    probs: np.ndarray  # (N_ok, C) temperature-scaled softmax
+    scores: np.ndarray  # (N_ok,) in-distribution score, higher: more like the training images
+    accepted: np.ndarray  # (N_ok,) bool: False means "none of these" (all True when the run has no threshold)
+    ok: list[int]  # indices into the requested paths of the rows above
+    failed: dict[Path, str]  # unreadable file -> reason
+    method: str  # the score's name (models.confidence.METHODS)
+    threshold: float | None  # None: the run rejects nothing
+    logits: np.ndarray | None = None  # (N_ok, C) before the temperature
+    hashes: list[str | None] = field(default_factory=list)
 
 
 class Run:
@@ -89,12 +119,14 @@ class Run:
         model: the network (pixels in [0, 1] -> logits over ``classes``).
         record: everything recorded about how it was made (backbone, data, phases, metrics...).
         directory: where it is saved, if it is.
+        confidence: temperature and "none of these" threshold (a run made before them: neither).
     """
 
-    def __init__(self, model: ImageClassifier, record: RunRecord | dict[str, Any], directory: Path | None = None) -> None:
+    def __init__(self, model: ImageClassifier, record: RunRecord | dict[str, Any], directory: Path | None = None, confidence: Confidence | None = None) -> None:
         self.model = model
         self.record = record if isinstance(record, RunRecord) else RunRecord.from_dict(record)
         self.directory = directory
+        self.confidence = confidence if confidence is not None else Confidence.from_record(self.record.confidence)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -127,6 +159,7 @@ class Run:
             lines.append(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
         else:
             lines.append("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
+        lines.append(escape(self.confidence.describe(len(self.classes))))
         if self.directory:
             lines.append(f"run saved to [bold]{escape(str(self.directory))}[/]")
         return "\n".join(lines)
@@ -167,46 +200,66 @@ class Run:
         return FeatureCache(cache_dir, cache_key(self.model, runtime, fingerprint))
 
     def _probabilities(
-        self, paths: Sequence[Path], *, cache_dir: Path | str | None, precision: str, batch_size: int, progress: Progress | None
+        self, paths: Sequence[Path], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None
     ):
+        scored = self.predict_scored(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        return scored, scored.probs
+
+    def predict_scored(
+        self, paths: Sequence[Path | str], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None,
+    ) -> Scored:
+        """Calibrated probabilities, in-distribution score and accept decision of image files.
+
+        What ``predict``, ``evaluate`` and batch jobs build on; unreadable files are listed in ``failed``.
+        """
+        paths = [Path(p) for p in paths]
         runtime = pick_runtime(precision=precision)
         cb = (lambda d, t: progress("features", d, t)) if progress else None
         ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
-        return ex, self.probabilities_from_features(ex.features)
+        probs, scores, accepted, logits = self.score_features(ex.features)
+        conf = self.confidence
+        return Scored(probs, scores, accepted, list(ex.ok), dict(ex.failed), conf.method or "msp", conf.threshold if conf.rejects else None, logits, list(ex.hashes))
+
+    def score_features(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Pooled backbone features -> (calibrated probabilities (N, C), in-distribution scores (N,), accepted (N,)
+        bool, raw logits (N, C)): the head in fp32 on the CPU, the run's temperature and threshold (the model stays put)."""
+        weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))
+        conf = self.confidence
+        features = features.float().cpu()
+        with torch.no_grad():
+            logits = torch.nn.functional.linear(features, weight, bias)
+            scores = conf.score(features, logits)
+            return conf.logits_to_probs(logits).numpy(), scores.numpy(), conf.accepted(scores).numpy(), logits.numpy()
 
     def probabilities_from_features(self, features: torch.Tensor) -> np.ndarray:
-        """Class probabilities from pooled backbone features: the head in fp32 on the CPU (what ``predict`` uses).
+        """Calibrated class probabilities from pooled backbone features (what ``predict`` uses).
 
         Shape:
             features (N, D) float; returns (N, C) float32, C = ``len(self.classes)``.
         """
-        weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))  # the model stays put
-        with torch.no_grad():
-            return torch.softmax(torch.nn.functional.linear(features.float().cpu(), weight, bias), dim=1).numpy()
+        return self.score_features(features)[0]
 
-    def _in_memory_probabilities(self, photos: list[Image.Image | torch.Tensor], precision: str) -> np.ndarray:
+    def _mixed_scored(self, photos: list[Photo], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None):
+        """Files (features cached, as ``predict`` always did) and in-memory images scored in input order:
+        ({position: (probs (C,), score, accepted)}, {position: reason} for unreadable files)."""
         from .features import features_of_images
 
-        views = torch.stack([self._float_view(p) for p in photos])
-        return self.probabilities_from_features(features_of_images(self.model, views, pick_runtime(precision=precision)))
-
-    def _mixed_probabilities(self, photos: list[Photo], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None):
-        """Probabilities of files (cached, as ``predict`` always did) and of in-memory images, in input order:
-        (probs by position, {position: reason} for unreadable files)."""
         files = [i for i, p in enumerate(photos) if isinstance(p, (str, Path))]
         memory = [i for i in range(len(photos)) if i not in set(files)]
         for i in memory:
             if not isinstance(photos[i], (Image.Image, torch.Tensor)):
                 raise InputError(f"expected image paths, PIL images or [0, 1] tensors, got {type(photos[i]).__name__}")
-        found: dict[int, np.ndarray] = {}
+        found: dict[int, tuple[np.ndarray, float, bool]] = {}
         failed: dict[int, str] = {}
         if files:
             paths = [Path(photos[i]) for i in files]
-            ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
-            found.update({files[j]: probs[row] for row, j in enumerate(ex.ok)})
-            failed.update({files[j]: ex.failed.get(paths[j], "not processed") for j in range(len(files)) if files[j] not in found})
+            out = self.predict_scored(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+            found.update({files[j]: (out.probs[row], float(out.scores[row]), bool(out.accepted[row])) for row, j in enumerate(out.ok)})
+            failed.update({files[j]: out.failed.get(paths[j], "not processed") for j in range(len(files)) if files[j] not in found})
         if memory:
-            found.update(zip(memory, self._in_memory_probabilities([photos[i] for i in memory], precision)))
+            views = torch.stack([self._float_view(photos[i]) for i in memory])
+            probs, scores, accepted, _ = self.score_features(features_of_images(self.model, views, pick_runtime(precision=precision)))
+            found.update({i: (probs[row], float(scores[row]), bool(accepted[row])) for row, i in enumerate(memory)})
         return found, failed
 
     # -- public -------------------------------------------------------------------------------------
@@ -220,18 +273,27 @@ class Run:
         batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> list[dict[str, Any]]:
-        """Top-k labels per photo: ``[{"path": ..., "top": [{"label", "index", "prob"}, ...]}, ...]``.
+        """Top-k labels per photo, with the "none of these" decision:
+        ``[{"path", "label", "closest", "prob", "in_distribution", "score", "top": [{"label", "index", "prob"}, ...]}, ...]``.
 
         ``photos``: image files (their features cached), PIL images, or tensors in [0, 1] ((3, H, W), or a
-        (B, 3, H, W) batch), one or a list. In-memory photos get ``"path": None``. Files that cannot be
-        decoded get ``{"path": ..., "error": reason}`` instead of ``top``.
+        (B, 3, H, W) batch), one or a list; in-memory photos get ``"path": None``. ``label`` is the top class,
+        or None when the photo looks like none of the classes (``in_distribution`` False); ``closest``/``prob``
+        are the top class and its calibrated probability either way; ``score`` is the in-distribution score
+        (None when the run has no threshold). Files that cannot be decoded get ``{"path": ..., "error": reason}``.
         """
         photos = _photo_list(photos)
-        found, failed = self._mixed_probabilities(photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        found, failed = self._mixed_scored(photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        rejects = self.confidence.rejects
         rows = []
         for i, photo in enumerate(photos):
             row: dict[str, Any] = {"path": str(photo) if isinstance(photo, (str, Path)) else None}
-            row.update({"top": top_k(found[i], self.classes, k)} if i in found else {"error": failed[i]})
+            if i in found:
+                probs, score, inside = found[i]
+                top = top_k(probs, self.classes, k)
+                row.update(label=top[0]["label"] if inside else None, closest=top[0]["label"], prob=top[0]["prob"], in_distribution=inside, score=score if rejects else None, top=top)
+            else:
+                row["error"] = failed[i]
             rows.append(row)
         return rows
 
@@ -247,11 +309,11 @@ class Run:
             DataError: a file cannot be decoded (``predict`` reports such files in place instead).
         """
         photos = _photo_list(photos)
-        found, failed = self._mixed_probabilities(photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=None)
+        found, failed = self._mixed_scored(photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=None)
         if failed:
             i, reason = next(iter(failed.items()))
             raise DataError(f"cannot read {photos[i]}: {reason}")
-        return np.stack([found[i] for i in range(len(photos))]) if photos else np.zeros((0, len(self.classes)))
+        return np.stack([found[i][0] for i in range(len(photos))]) if photos else np.zeros((0, len(self.classes)))
 
     def load_photo(self, path: Path | str) -> torch.Tensor:
         """A photo at its own size in [0, 1] on the 8-bit grid: what ``models.PhotoClassifier`` takes.
@@ -274,11 +336,15 @@ class Run:
         batch_size: int | None = None,
         top_losses: int = 16,
         progress: Progress | None = None,
+        ood: Sequence[Path | str] | None = None,
     ) -> Evaluation:
         """Score the run on ``split`` of ``dataset`` (default: test, else val, else all images).
 
-        With ``out``, writes ``metrics.json``, ``confusion_matrix.png``, ``top_losses.png`` and
-        ``predictions.csv`` there.
+        The report holds calibration (ECE, log-loss before and after temperature scaling) and the
+        share accepted as in distribution; with ``ood`` (images of none of the classes), how well the
+        in-distribution score tells them apart (``metrics["ood"]``: AUROC, FPR95, max-softmax beside it).
+        With ``out``, writes ``metrics.json``, ``confusion_matrix.png``, ``top_losses.png``,
+        ``predictions.csv`` and ``calibration.png`` (+ ``ood_scores.png`` with ``ood``) there.
         """
         samples, split = dataset.evaluation_split(split)
         check_classes(self.classes, dataset.classes, dataset.root)
@@ -294,6 +360,10 @@ class Run:
         species = self.record.species or dataset.species
         report = classification_report(y_true, probs, self.classes, species=species)
         report.update(split=split, skipped=len(ex.failed))
+        from .evaluate.confidence_report import confidence_report
+
+        raw = torch.softmax(torch.as_tensor(ex.logits), dim=1).numpy()  # before temperature scaling
+        report.update(confidence_report(y_true, raw, probs, ex.scores, ex.accepted, self.confidence))
         seen = self.record.seen_hashes()
         was_seen = np.array([bool(ex.hashes[i]) and short_hash(ex.hashes[i]) in seen for i in ex.ok], dtype=bool)
         if was_seen.any():
@@ -304,10 +374,23 @@ class Run:
                 report["unseen"] = {"n": int((~was_seen).sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
                 honest = f"on the {report['unseen']['n']} unseen ones: accuracy {unseen['accuracy']:.3f}, balanced {unseen['balanced_accuracy']:.3f}"
             log.warning("%d of the %d images scored were used to train or tune this run (same file contents); %s", was_seen.sum(), len(was_seen), honest)
-        result = Evaluation(report, kept, y_true, probs, ex.failed)
+        result = Evaluation(report, kept, y_true, probs, ex.failed, scores=ex.scores)
+        if ood:
+            self._evaluate_ood(result, ood, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
         if out is not None:
             result.files = _write_evaluation(Path(out), result, self.classes, top_losses)
+            result.files.update(_write_confidence(Path(out), result, raw, self.confidence))
         return result
+
+    def _evaluate_ood(self, result: Evaluation, ood: Sequence[Path | str], **kw: Any) -> None:
+        """Add ``metrics["ood"]``: how well the score tells ``ood`` images from the evaluated ones."""
+        from .evaluate.confidence_report import ood_report
+
+        out = self.predict_scored(ood, **kw)
+        if not out.ok:
+            raise DataError(f"none of the {len(ood)} out-of-distribution images could be read")
+        result.ood_scores = out.scores
+        result.metrics["ood"] = ood_report(result.scores, out.scores, self.confidence, result.probs.max(1), out.probs.max(1))
 
     def training_data(self) -> Dataset | None:
         """The data set this run was trained on, loaded again with the same splits; None when the run has no
@@ -367,9 +450,15 @@ class Run:
         return report(self, out, **options)
 
     def save(self, directory: Path | str) -> Path:
-        """Write ``model.safetensors`` + ``model.json`` to ``directory``; returns it."""
+        """Write ``model.safetensors`` + ``model.json`` (+ ``confidence.safetensors``) to ``directory``; returns it."""
+        from safetensors.torch import save
+
         directory = Path(directory)
+        self.record.confidence = self.confidence.to_record() if self.confidence.method or self.confidence.temperature != 1.0 else None
         save_model(directory, self.model, self.record.to_dict())
+        (directory / TENSORS_FILE).unlink(missing_ok=True)
+        if self.confidence.tensors:
+            atomic_write_bytes(directory / TENSORS_FILE, save({k: v.contiguous() for k, v in self.confidence.tensors.items()}))
         self.directory = directory
         return directory
 
@@ -425,6 +514,13 @@ def check_classes(run_classes: Sequence[str], data_classes: Sequence[str], root:
 def load(directory: Path | str) -> Run:
     """Load a run directory written by ``train``/``Run.save`` (safetensors + JSON; nothing unpickled)."""
     model, meta = load_model(directory)
+    tensors = Path(directory) / TENSORS_FILE
+    if meta.get("confidence") and tensors.is_file():
+        from safetensors.torch import load_file
+
+        return Run(model, meta, Path(directory), Confidence.from_record(meta["confidence"], load_file(str(tensors))))
+    if (meta.get("confidence") or {}).get("method") in ("knn", "mahalanobis"):
+        raise RunError(f"{str(directory)!r} lacks {TENSORS_FILE}, which its 'none of these' score needs — copy the whole run folder, or calibrate it again (`transferlab calibrate RUN DATA`)")
     return Run(model, meta, Path(directory))
 
 
@@ -456,6 +552,17 @@ def default_run_dir(dataset: Dataset, backbone: str, root: Path = Path("runs")) 
         n += 1
         candidate = root / f"{base}-{n}"
     return candidate
+
+
+def _write_confidence(out: Path, result: Evaluation, raw: np.ndarray, confidence: Confidence) -> dict[str, Path]:
+    from .evaluate import save_figure
+    from .evaluate.calibration import plot_reliability, plot_score_histogram
+
+    files = {"calibration": save_figure(plot_reliability(result.y_true, raw, result.probs), out / "calibration.png")}
+    if result.ood_scores is not None:
+        files["ood_scores"] = save_figure(plot_score_histogram(result.scores, result.ood_scores, confidence.threshold, confidence.method or "msp"), out / "ood_scores.png")
+    write_json(out / "metrics.json", result.metrics)  # now with the "ood" block
+    return files
 
 
 def _write_evaluation(out: Path, result: Evaluation, classes: list[str], n_losses: int) -> dict[str, Path]:

@@ -8,6 +8,7 @@ regularisation, stop early or pick a recipe (``data.roles``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from .errors import ConfigError, DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone
+from .models.confidence import DEFAULT_ACCEPT, DEFAULT_METHOD, Confidence
 from .models.record import Phase, RunRecord, short_hash
 from .run import Run
 from .train import FinetuneConfig, FinetuneResult, ProbeConfig, ProbeResult, finetune, fit_probe
@@ -84,6 +86,8 @@ def train(
     keep_checkpoints: bool = False,
     progress: Progress | None = None,
     resume_from: dict[str, Any] | None = None,
+    accept: float = DEFAULT_ACCEPT,
+    ood_score: str = DEFAULT_METHOD,
 ) -> Run:
     """Train a classifier on ``dataset`` by transfer learning from ``backbone``.
 
@@ -97,6 +101,8 @@ def train(
         the probe leaves nothing to win; the run records what was tried and why the kept model won.
 
     The score printed and saved is on the held-out split (test, else a given val); see ``data.roles``.
+    The softmax temperature and the "none of these" threshold (``ood_score``, accepting ``accept`` of
+    the choosing images) are fitted on the images used for choosing (``calibrate``), never on it.
     Fine-tuning checkpoints (two full training states) are deleted once training ends, unless
     ``keep_checkpoints``; an interrupted run keeps them for ``resume``.
 
@@ -105,6 +111,7 @@ def train(
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"expected strategy in {', '.join(STRATEGIES)}, got {strategy!r}")
+    _check_confidence_options(accept, ood_score)
     if budget is not None and budget <= 0:
         raise ConfigError(f"expected a positive time budget, got {budget} s — pass e.g. --budget 5m")
     if strategy != "probe":
@@ -168,7 +175,9 @@ def train(
     )
     if tuned is not None:
         record.timing["finetune_s"] = round(sum(row.get("train_s", 0.0) for row in tuned.history), 3)
-    run = Run(setup.model, record)
+    head_saw_choose = not tuning or bool(finetune_config.refit_head and not (tuned and tuned.interrupted))
+    confidence = _calibrate(setup, feats if not tuning else None, train_set, val_set, head.l2, head_saw_choose, accept, ood_score, probe.val_frac)
+    run = Run(setup.model, record, confidence=confidence)
     if not world().is_main:
         return run  # under torchrun only rank 0 evaluates and writes the run directory
     if roles.report_split:
@@ -266,8 +275,84 @@ def _refit_head(setup: _Setup, train_set: list[Sample], val_set: list[Sample], p
 def _evaluate(run: Run, data: Dataset, roles: Roles, directory: Path | None, setup: _Setup) -> dict[str, Any]:
     """Score the held-out split; the record names it and says it was held out."""
     result = run.evaluate(data, roles.report_split, directory, cache_dir=setup.cache_dir, precision=setup.runtime.precision, batch_size=setup.batch_size)
-    keys = ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "top5_accuracy", "species_accuracy", "seen_in_training", "unseen")
+    keys = ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "top5_accuracy", "species_accuracy", "seen_in_training", "unseen", "calibration", "in_distribution")
     return {**{k: result.metrics[k] for k in keys if k in result.metrics}, "held_out": True}
+
+
+def _check_confidence_options(accept: float, method: str) -> None:
+    from .models.confidence import METHODS
+
+    if not 0.0 < accept <= 1.0:
+        raise ConfigError(f"expected --accept in (0, 1], the share of in-distribution images to accept, got {accept} — e.g. --accept 0.95")
+    if method not in METHODS:
+        raise ConfigError(f"expected --ood-score in {', '.join(METHODS)}, got {method!r}")
+
+
+def _calibrate(
+    setup: _Setup, feats: _Features | None, train_set: list[Sample], val_set: list[Sample], l2: float, head_saw_choose: bool, accept: float, method: str, val_frac: float,
+) -> Confidence:
+    """Temperature and "none of these" threshold, fitted on the choosing images (val, else a holdout of
+    train: the one the probe chose its L2 on), with statistics of the fitting images; never the
+    reported split. Where the run's head learnt from the choosing images, a stand-in head fitted on
+    the fitting images alone gives their logits (``train.calibrate``)."""
+    from .train.calibrate import fit_confidence, stand_in_logits
+
+    fit_set, choose_set = (train_set, val_set) if val_set else carve(train_set, val_frac, setup.seed)
+    choose_name = "val" if choose_set and choose_set[0].split == "val" else "holdout of train"
+    if not choose_set or not fit_set:
+        log.warning("no images to calibrate on: probabilities stay raw and nothing is rejected as 'none of these'")
+        return Confidence()
+    if feats is None:  # the network changed (fine-tuning): its own features, cached under its fingerprint
+        feats, _ = _features_of(setup, fit_set + choose_set, "calibrate")
+    fit_x, fit_y = _features_and_labels(fit_set, feats.rows)
+    choose_x, choose_y = _features_and_labels(choose_set, feats.rows)
+    if fit_x is None or choose_x is None:
+        return Confidence()
+    if head_saw_choose:
+        logits = stand_in_logits(fit_x, fit_y, choose_x, choose_y, len(setup.model.classes), l2, setup.seed)
+    else:
+        head = setup.model.head
+        logits = torch.nn.functional.linear(choose_x.float(), head.weight.detach().float().cpu(), head.bias.detach().float().cpu())
+    fitted_on = f"{choose_name} ({len(choose_y)} images); {method} statistics from train ({len(fit_y)} images)"
+    return fit_confidence(fit_x, fit_y, choose_x, logits, choose_y, method=method, accept=accept, seed=setup.seed, fitted_on=fitted_on)
+
+
+def calibrate(
+    run: Run,
+    dataset: Dataset,
+    *,
+    accept: float = DEFAULT_ACCEPT,
+    ood_score: str = DEFAULT_METHOD,
+    cache_dir: Path | str | None = None,
+    precision: str = "auto",
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> Run:
+    """The run with a new temperature and "none of these" threshold fitted on ``dataset``'s choosing
+    images, as training fits them (for runs made before calibration existed, or another ``accept``).
+
+    ``dataset`` should be the run's training data, split as it was (same seed and fractions): its
+    reported split is never touched. Returns a new ``Run`` sharing the model; ``run`` is unchanged.
+    """
+    from .run import check_classes
+
+    _check_confidence_options(accept, ood_score)
+    if run.record.strategy == "pretrained":
+        raise ConfigError("a bare backbone has no training images to calibrate on — train a run on your data first")
+    check_classes(run.classes, dataset.classes, dataset.root)
+    data = copy.deepcopy(dataset)
+    to_run = {i: run.classes.index(c) for i, c in enumerate(data.classes)}
+    data.samples = [dataclasses.replace(s, label=to_run[s.label]) for s in data.samples]
+    roles = split_roles(data)
+    setup = _Setup(run.record.backbone.get("name", ""), None, run.model, run.record.backbone.get("arch", ""), None, pick_runtime(precision=precision), cache_dir, batch_size,
+                   int(run.record.hyperparameters.get("seed", 0)), progress)
+    l2 = float(run.record.hyperparameters.get("chosen_l2", ProbeConfig().l2_grid[len(ProbeConfig().l2_grid) // 2]))
+    tuned_head = run.record.kept == "finetune" and not (run.record.finetune or {}).get("head_refit", False)
+    val_frac = float(run.record.hyperparameters.get("val_frac", ProbeConfig().val_frac))
+    confidence = _calibrate(setup, None, roles.train, roles.val, l2, not tuned_head, accept, ood_score, val_frac)
+    record = copy.deepcopy(run.record)
+    record.confidence = confidence.to_record()
+    return Run(run.model, record, run.directory, confidence)
 
 
 # -- decisions and records --------------------------------------------------------------------------

@@ -141,13 +141,14 @@ def test_cli_predict_ray_writes_csv_rows_with_reasons_from_paths_and_uris(local_
     assert "9 rows, 3 unreadable" in result.output
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "label_1", "prob_1", "label_2", "prob_2", "error"]
+    assert list(rows[0]) == ["path", "label_1", "prob_1", "label_2", "prob_2", "in_distribution", "error"]  # the run has a threshold
     assert [r["path"] for r in rows] == sources
     for row, want in zip(rows, plain):
         if "error" in want:
-            assert row["error"] == want["error"] and row["label_1"] == ""
+            assert row["error"] == want["error"] and row["label_1"] == "" and row["in_distribution"] == ""
         else:
             assert row["label_1"] == want["top"][0]["label"] and abs(float(row["prob_1"]) - want["top"][0]["prob"]) <= 1e-4
+            assert abs(float(row["in_distribution"]) - want["score"]) <= 1e-4  # predict's own score
 
 
 def test_cli_predict_ray_option_errors_are_one_line(tiny_run: tl.Run, photos: Path, tmp_path: Path) -> None:

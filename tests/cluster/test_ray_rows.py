@@ -20,12 +20,14 @@ def test_without_ray_the_error_is_one_line_naming_the_extra(monkeypatch: pytest.
 
 
 class _Scored:
-    """A run offering an in-distribution score (what calibrated runs provide)."""
+    """A run with a "none of these" threshold (what calibrated runs have): its score comes from ``score_features``."""
 
     classes = ["cat", "dog", "fox"]
+    confidence = type("Confidence", (), {"rejects": True})()
 
-    def in_distribution_score(self, features):
-        return np.asarray(features).sum(1)
+    def score_features(self, features):
+        scores = np.asarray(features).sum(1)
+        return None, scores, scores > 0, None
 
 
 def test_rows_carry_top_k_reasons_and_the_in_distribution_score_only_when_the_run_has_one() -> None:

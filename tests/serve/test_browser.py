@@ -12,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import transferlab as tl
 
@@ -94,7 +96,18 @@ def test_page_shows_the_breed_of_an_uploaded_oxford_photo(browser, tmp_path: Pat
         WebDriverWait(browser, 60).until(lambda d: (d.find_element(By.ID, "cam").get_attribute("src") or "").startswith("data:image/png"))
         assert label.text == expected == "Bengal"
         assert len(bars) == 3 and bars[0].find_element(By.CSS_SELECTOR, ".label").text == "Bengal"
+        assert "doesn't look like" not in browser.find_element(By.ID, "verdict").text
         browser.save_screenshot(str(tmp_path / "page.png"))
+
+        # a photo of none of the breeds: black and white stripes (a texture); the page says so, closest guess underneath
+        stripes = tmp_path / "stripes.png"
+        Image.fromarray((((np.indices((256, 256)).sum(0) // 16) % 2) * 255).astype(np.uint8)).convert("RGB").save(stripes)
+        assert run.predict([stripes], precision="fp32")[0]["label"] is None
+        browser.find_element(By.ID, "file").send_keys(str(stripes))
+        WebDriverWait(browser, 120).until(lambda d: "doesn't look like" in d.find_element(By.ID, "verdict").text)
+        verdict = browser.find_element(By.ID, "verdict").text
+        assert "This doesn't look like any of the 3 classes" in verdict and "Closest guess" in verdict
+        assert browser.find_element(By.ID, "label").text in BREEDS
     finally:
         server.should_exit = True
 

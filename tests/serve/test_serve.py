@@ -68,13 +68,32 @@ def test_unsure_follows_the_threshold_stored_with_the_run(tiny_run_dir: Path, tm
 
     run_dir = shutil.copytree(tiny_run_dir, tmp_path / "run")
     set_threshold(run_dir, 0.999999)
-    client = TestClient(create_app(tl.load(run_dir)))
+    run = tl.load(run_dir)
+    run.confidence.temperature = 100.0  # probabilities near 1/3: not sure, whatever the photo
+    client = TestClient(create_app(run))
     assert client.get("/model").json()["unsure_below"] == 0.999999
-    result = client.post("/predict", files={"files": ("a.jpg", jpeg(), "image/jpeg")}).json()
+    photo = next(Path(run.meta["data"]["root"]).glob("fox/*_1.jpg"))  # one of the run's own kind: "not sure" is for these
+    upload = {"files": (photo.name, photo.read_bytes(), "image/jpeg")}
+    result = client.post("/predict", files=upload).json()
+    assert result["results"][0]["in_distribution"] is True
     assert result["results"][0]["unsure"] is True and result["unsure_below"] == 0.999999
     set_threshold(run_dir, 0.0)
-    result = TestClient(create_app(tl.load(run_dir))).post("/predict", files={"files": ("a.jpg", jpeg(), "image/jpeg")}).json()
+    run = tl.load(run_dir)
+    run.confidence.temperature = 100.0
+    result = TestClient(create_app(run)).post("/predict", files=upload).json()
     assert result["results"][0]["unsure"] is False
+
+
+def test_none_of_these_gives_a_null_label_the_closest_guess_and_no_unsure(tiny_run_dir: Path) -> None:
+    from transferlab.models.confidence import Confidence
+
+    run = tl.load(tiny_run_dir)
+    run.confidence = Confidence(temperature=run.confidence.temperature, method="msp", threshold=1.01, accept=0.95)  # rejects every photo
+    client = TestClient(create_app(run))
+    r = client.post("/predict?k=2", files={"files": ("a.jpg", jpeg(), "image/jpeg")}).json()["results"][0]
+    assert r["label"] is None and r["in_distribution"] is False and r["unsure"] is False and r["n_classes"] == 3
+    assert r["top"][0]["label"] in run.classes and isinstance(r["score"], float)  # the closest guess, still shown
+    assert client.get("/model").json()["ood"]["method"] == "msp"
 
 
 def test_model_card_health_page_and_openapi(client: TestClient, tiny_run_dir: Path) -> None:

@@ -38,21 +38,18 @@ class RayPrediction:
 
 
 def has_in_distribution(run: Run) -> bool:
-    """True when the run scores how typical an image is of its training data (a calibrated run)."""
-    return getattr(run, "in_distribution_score", None) is not None
+    """True when the run scores how typical an image is of its training data (a calibrated run with a threshold)."""
+    confidence = getattr(run, "confidence", None)
+    return bool(confidence is not None and confidence.rejects)
 
 
 def in_distribution(run: Run, features: Any) -> np.ndarray | None:
-    """The run's in-distribution score of each image, when the run has one; else ``None``.
-
-    The single place the batch rows ask a run for it: a run offering ``in_distribution_score(features)``
-    (pooled features (N, D) -> (N,) scores) gets the column, any other run does not.
-    """
+    """The run's in-distribution score of each image (``Run.score_features``), when the run has one; else ``None``."""
     if not has_in_distribution(run):
         return None
     if len(features) == 0:
         return np.zeros(0)
-    return np.asarray(run.in_distribution_score(features), dtype=np.float64).reshape(-1)
+    return np.asarray(run.score_features(features)[1], dtype=np.float64).reshape(-1)
 
 
 def row_schema(k: int, with_score: bool) -> Any:

@@ -1,7 +1,8 @@
 """The run record: everything ``model.json`` says about how a run was made, as a typed, versioned object.
 
 Version 1 (transferlab 0.1) files hold the same top-level fields minus ``phases`` and ``decision``;
-they read into the same class, so every reader sees one shape.
+version 2 lacks ``confidence`` (temperature and "none of these" threshold: such runs predict with the
+raw softmax and reject nothing). All read into the same class, so every reader sees one shape.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import PurePath
 from typing import Any
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RunRecord:
     metrics: dict[str, Any] | None = None  # on the held-out split: split, held_out, n, accuracy, ...
     finetune: dict[str, Any] | None = None  # history, best_epoch, win_rate, ...
     phases: list[Phase] = field(default_factory=list)
+    confidence: dict[str, Any] | None = None  # temperature, in-distribution score and threshold (models.confidence)
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know (kept as read)
     record_version: int = RECORD_VERSION
 

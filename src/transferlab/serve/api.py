@@ -25,7 +25,11 @@ class Label(BaseModel):
 class Result(BaseModel):
     filename: str
     top: list[Label]
-    unsure: bool = Field(description="top probability below the run's threshold: the page says 'not sure'")
+    label: Optional[str] = Field(description="the top class, or null when the photo looks like none of the classes")
+    in_distribution: bool = Field(description="false: 'none of these' (the in-distribution score is below the run's threshold); top[0] is the closest guess")
+    score: Optional[float] = Field(None, description="in-distribution score (higher: more like the training photos); null when the run has no threshold")
+    n_classes: int
+    unsure: bool = Field(description="an in-distribution photo whose top (calibrated) probability is below the 'not sure' threshold")
     gradcam: Optional[str] = Field(None, description="PNG data URL of the Grad-CAM overlay of the top class (with ?gradcam=true)")
     input: Optional[str] = Field(None, description="PNG data URL of the crop the model saw, the same size as the overlay (with ?gradcam=true)")
 

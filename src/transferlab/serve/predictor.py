@@ -125,12 +125,20 @@ class Predictor:
 
     def _infer(self, model: torch.nn.Module, images: list[Image.Image], k: int, with_cam: bool) -> list[dict[str, Any]]:
         x = torch.stack([model.preprocess.to_tensor(im) for im in images])  # (B, 3, H, W) in [0, 1]
+        conf = self.run.confidence
         with torch.inference_mode():
-            probs = torch.softmax(model(x), dim=1).numpy()
+            features = model.features(x)
+            logits = model.head(features)
+            probs, scores = conf.logits_to_probs(logits).numpy(), conf.score(features, logits)
+            accepted = conf.accepted(scores).numpy()
         rows = []
         for i, p in enumerate(probs):
             top = top_k(p, model.classes, k, decimals=6)
-            row: dict[str, Any] = {"top": top, "unsure": bool(top[0]["prob"] < self.threshold), "gradcam": None}
+            inside = bool(accepted[i])
+            row: dict[str, Any] = {
+                "top": top, "label": top[0]["label"] if inside else None, "in_distribution": inside, "score": float(scores[i]) if conf.rejects else None,
+                "n_classes": len(model.classes), "unsure": inside and bool(top[0]["prob"] < self.threshold), "gradcam": None,
+            }
             if with_cam and self.layer is not None:
                 row["gradcam"] = _png_data_url(gradcam(model, x[i : i + 1], top[0]["index"], self.layer).overlay(0.45))
                 row["input"] = _png_data_url(to_pil(x[i]))  # the crop the model saw: lines up with the overlay
@@ -148,6 +156,8 @@ class Predictor:
             "metrics": meta.get("metrics"),
             "input_size": list(self.run.model.preprocess.input_size),
             "unsure_below": self.threshold,
+            "temperature": self.run.confidence.temperature,
+            "ood": {"method": self.run.confidence.method, "threshold": self.run.confidence.threshold, "accept": self.run.confidence.accept} if self.run.confidence.rejects else None,
             "gradcam_layer": self.layer,
             "created": meta.get("created"),
             "transferlab_version": meta.get("transferlab_version"),
