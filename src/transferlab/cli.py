@@ -205,6 +205,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Images per forward pass [default: 16 per CPU core, 64 on GPU].")] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
+    exclude: Annotated[Optional[Path], typer.Option("--exclude", help="Leave out the paths listed in FILE, one a line (e.g. a reviewed `audit --fix-list`).")] = None,
 ) -> None:
     """Train a classifier on DATA and write a run folder (model, metrics, plots)."""
     if resume is not None:
@@ -222,7 +223,8 @@ def train(
             batch_size=ft_batch_size, patience=patience, bn_stats=bn_stats, refit_head=refit_head, mix=mix, ema_epochs=ema_epochs, compile=compile_,
         )
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
-                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb)
+                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb,
+                       exclude=_read_list(exclude))
     _report_training(run, run.meta["data"], directory, json_)
 
 
@@ -247,10 +249,31 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
     if m:
         extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
         out.print(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
+        _print_unseen(m)
     else:
         out.print("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
     out.print(f"run saved to [bold]{directory}[/]")
 
+
+
+def _read_list(path: Path | None) -> list[Path]:
+    if path is None:
+        return []
+    if not path.is_file():
+        raise tl.InputError(f"expected a file listing paths, one a line, got {path} (not a file) — write one with `transferlab audit DATA --fix-list FILE`")
+    from .audit import read_paths
+
+    return read_paths(path)
+
+
+def _print_unseen(m: dict[str, Any]) -> None:
+    """The accuracy on the scored images with no exact or near copy among the training images."""
+    left = m.get("seen_in_training", 0) + m.get("near_copies_of_training", 0)
+    if "unseen" in m:
+        out.print(f"unseen {m['split']} accuracy [bold]{m['unseen']['accuracy']:.3f}[/] (balanced {m['unseen']['balanced_accuracy']:.3f}, n={m['unseen']['n']}): "
+                  f"{left} left out as exact ({m.get('seen_in_training', 0)}) or near ({m.get('near_copies_of_training', 0)}) copies of training images", highlight=False)
+    elif left:
+        out.print(f"all {left} images scored are exact or near copies of training images: no unseen accuracy", highlight=False)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -322,6 +345,7 @@ def evaluate(
     line += f", top-5 {r['top5_accuracy']:.3f}" if "top5_accuracy" in r else ""
     line += f", species {r['species_accuracy']:.3f}" if "species_accuracy" in r else ""
     out.print(line)
+    _print_unseen(r)
     table = Table("class", "precision", "recall", "F1", "support")
     for c in r["per_class"]:
         table.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
@@ -638,6 +662,49 @@ def robustness(
             table.add_row(f"{row['source']} → {row['target']}", str(row["n"]), f"{row[m.success_key(m.eps[-1])]:.2f}", "—" if med == "" else f"{med:.4g}/255")
         out.print(table)
     out.print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+
+
+@app.command("audit")
+def audit_(
+    data: DataArg,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone whose (cached) features are compared.")] = DEFAULT_BACKBONE,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for audit.json, audit.csv, audit.html [default: audit-<data>].")] = None,
+    fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help="Write the paths to review to FILE, one a line (for `train --exclude` once reviewed).")] = None,
+    limit: Annotated[int, typer.Option(help="Rows per kind of finding in the terminal table.")] = 10,
+    weights: WeightsOpt = None,
+    layout: LayoutOpt = "auto",
+    label: LabelOpt = "breed",
+    val_frac: ValFracOpt = 0.1,
+    test_frac: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    cache_dir: CacheOpt = None,
+    precision: PrecisionOpt = "auto",
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Find duplicates (within and across splits), likely label errors, outliers; the data is never changed.
+
+    Exit code 0 when nothing is found above the thresholds, 1 otherwise.
+    """
+    from .audit import write_paths
+
+    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    with progress_bar(quiet or json_) as cb:
+        result = tl.audit(ds, backbone, weights=weights, out=out_dir or Path(f"audit-{ds.root.name}"), cache_dir=cache_dir, precision=precision, seed=seed, progress=cb)
+    if fix_list is not None:
+        write_paths(result.fix_paths(), fix_list)
+    if json_:
+        _emit_json({**result.summary(), "files": {k: str(v) for k, v in result.files.items()}, "findings": [vars(f) for f in result.findings]})
+    else:
+        table = Table("finding", "score", "image", "split", "label", "suggested label / partner")
+        for kind in result.summary():
+            for f in result.of(kind)[:limit]:
+                table.add_row(kind, f"{f.score:.3f}", escape(display_path(Path(f.path).name)), f.split, escape(f.label), escape(f.suggested_label or display_path(Path(f.partner).name)))
+        if result.findings:
+            out.print(table)
+        out.print(f"{result.n_images} images: " + ", ".join(f"{n} {k}" for k, n in result.summary().items()) + f"; out-of-fold probe accuracy {result.oof_accuracy:.3f}", highlight=False)
+        out.print(f"wrote {', '.join(str(p) for p in result.files.values())}" + (f"; paths to review in {fix_list}" if fix_list else ""), highlight=False)
+    raise typer.Exit(0 if result.clean else 1)
 
 
 @app.command("export")

@@ -187,18 +187,46 @@ class Run:
         report.update(split=split, skipped=len(ex.failed))
         seen = self.record.seen_hashes()
         was_seen = np.array([bool(ex.hashes[i]) and short_hash(ex.hashes[i]) in seen for i in ex.ok], dtype=bool)
+        near = self._near_copies(dataset, paths, ex, was_seen, seen, cache_dir=cache_dir, precision=precision, batch_size=batch_size) if seen else np.zeros_like(was_seen)
         if was_seen.any():
             report["seen_in_training"] = int(was_seen.sum())
-            honest = "none is unseen, so this is no measure of how the run does on new photos"
-            if (~was_seen).any():
-                unseen = classification_report(y_true[~was_seen], probs[~was_seen], self.classes)
-                report["unseen"] = {"n": int((~was_seen).sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
-                honest = f"on the {report['unseen']['n']} unseen ones: accuracy {unseen['accuracy']:.3f}, balanced {unseen['balanced_accuracy']:.3f}"
-            log.warning("%d of the %d images scored were used to train or tune this run (same file contents); %s", was_seen.sum(), len(was_seen), honest)
+        if near.any():
+            report["near_copies_of_training"] = int(near.sum())
+        left_out = was_seen | near
+        if seen and (~left_out).any():
+            unseen = classification_report(y_true[~left_out], probs[~left_out], self.classes)
+            report["unseen"] = {"n": int((~left_out).sum()), "left_out": int(left_out.sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
+        if left_out.any():
+            honest = (f"on the {report['unseen']['n']} unseen ones: accuracy {report['unseen']['accuracy']:.3f}, balanced {report['unseen']['balanced_accuracy']:.3f}"
+                      if "unseen" in report else "none is unseen, so this is no measure of how the run does on new photos")
+            log.warning("%d of the %d images scored were used to train or tune this run (%d same file contents, %d near copies); %s",
+                        left_out.sum(), len(left_out), was_seen.sum(), near.sum(), honest)
         result = Evaluation(report, kept, y_true, probs, ex.failed)
         if out is not None:
             result.files = _write_evaluation(Path(out), result, self.classes, top_losses)
         return result
+
+    def _near_copies(self, dataset: Dataset, paths: list[Path], ex, was_seen: np.ndarray, seen: set[str], **how: Any) -> np.ndarray:
+        """Which scored images (rows of ``ex``) are near copies (re-encoded, resized, cropped, recoloured,
+        mirrored: ``audit.copies_in``) of an image this run learnt from, among ``dataset``'s other images."""
+        from .audit import copies_in
+        from .audit.neighbours import normalise
+
+        near = np.zeros(len(ex.ok), dtype=bool)
+        scored = set(paths)
+        others = [s.path for s in dataset.samples if s.path not in scored]
+        if not others or was_seen.all():
+            return near
+        runtime = pick_runtime(precision=how["precision"])
+        base = extract_features(self.model, others, cache=self._cache(runtime, how["cache_dir"]), runtime=runtime, batch_size=how["batch_size"])
+        rows = [r for r, i in enumerate(base.ok) if base.hashes[i] and short_hash(base.hashes[i]) in seen]
+        query = np.flatnonzero(~was_seen)
+        if not rows:
+            return near
+        found = copies_in([paths[ex.ok[r]] for r in query], [ex.hashes[ex.ok[r]] for r in query], normalise(ex.features[query]),
+                          [others[base.ok[r]] for r in rows], [base.hashes[base.ok[r]] for r in rows], normalise(base.features[rows]))
+        near[query[list(found)]] = True
+        return near
 
     def save(self, directory: Path | str) -> Path:
         """Write ``model.safetensors`` + ``model.json`` to ``directory``; returns it."""

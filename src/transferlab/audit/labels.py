@@ -15,24 +15,29 @@ import numpy as np
 import torch
 
 from ..data.roles import stratified_folds
+from ..features.runtime import single_threaded_ops
 from ..train.config import ProbeConfig
 from ..train.probe import fit_probe
 
 _EPS = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
 
 
-def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0, max_iter: int = 100, dims: int = 128) -> np.ndarray:
+def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0, max_iter: int = 100, dims: int | None = None) -> np.ndarray:
     """Each image's class probabilities from a probe that never saw it (k-fold on cached features).
 
-    Features are first reduced to their ``dims`` principal components (no labels involved: the folds stay
-    honest), which makes the fits ~10x faster with the same predictions to within a point of accuracy;
-    the L2 strength is chosen once, on a holdout of all images, then kept for every fold.
+    With ``dims``, features are first reduced to their ``dims`` principal components (no labels involved):
+    faster, but on Oxford mini with 5% of labels flipped 128 components found 11 of 15 flips against 14 of
+    15 with all features, so the default keeps them all. The L2 strength is chosen once, on a holdout of
+    all images, then kept for every fold.
 
     Shape:
         features (N, D), labels (N,) -> (N, C) float64.
     """
-    labels = np.asarray(labels)
-    features = principal_components(features, dims)
+    with single_threaded_ops():  # small L-BFGS steps: one thread is faster, several times so on a busy machine
+        return _out_of_fold(principal_components(features, dims) if dims else np.asarray(features), np.asarray(labels), n_classes, folds, seed, max_iter)
+
+
+def _out_of_fold(features: np.ndarray, labels: np.ndarray, n_classes: int, folds: int, seed: int, max_iter: int) -> np.ndarray:
     counts = np.bincount(labels, minlength=n_classes)
     k = max(2, min(folds, int(counts[counts > 0].min())))
     config = ProbeConfig(max_iter=max_iter)
@@ -59,9 +64,9 @@ def principal_components(features: np.ndarray, dims: int) -> np.ndarray:
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
     if x.shape[1] <= dims:
         return x.numpy()
-    x = x - x.mean(0)
-    _, _, v = torch.pca_lowrank(x, q=min(dims, *x.shape), center=False, niter=4)
-    return (x @ v).numpy()
+    x = (x - x.mean(0)).double()
+    _, vectors = torch.linalg.eigh(x.T @ x)  # (D, D), ascending: deterministic, unlike randomised PCA
+    return (x @ vectors[:, -min(dims, len(x)):]).float().numpy()
 
 
 def find_label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
