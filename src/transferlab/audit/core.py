@@ -21,7 +21,7 @@ from ..models import DEFAULT_BACKBONE, create_backbone
 from .config import AuditConfig
 from .duplicates import Pair, find_duplicates
 from .labels import find_label_issues, out_of_fold_probabilities, self_confidence
-from .neighbours import normalise
+from .neighbours import nearest, normalise
 from .outliers import outlier_scores, robust_z
 from .result import AuditResult, Finding
 
@@ -85,7 +85,8 @@ def audit_features(
     t = time.perf_counter()
     unit = normalise(features)
     paths = [s.path for s in samples]
-    pairs = find_duplicates(paths, hashes, unit, config)
+    near = nearest(unit, unit, max(config.neighbours, config.outlier_k), exclude_self=True)  # (N, k) once, for both
+    pairs = find_duplicates(paths, hashes, unit, config, near)
     timing["duplicates"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()
@@ -102,7 +103,7 @@ def audit_features(
     timing["labels"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()
-    z = robust_z(outlier_scores(unit, config.outlier_k))
+    z = robust_z(outlier_scores(unit, config.outlier_k, near))
     timing["outliers"] = round(time.perf_counter() - t, 3)
 
     names = [dataset.classes[c] for c in present]

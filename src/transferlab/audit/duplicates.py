@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .config import AuditConfig
@@ -26,13 +27,17 @@ class Pair:
     feature_similarity: float
 
 
-def find_duplicates(paths: Sequence[Path], hashes: Sequence[str | None], features: torch.Tensor, config: AuditConfig = AuditConfig()) -> list[Pair]:
+def find_duplicates(
+    paths: Sequence[Path], hashes: Sequence[str | None], features: torch.Tensor, config: AuditConfig = AuditConfig(),
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[Pair]:
     """Every pair of exact or near-duplicates among ``paths``.
 
     Args:
         paths: the images, in the order of ``features``' rows.
         hashes: each image's content hash (None: unknown).
         features: (N, D) unit-length pooled features.
+        neighbours: ``nearest(features, features, k, exclude_self=True)`` when already computed.
 
     Returns:
         Pairs sorted by (a, b). Exact copies are listed against the first of their group only.
@@ -46,7 +51,7 @@ def find_duplicates(paths: Sequence[Path], hashes: Sequence[str | None], feature
         for j in group[1:]:
             pairs[(group[0], j)] = Pair(group[0], j, "exact", 1.0, 1.0)
     same = {i: g[0] for g in by_hash.values() for i in g}  # exact copies share one representative
-    candidates = [(a, b, s) for a, b, s in candidate_pairs(features, config.neighbours, config.candidate_similarity)
+    candidates = [(a, b, s) for a, b, s in candidate_pairs(features, config.neighbours, config.candidate_similarity, neighbours)
                   if same.get(a, a) != same.get(b, b) and (a, b) not in pairs]
     scores = verify(list(paths), [(a, b) for a, b, _ in candidates])
     for a, b, s in candidates:

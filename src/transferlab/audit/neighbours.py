@@ -40,9 +40,10 @@ def nearest(query: torch.Tensor, base: torch.Tensor, k: int, exclude_self: bool 
     return np.concatenate(sims), np.concatenate(idx)
 
 
-def candidate_pairs(features: torch.Tensor, k: int, threshold: float) -> list[tuple[int, int, float]]:
+def candidate_pairs(features: torch.Tensor, k: int, threshold: float, neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int, float]]:
     """Unordered pairs (i < j, similarity) among each image's ``k`` nearest neighbours with similarity >= ``threshold``."""
-    sims, idx = nearest(features, features, k, exclude_self=True)
+    sims, idx = neighbours if neighbours is not None else nearest(features, features, k, exclude_self=True)
+    sims, idx = sims[:, :k], idx[:, :k]
     pairs: dict[tuple[int, int], float] = {}
     for i, j in zip(*np.nonzero(sims >= threshold)):
         a, b = sorted((int(i), int(idx[i, j])))

@@ -8,13 +8,16 @@ import torch
 from .neighbours import nearest
 
 
-def outlier_scores(features: torch.Tensor, k: int = 5) -> np.ndarray:
+def outlier_scores(features: torch.Tensor, k: int = 5, neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Mean cosine distance of each image to its ``k`` nearest neighbours (features unit length).
+
+    ``neighbours``: ``nearest(features, features, >= k, exclude_self=True)`` when already computed.
 
     Shape:
         (N, D) -> (N,).
     """
-    sims, _ = nearest(features, features, k, exclude_self=True)
+    sims, _ = neighbours if neighbours is not None else nearest(features, features, k, exclude_self=True)
+    sims = sims[:, :k]
     return (1.0 - sims).mean(1) if sims.shape[1] else np.zeros(len(features))
 
 

@@ -1,10 +1,13 @@
-"""Is it the same photo? Pixel agreement of small grey thumbnails, aligned for crops and mirroring.
+"""Is it the same photo? Pixel agreement of small grey detail maps, aligned for crops and mirroring.
 
 Pooled features of a CNN say "the same kind of picture": two shots of one cat a second apart score as
-high as a photo and its JPEG re-encode. Grey thumbnails at 24 x 24, each normalised to zero mean and
-unit length, tell them apart: re-encoding, resizing and colour shifts leave them almost unchanged, a
-crop is undone by also comparing centre crops of 95, 90 and 85%, a mirror by comparing flipped. Only
-pairs the features propose are decoded, so this costs a few milliseconds per candidate pair.
+high as a photo and its JPEG re-encode. Grey thumbnails at 48 x 48 minus their own blur (a 3-pixel
+box: the detail, not the lighting), each normalised to zero mean and unit length, tell them apart:
+re-encoding, resizing and colour shifts leave the detail in place, a crop is undone by also comparing
+centre crops of 95, 90 and 85%, a mirror by comparing flipped. Edited copies of Oxford mini photos
+agree at >= 0.946, bursts of one pet at <= 0.39, and differently lit photos of textured tiles
+(magnetic-tiles) at <= 0.83 (a plain 24-pixel thumbnail put those at 0.95: lighting dominated it).
+Only pairs the features propose are decoded, so this costs a few milliseconds per candidate pair.
 """
 
 from __future__ import annotations
@@ -14,29 +17,31 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from ..data import BadImageError, open_rgb
 
-SIZE = 24
+SIZE = 48
+BLUR = 3  # box radius of the blur subtracted: what stays is detail
 CROPS = (1.0, 0.95, 0.9, 0.85)  # centre crops compared: a copy cropped by up to ~8% a side still lines up
 
 
 def thumbnails(path: Path) -> np.ndarray | None:
-    """Normalised grey thumbnails of the centre crops in ``CROPS``; None when the file cannot be read.
+    """Normalised grey detail maps of the centre crops in ``CROPS``; None when the file cannot be read.
 
     Shape:
         returns (len(CROPS), SIZE, SIZE) float32.
     """
     try:
-        image = open_rgb(path, draft=(SIZE * 8, SIZE * 8)).convert("L")
+        image = open_rgb(path, draft=(SIZE * 4, SIZE * 4)).convert("L")
     except (BadImageError, OSError):
         return None
     w, h = image.size
     out = []
     for f in CROPS:
         box = ((w - w * f) / 2, (h - h * f) / 2, (w + w * f) / 2, (h + h * f) / 2)
-        a = np.asarray(image.resize((SIZE, SIZE), Image.BOX, box=box), dtype=np.float32)
+        small = image.resize((SIZE, SIZE), Image.BOX, box=box)
+        a = np.asarray(small, dtype=np.float32) - np.asarray(small.filter(ImageFilter.BoxBlur(BLUR)), dtype=np.float32)
         a = a - a.mean()
         out.append(a / (np.linalg.norm(a) + 1e-6))
     return np.stack(out)
