@@ -86,7 +86,7 @@ def audit_features(
     unit = normalise(features)
     paths = [s.path for s in samples]
     near = nearest(unit, unit, max(config.neighbours, config.outlier_k), exclude_self=True)  # (N, k) once, for both
-    pairs = find_duplicates(paths, hashes, unit, config, near)
+    pairs = find_duplicates(paths, hashes, unit, config, near, rank=[_SPLIT_ORDER[s.split] for s in samples])
     timing["duplicates"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()

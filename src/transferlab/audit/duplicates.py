@@ -29,7 +29,7 @@ class Pair:
 
 def find_duplicates(
     paths: Sequence[Path], hashes: Sequence[str | None], features: torch.Tensor, config: AuditConfig = AuditConfig(),
-    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None, rank: Sequence[int] | None = None,
 ) -> list[Pair]:
     """Every pair of exact or near-duplicates among ``paths``.
 
@@ -38,6 +38,8 @@ def find_duplicates(
         hashes: each image's content hash (None: unknown).
         features: (N, D) unit-length pooled features.
         neighbours: ``nearest(features, features, k, exclude_self=True)`` when already computed.
+        rank: per image, lower first (the split order): exact copies pair with their group's lowest
+            ranked member, so every test copy of a training image is paired with a training image.
 
     Returns:
         Pairs sorted by (a, b). Exact copies are listed against the first of their group only.
@@ -48,8 +50,10 @@ def find_duplicates(
         if h:
             by_hash[h].append(i)
     for group in by_hash.values():
+        group.sort(key=lambda i: (rank[i] if rank is not None else 0, i))
         for j in group[1:]:
-            pairs[(group[0], j)] = Pair(group[0], j, "exact", 1.0, 1.0)
+            a, b = sorted((group[0], j))
+            pairs[(a, b)] = Pair(a, b, "exact", 1.0, 1.0)
     same = {i: g[0] for g in by_hash.values() for i in g}  # exact copies share one representative
     candidates = [(a, b, s) for a, b, s in candidate_pairs(features, config.neighbours, config.candidate_similarity, neighbours)
                   if same.get(a, a) != same.get(b, b) and (a, b) not in pairs]
