@@ -11,11 +11,13 @@ of ours needs; tests/audit compares the two on the same inputs.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
 from ..data.roles import stratified_folds
-from ..features.runtime import single_threaded_ops
+from ..features.runtime import cpu_count, single_threaded_ops
 from ..train.config import ProbeConfig
 from ..train.probe import fit_probe
 
@@ -47,13 +49,17 @@ def _out_of_fold(features: np.ndarray, labels: np.ndarray, n_classes: int, folds
     fixed = ProbeConfig(l2_grid=(chosen,), max_iter=max_iter)
     probs = np.zeros((len(labels), n_classes))
     everything = np.arange(len(labels))
-    for fold in stratified_folds(labels, k, seed):
+
+    def one(fold: np.ndarray) -> None:
         fit = np.setdiff1d(everything, fold)
         head = fit_probe(features[fit], labels[fit], n_classes, features[fold], labels[fold], fixed, seed, refit=False, dtype=torch.float32)
         logits = np.asarray(features[fold], dtype=np.float64) @ head.weight.double().numpy().T + head.bias.double().numpy()
         logits -= logits.max(1, keepdims=True)
         e = np.exp(logits)
         probs[fold] = e / e.sum(1, keepdims=True)
+
+    with ThreadPoolExecutor(cpu_count()) as pool:  # folds are independent; torch releases the GIL in its kernels
+        list(pool.map(one, stratified_folds(labels, k, seed)))
     return probs
 
 
