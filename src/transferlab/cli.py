@@ -696,7 +696,9 @@ def audit_(
     if json_:
         _emit_json({**result.summary(), "files": {k: str(v) for k, v in result.files.items()}, "findings": [vars(f) for f in result.findings]})
     else:
-        table = Table("finding", "score", "image", "split", "label", "suggested label / partner")
+        table = Table("finding", "score")
+        for name in ("image", "split", "label", "suggested label / partner"):
+            table.add_column(name, overflow="fold")  # whole names, wrapped, rather than cut
         for kind in result.summary():
             for f in result.of(kind)[:limit]:
                 table.add_row(kind, f"{f.score:.3f}", escape(display_path(Path(f.path).name)), f.split, escape(f.label), escape(f.suggested_label or display_path(Path(f.partner).name)))

@@ -7,6 +7,7 @@ import io
 import logging
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,8 @@ class Run:
         others = [s.path for s in dataset.samples if s.path not in scored]
         if not others or was_seen.all():
             return near
+        with ThreadPoolExecutor(8) as pool:  # hash first: only the images the run learnt from need features
+            others = [p for p, h in zip(others, pool.map(_short_hash_of, others)) if h in seen]
         runtime = pick_runtime(precision=how["precision"])
         base = extract_features(self.model, others, cache=self._cache(runtime, how["cache_dir"]), runtime=runtime, batch_size=how["batch_size"])
         rows = [r for r, i in enumerate(base.ok) if base.hashes[i] and short_hash(base.hashes[i]) in seen]
@@ -234,6 +237,15 @@ class Run:
         save_model(directory, self.model, self.record.to_dict())
         self.directory = directory
         return directory
+
+
+def _short_hash_of(path: Path) -> str | None:
+    from .data import content_hash
+
+    try:
+        return short_hash(content_hash(path.read_bytes()))
+    except OSError:
+        return None
 
 
 def check_classes(run_classes: Sequence[str], data_classes: Sequence[str], root: Path) -> None:
