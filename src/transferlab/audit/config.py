@@ -13,7 +13,7 @@ class AuditConfig:
     # pixel: edited copies (JPEG 60, 70% size, 5% crop, mirror, colour) of Oxford mini photos scored >= 0.87
     near_duplicate: float = 0.90  # pixel agreement (aligned grey detail maps, see pixels.py) above which two images
     # are the same photo: edited copies of Oxford mini photos scored >= 0.946, bursts of one pet <= 0.39,
-    # differently lit tiles of magnetic-tiles <= 0.83
+    # different tiles of magnetic-tiles <= 0.79
     neighbours: int = 10  # nearest neighbours searched per image, for duplicates and outliers
     folds: int = 5  # k of the k-fold probe giving every image an out-of-fold prediction
     outlier_z: float = 6.0  # robust z-score (median / MAD) of the mean distance to the nearest neighbours above

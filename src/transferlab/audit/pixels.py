@@ -5,8 +5,8 @@ high as a photo and its JPEG re-encode. Grey thumbnails at 48 x 48 minus their o
 box: the detail, not the lighting), each normalised to zero mean and unit length, tell them apart:
 re-encoding, resizing and colour shifts leave the detail in place, a crop is undone by also comparing
 centre crops of 95, 90 and 85%, a mirror by comparing flipped. Edited copies of Oxford mini photos
-agree at >= 0.946, bursts of one pet at <= 0.39, and differently lit photos of textured tiles
-(magnetic-tiles) at <= 0.83 (a plain 24-pixel thumbnail put those at 0.95: lighting dominated it).
+agree at >= 0.946, bursts of one pet at <= 0.39, and different tiles of magnetic-tiles at <= 0.79 (a
+plain 24-pixel thumbnail put those at 0.94-0.96: lighting dominated it).
 Only pairs the features propose are decoded, so this costs a few milliseconds per candidate pair.
 """
 
