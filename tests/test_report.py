@@ -68,3 +68,15 @@ def test_cli_report_writes_into_the_run_folder(capsys, monkeypatch, tiny_run_dir
         main()
     assert exit_info.value.code == 0 and (run_dir / "report.html").is_file()
     assert "report.html" in capsys.readouterr().out
+
+
+def test_report_shows_the_audit_of_the_runs_data(tiny_run_dir: Path, tmp_path: Path, tiny_weights: Path) -> None:
+    from .conftest import TINY
+
+    run = tl.load(tiny_run_dir)
+    assert 'id="audit"' not in tl.report(run, tmp_path / "before.html", gradcam_samples=0).read_text()  # no audit, no section
+    tl.audit(tl.load_dataset(run.record.data["root"]), TINY, weights=tiny_weights, precision="fp32")
+    text = tl.report(run, tmp_path / "after.html", gradcam_samples=0).read_text()
+    audit = text.split('id="audit"')[1].split('<section id="curves"')[0]
+    assert all(f"id='{k}'" in audit for k in ("duplicates", "labels", "outliers", "balance")) and "Audit of 30 images" in audit
+    assert '<a href="#audit">' in text

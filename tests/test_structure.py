@@ -9,7 +9,7 @@ LAYERS = [  # bottom first
     {"data"},
     {"models"},
     {"features", "evaluate"},
-    {"train", "inspect", "attacks"},
+    {"train", "inspect", "attacks", "audit"},
     {"run"},
     {"training"},
     {"serve", "report", "export", "explain_run", "attack_run", "cluster"},

@@ -69,9 +69,11 @@ _EXPORTS = {
     'check_parity': '.export',
     'export': '.export',
     'report': '.report',
+    'audit': '.audit',
+    'AuditConfig': '.audit',
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-keep_functions(__name__, {"train", "explain", "export", "report"})  # functions named like their modules
+keep_functions(__name__, {"train", "explain", "export", "report", "audit"})  # functions named like their modules
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: F401
@@ -94,9 +96,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .attack_run import attack, robustness  # noqa: F401
     from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: F401
     from .report import report  # noqa: F401
+    from .audit import AuditConfig, audit  # noqa: F401
 
 __all__ = [
     "AttackConfig",
+    "AuditConfig",
     "BackboneError",
     "CAM",
     "Confidence",
@@ -123,6 +127,7 @@ __all__ = [
     "calibrate",
     "capture",
     "attack",
+    "audit",
     "check_parity",
     "check_dataset",
     "create_backbone",

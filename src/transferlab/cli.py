@@ -181,6 +181,7 @@ def train(
     ood_score: OodScoreOpt = "knn",
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
+    exclude: Annotated[Optional[Path], typer.Option("--exclude", help="Leave out the paths listed in FILE, one a line (e.g. a reviewed `audit --fix-list`).")] = None,
 ) -> None:
     """Train a classifier on DATA and write a run folder (model, metrics, plots)."""
     if resume is not None:
@@ -193,7 +194,8 @@ def train(
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
         run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=loading.seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
-                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb, accept=accept, ood_score=ood_score)
+                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb, accept=accept, ood_score=ood_score,
+                       exclude=_read_list(exclude))
     _report_training(run, run.meta["data"], directory, json_)
 
 
@@ -211,6 +213,16 @@ def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: 
         err.print(f"interrupted: continue with `transferlab train --resume {directory}`")
     out.print(run, highlight=False)
 
+
+
+def _read_list(path: Path | None) -> list[Path]:
+    if path is None:
+        return []
+    if not path.is_file():
+        raise tl.InputError(f"expected a file listing paths, one a line, got {path} (not a file) — write one with `transferlab audit DATA --fix-list FILE`")
+    from .audit import read_paths
+
+    return read_paths(path)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -601,6 +613,41 @@ def robustness(
     if json_:
         return _emit_json({"curve": result.curve, "matrix": result.matrix.rows() if result.matrix else None, "files": {k: str(v) for k, v in result.files.items()}})
     out.print(result)
+
+
+@app.command("audit")
+@config_options(LoadOptions, param="loading", panel="Data")
+def audit_(
+    data: DataArg,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone whose (cached) features are compared.")] = DEFAULT_BACKBONE,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for audit.json, audit.csv, audit.html [default: audit-<data>].")] = None,
+    fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help="Write the paths to review to FILE, one a line (for `train --exclude` once reviewed).")] = None,
+    limit: Annotated[int, typer.Option(help="Rows per kind of finding in the terminal table.")] = 10,
+    weights: WeightsOpt = None,
+    loading: LoadOptions = LoadOptions(),
+    cache_dir: CacheOpt = None,
+    precision: PrecisionOpt = "auto",
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Find duplicates (within and across splits), likely label errors, outliers; the data is never changed.
+
+    Exit code 0 when nothing is found above the thresholds, 1 otherwise.
+    """
+    from .audit import write_paths
+
+    ds = tl.load_dataset(data, **loading.kwargs())
+    with progress_bar(quiet or json_) as cb:
+        result = tl.audit(ds, backbone, weights=weights, out=out_dir or Path(f"audit-{ds.root.name}"), cache_dir=cache_dir, precision=precision, seed=loading.seed, progress=cb)
+    if fix_list is not None:
+        write_paths(result.fix_paths(), fix_list)
+    if json_:
+        _emit_json({**result.summary(), "files": {k: str(v) for k, v in result.files.items()}, "findings": [vars(f) for f in result.findings]})
+    else:
+        out.print(result.table(limit), highlight=False)
+        if fix_list:
+            out.print(f"paths to review in {escape(str(fix_list))}", highlight=False)
+    raise typer.Exit(0 if result.clean else 1)
 
 
 @app.command("export")

@@ -62,6 +62,7 @@ def report(
     metrics = _metrics(run)
     parts = [
         _section("data", "Data", _data_summary(run)),
+        *_audit(run),
         _section("curves", "Training", _curves(run)),
         _section("metrics", "Metrics", _metrics_table(metrics)),
         _section("confusion", "Confusion matrix", _confusion(metrics, run.classes)),
@@ -151,6 +152,22 @@ def _data_summary(run: Run) -> str:
         f"<p>Folder <code>{_e(data['root'])}</code>, layout <b>{_e(data['layout'])}</b>, {len(counts)} classes.</p>"
         f"<table><tr><th>class</th>{head}</tr>{body}</table>{skipped_html}"
     )
+
+
+def _audit(run: Run) -> list[str]:
+    """The latest ``transferlab audit`` of the run's data folder, when one was run (else no section)."""
+    from .audit import latest_audit
+    from .audit.page import SORT_JS, section_html
+
+    root = (run.record.data or {}).get("root")
+    result = latest_audit(root) if root else None
+    if result is None:
+        return []
+    same = "" if result.fingerprint == (run.record.data or {}).get("fingerprint") else (
+        " The data has changed since (files added, removed, relabelled or left out with --exclude), so some findings may no longer apply.")
+    summary = ", ".join(f"{n} {k}" for k, n in result.summary().items())
+    head = f"<p>Audit of {result.n_images} images through {_e(result.backbone)}: {_e(summary)}.{_e(same)} <code>transferlab audit</code> writes the full list.</p>"
+    return [_section("audit", "Audit of the data", f"<script>{SORT_JS}</script>{head}{section_html(result, limit=24)}")]
 
 
 def _curves(run: Run) -> str:
@@ -289,6 +306,6 @@ section>img{max-width:100%}.none{color:#777;font-style:italic}.skipped{font-size
 def _page(title: str, run: Run, body: str) -> str:
     meta = run.meta
     facts = f"backbone <b>{_e(meta['backbone'].get('name'))}</b>, strategy <b>{_e(meta.get('strategy'))}</b>, {len(run.classes)} classes, created {_e(meta.get('created', '?'))}, transferlab {_e(meta.get('transferlab_version', '?'))}"
-    nav = " · ".join(f'<a href="#{k}">{k}</a>' for k in SECTIONS if f'id="{k}"' in body)
+    nav = " · ".join(f'<a href="#{k}">{k}</a>' for k in ("data", "audit", *SECTIONS[1:]) if f'id="{k}"' in body)  # audit: when one was run
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title><style>{_CSS}</style></head>"
             f"<body><h1>{_e(title)}</h1><p>{facts}</p><nav>{nav}</nav>{body}</body></html>\n")

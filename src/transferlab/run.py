@@ -7,6 +7,7 @@ import io
 import logging
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -72,8 +73,8 @@ class Evaluation:
         line = f"{r['split']} split, {r['n']} images: accuracy [bold]{r['accuracy']:.3f}[/], balanced {r['balanced_accuracy']:.3f}, macro F1 {r['macro_f1']:.3f}"
         line += f", top-5 {r['top5_accuracy']:.3f}" if "top5_accuracy" in r else ""
         line += f", species {r['species_accuracy']:.3f}" if "species_accuracy" in r else ""
-        if "unseen" in r:
-            line += f"\n{r['seen_in_training']} of them were used to train or tune the run; on the {r['unseen']['n']} unseen: accuracy [bold]{r['unseen']['accuracy']:.3f}[/]"
+        if unseen_line(r):
+            line += "\n" + unseen_line(r)
         table = Table("class", "precision", "recall", "F1", "support")
         for c in r["per_class"]:
             table.add_row(escape(c["class"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
@@ -110,6 +111,7 @@ class Scored:
     threshold: float | None  # None: the run rejects nothing
     logits: np.ndarray | None = None  # (N_ok, C) before the temperature
     hashes: list[str | None] = field(default_factory=list)
+    features: torch.Tensor | None = None  # (N_ok, D) pooled backbone features of the rows above
 
 
 class Run:
@@ -157,6 +159,8 @@ class Run:
         if m:
             extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
             lines.append(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
+            if unseen_line(m):
+                lines.append(unseen_line(m))
         else:
             lines.append("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
         lines.append(escape(self.confidence.describe(len(self.classes))))
@@ -218,7 +222,7 @@ class Run:
         ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
         probs, scores, accepted, logits = self.score_features(ex.features)
         conf = self.confidence
-        return Scored(probs, scores, accepted, list(ex.ok), dict(ex.failed), conf.method or "msp", conf.threshold if conf.rejects else None, logits, list(ex.hashes))
+        return Scored(probs, scores, accepted, list(ex.ok), dict(ex.failed), conf.method or "msp", conf.threshold if conf.rejects else None, logits, list(ex.hashes), ex.features)
 
     def score_features(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Pooled backbone features -> (calibrated probabilities (N, C), in-distribution scores (N,), accepted (N,)
@@ -366,14 +370,20 @@ class Run:
         report.update(confidence_report(y_true, raw, probs, ex.scores, ex.accepted, self.confidence))
         seen = self.record.seen_hashes()
         was_seen = np.array([bool(ex.hashes[i]) and short_hash(ex.hashes[i]) in seen for i in ex.ok], dtype=bool)
+        near = self._near_copies(dataset, paths, ex, was_seen, seen, cache_dir=cache_dir, precision=precision, batch_size=batch_size) if seen else np.zeros_like(was_seen)
         if was_seen.any():
             report["seen_in_training"] = int(was_seen.sum())
-            honest = "none is unseen, so this is no measure of how the run does on new photos"
-            if (~was_seen).any():
-                unseen = classification_report(y_true[~was_seen], probs[~was_seen], self.classes)
-                report["unseen"] = {"n": int((~was_seen).sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
-                honest = f"on the {report['unseen']['n']} unseen ones: accuracy {unseen['accuracy']:.3f}, balanced {unseen['balanced_accuracy']:.3f}"
-            log.warning("%d of the %d images scored were used to train or tune this run (same file contents); %s", was_seen.sum(), len(was_seen), honest)
+        if near.any():
+            report["near_copies_of_training"] = int(near.sum())
+        left_out = was_seen | near
+        if seen and (~left_out).any():
+            unseen = classification_report(y_true[~left_out], probs[~left_out], self.classes)
+            report["unseen"] = {"n": int((~left_out).sum()), "left_out": int(left_out.sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
+        if left_out.any():
+            honest = (f"on the {report['unseen']['n']} unseen ones: accuracy {report['unseen']['accuracy']:.3f}, balanced {report['unseen']['balanced_accuracy']:.3f}"
+                      if "unseen" in report else "none is unseen, so this is no measure of how the run does on new photos")
+            log.warning("%d of the %d images scored were used to train or tune this run (%d same file contents, %d near copies); %s",
+                        left_out.sum(), len(left_out), was_seen.sum(), near.sum(), honest)
         result = Evaluation(report, kept, y_true, probs, ex.failed, scores=ex.scores)
         if ood:
             self._evaluate_ood(result, ood, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
@@ -449,6 +459,30 @@ class Run:
 
         return report(self, out, **options)
 
+    def _near_copies(self, dataset: Dataset, paths: list[Path], ex, was_seen: np.ndarray, seen: set[str], **how: Any) -> np.ndarray:
+        """Which scored images (rows of ``ex``) are near copies (re-encoded, resized, cropped, recoloured,
+        mirrored: ``audit.copies_in``) of an image this run learnt from, among ``dataset``'s other images."""
+        from .audit import copies_in
+        from .audit.neighbours import normalise
+
+        near = np.zeros(len(ex.ok), dtype=bool)
+        scored = set(paths)
+        others = [s.path for s in dataset.samples if s.path not in scored]
+        if not others or was_seen.all():
+            return near
+        with ThreadPoolExecutor(8) as pool:  # hash first: only the images the run learnt from need features
+            others = [p for p, h in zip(others, pool.map(_short_hash_of, others)) if h in seen]
+        runtime = pick_runtime(precision=how["precision"])
+        base = extract_features(self.model, others, cache=self._cache(runtime, how["cache_dir"]), runtime=runtime, batch_size=how["batch_size"])
+        rows = [r for r, i in enumerate(base.ok) if base.hashes[i] and short_hash(base.hashes[i]) in seen]
+        query = np.flatnonzero(~was_seen)
+        if not rows:
+            return near
+        found = copies_in([paths[ex.ok[r]] for r in query], [ex.hashes[ex.ok[r]] for r in query], normalise(ex.features[query]),
+                          [others[base.ok[r]] for r in rows], [base.hashes[base.ok[r]] for r in rows], normalise(base.features[rows]))
+        near[query[list(found)]] = True
+        return near
+
     def save(self, directory: Path | str) -> Path:
         """Write ``model.safetensors`` + ``model.json`` (+ ``confidence.safetensors``) to ``directory``; returns it."""
         from safetensors.torch import save
@@ -461,6 +495,19 @@ class Run:
             atomic_write_bytes(directory / TENSORS_FILE, save({k: v.contiguous() for k, v in self.confidence.tensors.items()}))
         self.directory = directory
         return directory
+
+
+def unseen_line(m: dict[str, Any]) -> str | None:
+    """The accuracy on the scored images with no exact or near copy among the training images (None when
+    every scored image is new to the run)."""
+    left = m.get("seen_in_training", 0) + m.get("near_copies_of_training", 0)
+    if "unseen" in m:
+        u = m["unseen"]
+        return (f"unseen {m['split']} accuracy [bold]{u['accuracy']:.3f}[/] (balanced {u['balanced_accuracy']:.3f}, n={u['n']}): "
+                f"{left} left out as exact ({m.get('seen_in_training', 0)}) or near ({m.get('near_copies_of_training', 0)}) copies of training images")
+    if left:
+        return f"all {left} images scored are exact or near copies of training images: no unseen accuracy"
+    return None
 
 
 def _photo_list(photos: Photo | Sequence[Photo]) -> list[Photo]:
@@ -489,6 +536,15 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 def _is_view(photo: Photo, model: ImageClassifier) -> bool:
     """A tensor already at the model's input size: taken as the evaluation view, not resized again."""
     return isinstance(photo, torch.Tensor) and tuple(photo.shape[-2:]) == tuple(model.preprocess.input_size)
+
+
+def _short_hash_of(path: Path) -> str | None:
+    from .data import content_hash
+
+    try:
+        return short_hash(content_hash(path.read_bytes()))
+    except OSError:
+        return None
 
 
 def check_classes(run_classes: Sequence[str], data_classes: Sequence[str], root: Path) -> None:

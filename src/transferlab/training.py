@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,6 +89,7 @@ def train(
     resume_from: dict[str, Any] | None = None,
     accept: float = DEFAULT_ACCEPT,
     ood_score: str = DEFAULT_METHOD,
+    exclude: Iterable[Path | str] = (),
 ) -> Run:
     """Train a classifier on ``dataset`` by transfer learning from ``backbone``.
 
@@ -103,6 +105,8 @@ def train(
     The score printed and saved is on the held-out split (test, else a given val); see ``data.roles``.
     The softmax temperature and the "none of these" threshold (``ood_score``, accepting ``accept`` of
     the choosing images) are fitted on the images used for choosing (``calibrate``), never on it.
+    ``exclude`` leaves those files out of every split (e.g. the reviewed ``audit --fix-list``); the
+    record lists them.
     Fine-tuning checkpoints (two full training states) are deleted once training ends, unless
     ``keep_checkpoints``; an interrupted run keeps them for ``resume``.
 
@@ -120,6 +124,7 @@ def train(
     deadline = time.monotonic() + (budget or (AUTO_BUDGET_S if strategy == "auto" else float("inf")))
     torch.manual_seed(seed)
     data = copy.deepcopy(dataset)  # drops and warnings go to the run's copy
+    excluded = _exclude(data, exclude)
     setup = _load_backbone(backbone, weights, precision, cache_dir, batch_size, seed, progress)
     backbone_s = time.perf_counter() - started
     feats = _extract(setup, data)
@@ -139,6 +144,8 @@ def train(
 
     directory = Path(out) if out is not None else None
     data_record = _data_record(data)  # (its fingerprint stats every file: once)
+    if excluded:
+        data_record["excluded"] = excluded
     tuned, decision = None, None
     if tuning:
         skip = _auto_skip(head, len(val_set), finetune_config.min_win_rate) if strategy == "auto" else None
@@ -220,6 +227,19 @@ def _extract(setup: _Setup, data: Dataset) -> _Features:
     return feats
 
 
+def _exclude(data: Dataset, paths: Iterable[Path | str]) -> list[str]:
+    """Leave ``paths`` out of the run's copy of the data; returns those that were in it."""
+    wanted = {Path(p).absolute() for p in paths}
+    if not wanted:
+        return []
+    gone = sorted(str(s.path) for s in data.samples if s.path in wanted)
+    data.samples = [s for s in data.samples if s.path not in wanted]
+    if len(gone) < len(wanted):
+        log.warning("%d of the %d excluded paths are not images of this dataset (nothing to leave out for them)", len(wanted) - len(gone), len(wanted))
+    settle_classes(data)  # a class may have lost its last images
+    return gone
+
+
 def _fit_head(setup: _Setup, feats: _Features, n_classes: int, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig, refit: bool) -> ProbeResult:
     if setup.progress:
         setup.progress("head", 0, 1)
@@ -275,7 +295,7 @@ def _refit_head(setup: _Setup, train_set: list[Sample], val_set: list[Sample], p
 def _evaluate(run: Run, data: Dataset, roles: Roles, directory: Path | None, setup: _Setup) -> dict[str, Any]:
     """Score the held-out split; the record names it and says it was held out."""
     result = run.evaluate(data, roles.report_split, directory, cache_dir=setup.cache_dir, precision=setup.runtime.precision, batch_size=setup.batch_size)
-    keys = ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "top5_accuracy", "species_accuracy", "seen_in_training", "unseen", "calibration", "in_distribution")
+    keys = ("split", "n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "top5_accuracy", "species_accuracy", "seen_in_training", "near_copies_of_training", "unseen", "calibration", "in_distribution")
     return {**{k: result.metrics[k] for k in keys if k in result.metrics}, "held_out": True}
 
 
@@ -455,13 +475,16 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
         raise RunError(f"cannot resume from {used} ({type(err).__name__}: {err}) — retrain without --resume") from err
     data = spec["data"]
     dataset = load_recorded(data)
-    if dataset.fingerprint() != data["fingerprint"]:
+    excluded = data.get("excluded", [])
+    check = copy.deepcopy(dataset)
+    _exclude(check, excluded)
+    if check.fingerprint() != data["fingerprint"]:
         raise RunError(f"the data in {data['root']} changed since this run started — retrain without --resume")
     probe = ProbeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["probe"].items()})
     return train(
         dataset, spec["backbone"], spec.get("strategy", "finetune"), weights=spec["weights"], out=directory, cache_dir=cache_dir, seed=spec["seed"],
         precision=spec["precision"], batch_size=spec["batch_size"], probe=probe, finetune_config=config, keep_checkpoints=spec.get("keep_checkpoints", True),
-        progress=progress, resume_from=state,
+        progress=progress, resume_from=state, exclude=excluded,
     )
 
 

@@ -124,3 +124,26 @@ def test_report_renders_with_every_section(browser, tiny_run_dir: Path, tmp_path
         assert section.is_displayed() and section.find_element(By.TAG_NAME, "h2").text
     images = browser.find_elements(By.TAG_NAME, "img")
     assert images and all(browser.execute_script("return arguments[0].naturalWidth", im) > 0 for im in images)  # every embedded image decoded
+
+
+def test_audit_page_opens_offline_with_every_section_sortable(browser, tiny_weights: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from ..audit.test_audit import _collection
+    from ..conftest import TINY
+
+    _collection(tmp_path / "photos")
+    result = tl.audit(tl.load_dataset(tmp_path / "photos"), TINY, weights=tiny_weights, precision="fp32", out=tmp_path / "audit")
+    browser.get(result.files["html"].as_uri())
+    for key in ("duplicates", "labels", "outliers", "balance"):
+        section = browser.find_element(By.ID, key)
+        assert section.is_displayed() and section.find_element(By.TAG_NAME, "h2").text
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) >= 2 * 2 + 2 and all(browser.execute_script("return arguments[0].naturalWidth", im) > 0 for im in images)
+    duplicates = browser.find_element(By.ID, "duplicates")
+    assert "train/test leakage" in duplicates.text and "mirrored_dog_1.jpg" in duplicates.text
+    scores = lambda: [float(c.get_attribute("data-score")) for c in duplicates.find_elements(By.CSS_SELECTOR, ".card")]  # noqa: E731
+    duplicates.find_elements(By.TAG_NAME, "button")[1].click()  # lowest first
+    assert scores() == sorted(scores()) and len(scores()) == 2
+    duplicates.find_elements(By.TAG_NAME, "button")[0].click()
+    assert scores() == sorted(scores(), reverse=True)

@@ -1,0 +1,216 @@
+"""The audit measured on data with known answers, and its speed.
+
+    .venv/bin/python benchmarks/audit.py labels [--set oxford|clothing|...] [--frac 0.05] [--seed 0]
+    .venv/bin/python benchmarks/audit.py duplicates [--n 30] [--seed 0]
+    .venv/bin/python benchmarks/audit.py brain-mri
+    .venv/bin/python benchmarks/audit.py speed [--n 10000]
+
+``labels``: flips the labels of ``frac`` of the set's training images (seeded, each to another class at
+random), audits, and prints the precision and recall of the label findings (on the training images, and
+on all images), with cleanlab's ``find_label_issues`` on the very same out-of-fold probabilities beside.
+``duplicates``: copies the Oxford mini set as a folder tree (symlinks, same train/test split), adds ``n``
+edited copies (JPEG quality 60, 70% size, 5% crop a side, mirror, colour shift: in turn) of photos of one
+split into the other, audits, and counts the copies found; also audits the unedited tree and lists the
+pairs it reports. ``brain-mri``: audits the dev-suite set, counts cross-split exact and near pairs, trains
+a probe and prints its test and unseen test accuracy. ``speed``: an audit of ``n`` dev-suite images
+(by default clothing, sign-digits, dtd10, magnetic-tiles and brain-mri: 34 classes, symlinked into one folder tree) whose features are cached, timed
+end to end. Set TRANSFERLAB_CACHE=/root/.cache/transferlab-bench to reuse the dev-suite features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+import transferlab as tl
+from transferlab.data import Sample, open_rgb
+
+OXFORD = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-iiit-pet-mini"
+DEVDATA = Path.home() / "devdata"
+
+
+def set_path(name: str) -> Path:
+    return OXFORD if name == "oxford" else DEVDATA / name
+
+
+def flipped(ds: tl.Dataset, frac: float, seed: int) -> tuple[tl.Dataset, set[Path]]:
+    rng = np.random.default_rng(seed)
+    train = [i for i, s in enumerate(ds.samples) if s.split == "train"]
+    chosen = set(rng.choice(train, size=round(frac * len(train)), replace=False).tolist())
+    samples = []
+    for i, s in enumerate(ds.samples):
+        if i in chosen:
+            other = rng.choice([c for c in range(len(ds.classes)) if c != s.label])
+            s = Sample(s.path, int(other), s.split)
+        samples.append(s)
+    return dataclasses.replace(ds, samples=samples), {ds.samples[i].path for i in chosen}
+
+
+def labels(args: argparse.Namespace) -> None:
+    from cleanlab.filter import find_label_issues as cleanlab_issues
+
+    from transferlab.audit import find_label_issues
+    from transferlab.audit.labels import out_of_fold_probabilities
+
+    ds = tl.load_dataset(set_path(args.set))
+    noisy, flips = flipped(ds, args.frac, args.seed)
+    t = time.perf_counter()
+    result = tl.audit(noisy, seed=args.seed)
+    seconds = time.perf_counter() - t
+    flagged = {Path(f.path) for f in result.of("label")}
+    train = {s.path for s in noisy.samples if s.split == "train"}
+    print(f"{args.set}: {len(noisy.samples)} images, {len(train)} train, {len(flips)} training labels flipped (seed {args.seed}); audit {seconds:.1f} s")
+    _score("transferlab audit", flagged, flips, train)
+    # cleanlab on the same out-of-fold probabilities (recomputed exactly as the audit does: deterministic)
+    bb = tl.create_backbone()
+    from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
+
+    rt = pick_runtime()
+    ex = extract_features(bb.model, [s.path for s in noisy.samples], cache=FeatureCache(None, cache_key(bb.model, rt, bb.model.backbone_fingerprint())), runtime=rt)
+    y = np.array([noisy.samples[i].label for i in ex.ok])
+    probs = out_of_fold_probabilities(ex.features.numpy(), y, len(noisy.classes), 5, args.seed)
+    paths = [noisy.samples[i].path for i in ex.ok]
+    ours = find_label_issues(y, probs)
+    ref = cleanlab_issues(y, probs, n_jobs=1)
+    _score("cleanlab find_label_issues", {paths[i] for i in np.flatnonzero(ref)}, flips, train)
+    print(f"same flags as cleanlab on {int((ours == ref).sum())} of {len(y)} images ({int((ours != ref).sum())} differ)")
+
+
+def _score(name: str, flagged: set[Path], flips: set[Path], train: set[Path]) -> None:
+    on_train = flagged & train
+    for scope, flags in (("training images", on_train), ("all images", flagged)):
+        hits = len(flags & flips)
+        precision = hits / len(flags) if flags else float("nan")
+        print(f"  {name:28s} {scope:15s}: {len(flags):4d} flagged, {hits} flips; precision {precision:.3f}, recall {hits / len(flips):.3f}")
+
+
+def _tree(root: Path, ds: tl.Dataset) -> None:
+    for s in ds.samples:
+        link = root / s.split / ds.classes[s.label] / s.path.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(s.path)
+
+
+EDITS = ("jpeg60", "resize70", "crop5", "mirror", "colour")
+
+
+def edit(image: Image.Image, kind: str) -> Image.Image:
+    w, h = image.size
+    if kind == "jpeg60":
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=60)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    if kind == "resize70":
+        return image.resize((round(w * 0.7), round(h * 0.7)), Image.BICUBIC)
+    if kind == "crop5":
+        return image.crop((round(w * 0.05), round(h * 0.05), w - round(w * 0.05), h - round(h * 0.05)))
+    if kind == "mirror":
+        return ImageOps.mirror(image)
+    return ImageEnhance.Color(ImageEnhance.Brightness(image).enhance(1.1)).enhance(1.25)
+
+
+def duplicates(args: argparse.Namespace) -> None:
+    ds = tl.load_dataset(OXFORD)
+    with tempfile.TemporaryDirectory() as tmp:
+        clean = Path(tmp) / "clean"
+        _tree(clean, ds)
+        result = tl.audit(tl.load_dataset(clean))
+        pairs = result.of("exact duplicate") + result.of("near duplicate")
+        print(f"unedited Oxford mini ({result.n_images} images): {len(pairs)} pairs reported")
+        for f in pairs:
+            print(f"  {Path(f.partner).name} ({f.partner_split}) ~ {Path(f.path).name} ({f.split}): {f.kind}, {f.score:.4f}")
+        edited = Path(tmp) / "edited"
+        _tree(edited, ds)
+        rng = random.Random(args.seed)
+        injected: dict[Path, Path] = {}
+        for k, s in enumerate(rng.sample(ds.samples, args.n)):
+            kind = EDITS[k % len(EDITS)]
+            other = "test" if s.split == "train" else "train"
+            copy = edited / other / ds.classes[s.label] / f"{s.path.stem}_{kind}.jpg"
+            edit(open_rgb(s.path), kind).save(copy, quality=92)
+            injected[copy] = edited / s.split / ds.classes[s.label] / s.path.name
+        result = tl.audit(tl.load_dataset(edited))
+        pairs = {frozenset((Path(f.path), Path(f.partner))) for f in result.of("exact duplicate") + result.of("near duplicate")}
+        found = [c for c, original in injected.items() if frozenset((c, original)) in pairs]
+        print(f"{args.n} edited copies injected across splits: {len(found)} found ({len(pairs)} pairs reported in all)")
+        for kind in EDITS:
+            mine = [c for c in injected if c.stem.endswith(kind)]
+            print(f"  {kind:9s}: {sum(c in found for c in mine)} of {len(mine)}")
+        for c in injected:
+            if c not in found:
+                print(f"  missed: {c.name}")
+
+
+def brain(args: argparse.Namespace) -> None:
+    ds = tl.load_dataset(DEVDATA / "brain-mri")
+    t = time.perf_counter()
+    result = tl.audit(ds, out=args.out)
+    print(f"brain-mri: {result.n_images} images audited in {time.perf_counter() - t:.1f} s: {result.summary()}")
+    for kind in ("exact duplicate", "near duplicate"):
+        found = result.of(kind)
+        cross = [f for f in found if f.split != f.partner_split]
+        relabelled = [f for f in found if f.label != f.partner_label]
+        print(f"  {kind}: {len(found)} pairs, {len(cross)} across splits (test copies of training images: {len({f.path for f in cross})}), "
+              f"{len(relabelled)} with two labels")
+    run = tl.train(ds)
+    m = run.record.metrics
+    print(f"probe: test accuracy {m['accuracy']:.4f} (n={m['n']}); seen in training {m.get('seen_in_training', 0)}, near copies {m.get('near_copies_of_training', 0)}; "
+          f"unseen test accuracy {m['unseen']['accuracy']:.4f} (n={m['unseen']['n']})")
+
+
+def speed(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "mixed"
+        n = 0
+        for name in args.sets.split(","):
+            ds = tl.load_dataset(DEVDATA / name)
+            for s in ds.samples:
+                if n >= args.n:
+                    break
+                link = root / s.split / f"{name}-{ds.classes[s.label]}" / s.path.name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(s.path)
+                n += 1
+        ds = tl.load_dataset(root)
+        from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
+
+        bb, rt = tl.create_backbone(), pick_runtime()  # fill the cache with anything missing (none with the bench cache)
+        extract_features(bb.model, [s.path for s in ds.samples], cache=FeatureCache(None, cache_key(bb.model, rt, bb.model.backbone_fingerprint())), runtime=rt)
+        t, cpu = time.perf_counter(), time.process_time()
+        result = tl.audit(ds)
+        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+        print(f"{result.n_images} images ({len(ds.classes)} classes), features cached: audit {seconds:.1f} s end to end "
+              f"({cpu:.1f} s of CPU time, all threads); stages {result.seconds}; {result.summary()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("labels")
+    p.add_argument("--set", default="oxford")
+    p.add_argument("--frac", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("duplicates")
+    p.add_argument("--n", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("brain-mri")
+    p.add_argument("--out", type=Path, default=None)
+    p = sub.add_parser("speed")
+    p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--sets", default="clothing,sign-digits,dtd10,magnetic-tiles,brain-mri")
+    args = parser.parse_args()
+    {"labels": labels, "duplicates": duplicates, "brain-mri": brain, "speed": speed}[args.command](args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

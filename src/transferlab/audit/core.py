@@ -1,0 +1,180 @@
+"""``audit``: duplicates, likely label errors, outliers and balance of a dataset, from cached features."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import atomic_write_bytes, display_path
+from .._types import Progress
+from ..data import Dataset, Sample
+from ..features import FeatureCache, cache_key, extract_features, pick_runtime
+from ..features.cache import default_cache_dir
+from ..models import DEFAULT_BACKBONE, create_backbone
+from .config import AuditConfig
+from .duplicates import Pair, find_duplicates
+from .labels import find_label_issues, out_of_fold_probabilities, self_confidence
+from .neighbours import nearest, normalise
+from .outliers import outlier_scores, robust_z
+from .result import AuditResult, Finding
+
+log = logging.getLogger(__name__)
+_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+
+def audit(
+    dataset: Dataset,
+    backbone: str = DEFAULT_BACKBONE,
+    *,
+    weights: Path | str | None = None,
+    out: Path | str | None = None,
+    config: AuditConfig = AuditConfig(),
+    cache_dir: Path | str | None = None,
+    precision: str = "auto",
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> AuditResult:
+    """Find exact and near-duplicates (within and across splits), likely label errors and outliers.
+
+    Works on the backbone's cached features (extracting the missing ones); the data is never changed.
+    With ``out``, writes ``audit.json``, ``audit.csv`` and ``audit.html`` there; the feature cache also
+    keeps a copy of ``audit.json`` per data folder, which ``report`` shows for runs trained on it.
+
+    Raises:
+        DataError, BackboneError: problems a user can fix (one-sentence messages).
+    """
+    started = time.perf_counter()
+    bb = create_backbone(backbone, weights)
+    runtime = pick_runtime(precision=precision)
+    cache = FeatureCache(cache_dir, cache_key(bb.model, runtime, bb.model.backbone_fingerprint()))
+    cb = (lambda d, t: progress("features", d, t)) if progress else None
+    ex = extract_features(bb.model, [s.path for s in dataset.samples], cache=cache, runtime=runtime, batch_size=batch_size, progress=cb)
+    samples = [dataset.samples[i] for i in ex.ok]
+    hashes = [ex.hashes[i] for i in ex.ok]
+    result = audit_features(dataset, samples, hashes, ex.features, config, seed, progress)
+    result.backbone = backbone
+    result.skipped = [{"path": str(p), "reason": r} for p, r in sorted(ex.failed.items())]
+    result.seconds = {"features": round(ex.seconds, 3), **result.seconds, "total": round(time.perf_counter() - started, 3)}
+    if out is not None:
+        from .page import write_page
+
+        result.write(out)
+        result.files["html"] = write_page(result, Path(out) / "audit.html")
+    remember(result, cache_dir)
+    return result
+
+
+def audit_features(
+    dataset: Dataset, samples: Sequence[Sample], hashes: Sequence[str | None], features: torch.Tensor,
+    config: AuditConfig = AuditConfig(), seed: int = 0, progress: Progress | None = None,
+) -> AuditResult:
+    """The audit proper, on features already extracted (``samples[i]`` has row i of ``features``).
+
+    Shape:
+        features (N, D).
+    """
+    timing: dict[str, float] = {}
+    t = time.perf_counter()
+    unit = normalise(features)
+    paths = [s.path for s in samples]
+    near = nearest(unit, unit, max(config.neighbours, config.outlier_k), exclude_self=True)  # (N, k) once, for both
+    pairs = find_duplicates(paths, hashes, unit, config, near, rank=[_SPLIT_ORDER[s.split] for s in samples])
+    timing["duplicates"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    if progress:
+        progress("label check", 0, 1)
+    labels = np.array([s.label for s in samples])
+    present = np.unique(labels)
+    remap = np.full(len(dataset.classes), -1)
+    remap[present] = np.arange(len(present))  # classes with no readable image get no column
+    probs = out_of_fold_probabilities(features.numpy(), remap[labels], len(present), config.folds, seed)
+    issues = find_label_issues(remap[labels], probs)
+    if progress:
+        progress("label check", 1, 1)
+    timing["labels"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    z = robust_z(outlier_scores(unit, config.outlier_k, near))
+    timing["outliers"] = round(time.perf_counter() - t, 3)
+
+    names = [dataset.classes[c] for c in present]
+    rel = lambda p: _relative(p, dataset.root)  # noqa: E731
+    findings = _duplicate_findings(pairs, samples, dataset, rel)
+    conf = self_confidence(remap[labels], probs)
+    predicted = probs.argmax(1)
+    for i in sorted(np.flatnonzero(issues), key=lambda i: conf[i]):
+        s = samples[i]
+        findings.append(Finding("label", str(s.path), s.split, dataset.classes[s.label], round(1.0 - float(conf[i]), 4),
+                                f"the out-of-fold probe says {names[predicted[i]]} ({probs[i, predicted[i]]:.2f}), {conf[i]:.2f} for its label {dataset.classes[s.label]}",
+                                suggested_label=names[predicted[i]]))
+    for i in sorted(np.flatnonzero(z > config.outlier_z), key=lambda i: -z[i]):
+        s = samples[i]
+        findings.append(Finding("outlier", str(s.path), s.split, dataset.classes[s.label], round(float(z[i]), 2),
+                                f"far from every other image: {z[i]:.1f} robust standard deviations above the typical distance to its {config.outlier_k} nearest neighbours"))
+    confusion = np.zeros((len(present), len(present)), dtype=int)
+    np.add.at(confusion, (remap[labels], predicted), 1)
+    confused = [{"given": names[a], "predicted": names[b], "count": int(confusion[a, b])}
+                for a, b in sorted(zip(*np.nonzero(confusion)), key=lambda ab: -confusion[ab]) if a != b][:10]
+    return AuditResult(
+        root=str(dataset.root), backbone="", n_images=len(samples), findings=findings, counts=dataset.counts(), confused=confused,
+        oof_accuracy=round(float((predicted == remap[labels]).mean()), 4),
+        thresholds={"candidate_similarity": config.candidate_similarity, "near_duplicate": config.near_duplicate, "outlier_z": config.outlier_z, "folds": config.folds},
+        fingerprint=dataset.fingerprint(), seconds=timing,
+    )
+
+
+def _duplicate_findings(pairs: list[Pair], samples: Sequence[Sample], dataset: Dataset, rel) -> list[Finding]:
+    """One finding per pair, on the copy in the later split (else the later path): the one to review."""
+    findings = []
+    for p in sorted(pairs, key=lambda p: (-p.similarity, p.a, p.b)):
+        a, b = samples[p.a], samples[p.b]
+        if (_SPLIT_ORDER[b.split], str(b.path)) < (_SPLIT_ORDER[a.split], str(a.path)):
+            a, b = b, a
+        where = f"{a.split}/{b.split} leakage" if a.split != b.split else f"twice in {a.split}"
+        labels = "" if a.label == b.label else f", labelled {dataset.classes[a.label]} there and {dataset.classes[b.label]} here"
+        what = "same bytes as" if p.kind == "exact" else f"same photo (pixel agreement {p.similarity:.3f}) as"
+        findings.append(Finding(f"{p.kind} duplicate", str(b.path), b.split, dataset.classes[b.label], p.similarity,
+                                f"{what} {rel(a.path)} ({where}{labels})", partner=str(a.path), partner_split=a.split, partner_label=dataset.classes[a.label]))
+    return findings
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return display_path(path.relative_to(root))
+    except ValueError:
+        return display_path(path)
+
+
+# -- the latest audit of each data folder, for ``report`` ----------------------------------------------
+def _remembered(root: str, cache_dir: Path | str | None) -> Path:
+    digest = hashlib.sha256(str(Path(root).absolute()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser() / "audits" / f"{digest}.json"
+
+
+def remember(result: AuditResult, cache_dir: Path | str | None = None) -> Path:
+    """Keep ``result`` in the cache as the latest audit of its data folder."""
+    path = _remembered(result.root, cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(result.to_dict(), ensure_ascii=True).encode())
+    return path
+
+
+def latest_audit(root: Path | str, cache_dir: Path | str | None = None) -> AuditResult | None:
+    """The latest audit of the data folder ``root`` kept in the cache, or None."""
+    path = _remembered(str(root), cache_dir)
+    if not path.is_file():
+        return None
+    try:
+        return AuditResult.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as err:
+        log.warning("ignoring the unreadable audit %s (%s)", path, err)
+        return None
