@@ -62,7 +62,7 @@ def test_predict_reports_bad_files_in_place(trained, tmp_path: Path, photo_folde
 def test_evaluate_writes_metrics_and_plots(trained, tmp_path: Path) -> None:
     ds, run = trained
     result = run.evaluate(ds, "test", tmp_path / "eval")
-    assert set(result.files) == {"metrics", "confusion_matrix", "top_losses", "predictions"}
+    assert set(result.files) == {"metrics", "confusion_matrix", "top_losses", "predictions", "calibration"}
     assert json.loads(result.files["metrics"].read_text())["accuracy"] == result.accuracy
     rows = result.files["predictions"].read_text().splitlines()
     assert rows[0].startswith("path,true,predicted") and len(rows) == 1 + len(ds.split("test"))
