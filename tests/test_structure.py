@@ -12,7 +12,7 @@ LAYERS = [  # bottom first
     {"train", "inspect", "attacks"},
     {"run"},
     {"training"},
-    {"serve", "report", "export", "explain", "adversarial"},
+    {"serve", "report", "export", "explain", "adversarial", "compare"},
     {"cli", "__main__", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

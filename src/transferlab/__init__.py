@@ -66,9 +66,11 @@ _EXPORTS = {
     'check_parity': '.export',
     'export': '.export',
     'report': '.report',
+    'Comparison': '.compare',
+    'compare': '.compare',
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-keep_functions(__name__, {"train", "explain", "export", "report"})  # functions named like their modules
+keep_functions(__name__, {"train", "explain", "export", "report", "compare"})  # functions named like their modules
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: F401
@@ -90,11 +92,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .adversarial import attack, robustness  # noqa: F401
     from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: F401
     from .report import report  # noqa: F401
+    from .compare import Comparison, compare  # noqa: F401
 
 __all__ = [
     "AttackConfig",
     "BackboneError",
     "CAM",
+    "Comparison",
     "ConfigError",
     "DataError",
     "InputError",
@@ -118,6 +122,7 @@ __all__ = [
     "attack",
     "check_parity",
     "check_dataset",
+    "compare",
     "create_backbone",
     "default_run_dir",
     "dream",

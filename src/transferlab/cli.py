@@ -390,6 +390,58 @@ def backbones(pattern: Annotated[str, typer.Argument(help="Filter, e.g. 'resnet*
         out.print(f"… and {len(others)} timm architectures (hub weights when online, or --weights FILE); filter with a pattern, e.g. `transferlab backbones 'resnet*'`")
 
 
+@app.command()
+def compare(
+    data: DataArg,
+    backbones_: Annotated[str, typer.Option("--backbones", help="Comma-separated backbone names [default: the bundled ones, offline].")] = "",
+    weights: Annotated[Optional[list[str]], typer.Option("--weights", help="NAME=FILE: local weights for backbone NAME (repeatable; NAME is added to the list).")] = None,
+    features: Annotated[str, typer.Option(help="pooled | multi (also pool the last 3 stages: textures, medical, industrial images).")] = "pooled",
+    combine: Annotated[bool, typer.Option("--combine", help="Also score the concatenated features of the best two and three.")] = False,
+    folds: Annotated[int, typer.Option(help="k of the k-fold cross-validation.")] = 5,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for compare.json, compare.csv and compare.png.")] = None,
+    layout: LayoutOpt = "auto",
+    label: LabelOpt = "breed",
+    val_frac: ValFracOpt = 0.1,
+    test_frac: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    cache_dir: CacheOpt = None,
+    precision: PrecisionOpt = "auto",
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Which backbone? k-fold probe accuracy of each on DATA's train + val images (never test), speed and size, and a recommendation."""
+    from .models.bundled import BUNDLED
+
+    local = dict(_name_equals_file(w) for w in weights or [])
+    names = [n.strip() for n in backbones_.split(",") if n.strip()] or sorted(BUNDLED)
+    ds = _load_data(data, layout, label, val_frac, test_frac, seed)
+    with progress_bar(quiet or json_) as cb:
+        result = tl.compare(ds, names, weights=local, features=features, folds=folds, combine=combine, seed=seed, cache_dir=cache_dir,
+                            precision=precision, out=out_dir, progress=cb)
+    if json_:
+        return _emit_json({**result.to_dict(), "files": {k: str(v) for k, v in result.files.items()}})
+    table = Table("backbone", f"{result.rows[0].folds}-fold acc", "balanced", "img/s", "params M", "dim", "px", "MB", "ImageNet conf", title=f"{features} features")
+    table.columns[0].no_wrap = True
+    for r in result.rows:
+        conf = "" if r.imagenet_confidence is None else f"{r.imagenet_confidence:.2f}"
+        table.add_row(r.name, f"{r.accuracy:.3f} ± {r.accuracy_sd:.3f}", f"{r.balanced_accuracy:.3f}", f"{r.images_per_s:,.0f}", f"{r.params_m:.1f}",
+                      str(r.feature_dim), str(r.input_size), f"{r.weights_mb:.0f}", conf, style="bold" if r.name == result.recommended else None)
+    out.print(table)
+    d = result.data
+    out.print(f"scored on {d['images']} {'+'.join(d['splits'])} images of {d['classes']} classes; {d['untouched']} held-out images untouched ({result.seconds:.1f} s)", highlight=False)
+    out.print(f"[bold]{escape(result.recommendation)}[/]", highlight=False)
+    out.print(escape(result.distance), highlight=False)
+    if result.files:
+        out.print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+
+
+def _name_equals_file(text: str) -> tuple[str, Path]:
+    name, sep, file = text.partition("=")
+    if not sep or not name.strip() or not file.strip():
+        raise tl.ConfigError(f"expected --weights NAME=FILE (e.g. resnet18=./resnet18.safetensors), got {text!r}")
+    return name.strip(), Path(file.strip())
+
+
 @datasets_app.command("get")
 def datasets_get(
     name: Annotated[str, typer.Argument(help="oxford-iiit-pet | petimages")],
