@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import BackboneError
 from .preprocess import Preprocess
+from .state import eval_mode
 
 
 class Normalize(nn.Module):
@@ -86,6 +87,7 @@ class ImageClassifier(nn.Module):
             raise BackboneError(f"expected features in {', '.join(FEATURE_MODES)}, got {feature_mode!r}")
         self.net = net
         self.feature_mode = feature_mode
+        self._dims: dict[str, int] = {}  # feature_mode -> width of ``features``
         self.preprocess = preprocess
         self.classes = list(classes)
         self.normalize = Normalize(preprocess.mean, preprocess.std)
@@ -101,10 +103,13 @@ class ImageClassifier(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        """Width of ``features``: ``num_features``, plus the pooled stages' channels in ``multi`` mode."""
-        if self.feature_mode == "pooled":
-            return self.num_features
-        return sum(int(f["num_chs"]) for f in self.net.feature_info[-MULTI_STAGES:]) + self.num_features
+        """Width of ``features``: the pooled pre-logits, plus the pooled stages' channels in ``multi`` mode
+        (measured once on a small blank image: timm's ``feature_info`` does not describe every family exactly)."""
+        if self.feature_mode not in self._dims:
+            probe = torch.zeros(1, 3, *self.preprocess.input_size)
+            with torch.no_grad(), eval_mode(self.net):
+                self._dims[self.feature_mode] = int(self.feature_extractor()(probe.to(next(self.net.parameters()).device)).shape[1])
+        return self._dims[self.feature_mode]
 
     def feature_extractor(self) -> FeatureExtractor:
         if self.feature_mode == "multi" and not hasattr(self.net, "forward_intermediates"):
