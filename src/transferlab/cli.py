@@ -420,8 +420,14 @@ def compare(
                             precision=precision, out=out_dir, progress=cb)
     if json_:
         return _emit_json({**result.to_dict(), "files": {k: str(v) for k, v in result.files.items()}})
-    table = Table("backbone", f"{result.rows[0].folds}-fold acc", "balanced", "img/s", "params M", "dim", "px", "MB", "ImageNet conf", title=f"{features} features")
-    table.columns[0].no_wrap = True
+    _print_comparison(result)
+
+
+def _print_comparison(result: tl.Comparison) -> None:
+    table = Table("backbone", f"{result.rows[0].folds}-fold acc", "balanced", "img/s", "params M", "dim", "px", "MB", "ImageNet conf", title=f"{result.rows[0].features} features")
+    for column in table.columns[1:]:
+        column.no_wrap = True  # numbers stay whole; long (combined) names fold instead
+    table.columns[0].overflow = "fold"
     for r in result.rows:
         conf = "" if r.imagenet_confidence is None else f"{r.imagenet_confidence:.2f}"
         table.add_row(r.name, f"{r.accuracy:.3f} ± {r.accuracy_sd:.3f}", f"{r.balanced_accuracy:.3f}", f"{r.images_per_s:,.0f}", f"{r.params_m:.1f}",
