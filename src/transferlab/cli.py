@@ -424,10 +424,11 @@ def compare(
 
 
 def _print_comparison(result: tl.Comparison) -> None:
-    table = Table("backbone", f"{result.rows[0].folds}-fold acc", "balanced", "img/s", "params M", "dim", "px", "MB", "ImageNet conf", title=f"{result.rows[0].features} features")
+    table = Table("backbone", f"{result.rows[0].folds}-fold acc", "balanced", "img/s", "params M", "dim", "px", "MB", "IN conf", title=f"{result.rows[0].features} features")
     for column in table.columns[1:]:
         column.no_wrap = True  # numbers stay whole; long (combined) names fold instead
     table.columns[0].overflow = "fold"
+    table.columns[0].min_width = min(24, max(len(r.name) for r in result.rows if not r.members))
     for r in result.rows:
         conf = "" if r.imagenet_confidence is None else f"{r.imagenet_confidence:.2f}"
         table.add_row(r.name, f"{r.accuracy:.3f} ± {r.accuracy_sd:.3f}", f"{r.balanced_accuracy:.3f}", f"{r.images_per_s:,.0f}", f"{r.params_m:.1f}",
