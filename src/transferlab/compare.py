@@ -302,11 +302,11 @@ def _kfold(x: torch.Tensor, y: np.ndarray, folds: int, seed: int, probe: ProbeCo
 
 def _imagenet_confidence(model: ImageClassifier, x: torch.Tensor) -> float | None:
     """Mean top-1 probability of the backbone's own ImageNet-1k head on the photos' pooled features."""
-    if model.net.num_classes != 1000:
-        return None
-    pooled = x[:, -model.num_features:]  # ``multi`` rows end with the pooled features
     head = model.head
+    if model.net.num_classes != 1000 or not isinstance(head, torch.nn.Linear) or head.bias is None:
+        return None
     weight, bias = head.weight.detach().float(), head.bias.detach().float()
+    pooled = x[:, -weight.shape[1]:]  # ``multi`` rows end with the pooled pre-logits the head reads
     probs = torch.softmax(pooled.float() @ weight.T + bias, dim=1)
     return round(float(probs.max(1).values.mean()), 4)
 
