@@ -87,3 +87,35 @@ def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -
     out = tmp_path_factory.mktemp("runs") / "run"
     train_tiny(root, tiny_weights, out)
     return out
+
+
+# One small network per family the registry offers (random weights, saved to local files: no network).
+FAMILIES = {
+    "efficientnet": "test_efficientnet",
+    "resnet": "test_resnet",
+    "convnext": "test_convnext",
+    "regnet": "test_byobnet",  # timm builds RegNets with byobnet blocks; this is their test model
+    "mobilenetv3": "mobilenetv3_small_050",
+    "vit": "test_vit",
+}
+
+
+@pytest.fixture(scope="session")
+def family_weights(tmp_path_factory: pytest.TempPathFactory):
+    """``name -> path`` of a safetensors state dict for any timm architecture (made once per session)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("family-weights")
+    made: dict[str, Path] = {}
+
+    def weights(name: str) -> Path:
+        if name not in made:
+            torch.manual_seed(0)
+            model = timm.create_model(name)
+            made[name] = folder / f"{name}.safetensors"
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(made[name]))
+        return made[name]
+
+    return weights

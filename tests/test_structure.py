@@ -12,7 +12,7 @@ LAYERS = [  # bottom first
     {"train", "inspect", "attacks", "audit"},
     {"run"},
     {"training"},
-    {"serve", "report", "export", "explain_run", "attack_run", "cluster"},
+    {"serve", "report", "export", "explain_run", "attack_run", "cluster", "compare"},
     {"cli", "_cli_options", "__main__", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

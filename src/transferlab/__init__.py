@@ -71,9 +71,11 @@ _EXPORTS = {
     'report': '.report',
     'audit': '.audit',
     'AuditConfig': '.audit',
+    'Comparison': '.compare',
+    'compare': '.compare',
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-keep_functions(__name__, {"train", "explain", "export", "report", "audit"})  # functions named like their modules
+keep_functions(__name__, {"train", "explain", "export", "report", "audit", "compare"})  # functions named like their modules
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: F401
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: F401
     from .report import report  # noqa: F401
     from .audit import AuditConfig, audit  # noqa: F401
+    from .compare import Comparison, compare  # noqa: F401
 
 __all__ = [
     "AttackConfig",
@@ -104,6 +107,7 @@ __all__ = [
     "BackboneError",
     "CAM",
     "Confidence",
+    "Comparison",
     "ConfigError",
     "DataError",
     "InputError",
@@ -130,6 +134,7 @@ __all__ = [
     "audit",
     "check_parity",
     "check_dataset",
+    "compare",
     "create_backbone",
     "default_run_dir",
     "dream",

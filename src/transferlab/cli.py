@@ -402,6 +402,43 @@ def backbones(pattern: Annotated[str, typer.Argument(help="Filter, e.g. 'resnet*
         out.print(f"… and {len(others)} timm architectures (hub weights when online, or --weights FILE); filter with a pattern, e.g. `transferlab backbones 'resnet*'`")
 
 
+@app.command()
+@config_options(LoadOptions, param="loading", panel="Data")
+def compare(
+    data: DataArg,
+    backbones_: Annotated[str, typer.Option("--backbones", help="Comma-separated backbone names [default: the bundled ones, offline].")] = "",
+    weights: Annotated[Optional[list[str]], typer.Option("--weights", help="NAME=FILE: local weights for backbone NAME (repeatable; NAME is added to the list).")] = None,
+    features: Annotated[str, typer.Option(help="pooled | multi (also pool the last 3 stages: textures, medical, industrial images).")] = "pooled",
+    combine: Annotated[bool, typer.Option("--combine", help="Also score the concatenated features of the best two and three.")] = False,
+    folds: Annotated[int, typer.Option(help="k of the k-fold cross-validation.")] = 5,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for compare.json, compare.csv and compare.png.")] = None,
+    loading: LoadOptions = LoadOptions(),
+    cache_dir: CacheOpt = None,
+    precision: PrecisionOpt = "auto",
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Which backbone? k-fold probe accuracy of each on DATA's train + val images (never test), speed and size, and a recommendation."""
+    from .models.bundled import BUNDLED
+
+    local = dict(_name_equals_file(w) for w in weights or [])
+    names = [n.strip() for n in backbones_.split(",") if n.strip()] or sorted(BUNDLED)
+    ds = tl.load_dataset(data, **loading.kwargs())
+    with progress_bar(quiet or json_) as cb:
+        result = tl.compare(ds, names, weights=local, features=features, folds=folds, combine=combine, seed=loading.seed, cache_dir=cache_dir,
+                            precision=precision, out=out_dir, progress=cb)
+    if json_:
+        return _emit_json({**result.to_dict(), "files": {k: str(v) for k, v in result.files.items()}})
+    out.print(result, highlight=False)
+
+
+def _name_equals_file(text: str) -> tuple[str, Path]:
+    name, sep, file = text.partition("=")
+    if not sep or not name.strip() or not file.strip():
+        raise tl.ConfigError(f"expected --weights NAME=FILE (e.g. resnet18=./resnet18.safetensors), got {text!r}")
+    return name.strip(), Path(file.strip())
+
+
 @datasets_app.command("get")
 def datasets_get(
     name: Annotated[str, typer.Argument(help="oxford-iiit-pet | petimages")],

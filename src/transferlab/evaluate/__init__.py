@@ -9,7 +9,8 @@ _EXPORTS = {
     'plot_confusion_matrix': '.plots',
     'plot_history': '.plots',
     'plot_top_losses': '.plots',
+    'plot_tradeoff': '.plots',
     'save_figure': '.plots',
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-__all__ = ['classification_report', 'confusion_matrix', 'plot_confusion_matrix', 'plot_history', 'plot_top_losses', 'save_figure', 'top_losses']
+__all__ = ['classification_report', 'confusion_matrix', 'plot_confusion_matrix', 'plot_history', 'plot_top_losses', 'plot_tradeoff', 'save_figure', 'top_losses']

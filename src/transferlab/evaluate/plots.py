@@ -239,3 +239,25 @@ def plot_history(history: Sequence[dict[str, float]]) -> Figure:
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_tradeoff(
+    names: Sequence[str], speed: Sequence[float], accuracy: Sequence[float], spread: Sequence[float],
+    highlight: str | None = None, title: str = "",
+) -> Figure:
+    """Accuracy against images/s (log scale), one labelled point per name, ``spread`` as vertical error bars;
+    ``highlight`` is drawn in another colour (the recommendation)."""
+    fig = new_figure((7.0, 4.8))
+    ax = fig.add_subplot()
+    for name, x, y, e in zip(names, speed, accuracy, spread):
+        colour = "tab:red" if name == highlight else "tab:blue"
+        ax.errorbar([x], [y], yerr=[e], fmt="o", color=colour, capsize=3)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("feature extraction, images/s (this machine)")
+    ax.set_ylabel("k-fold probe accuracy (± fold sd)")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -41,8 +41,11 @@ class Extraction:
 
 
 def cache_key(model: ImageClassifier, runtime: Runtime, fingerprint: str | None = None) -> dict[str, str]:
-    """Everything that changes the cached numbers: weights, architecture, preprocessing, precision."""
+    """Everything that changes the cached numbers: weights, architecture, preprocessing, precision, feature mode
+    (``pooled`` keys stay as they were before modes existed, so older caches stay valid)."""
+    mode = {} if model.feature_mode == "pooled" else {"features": model.feature_mode}
     return {
+        **mode,
         "weights": fingerprint or model.backbone_fingerprint(),
         "arch": type(model.net).__name__ + ":" + str(model.net.default_cfg.get("architecture", "")),
         "preprocess": model.preprocess.key(),
@@ -210,7 +213,7 @@ def extract_features(
         else:
             ok.append(i)
             rows.append(found[h])
-    features = torch.stack(rows) if rows else torch.empty(0, model.num_features)
+    features = torch.stack(rows) if rows else torch.empty(0, model.feature_dim)
     return Extraction(features, ok, failed, computed=len(todo) - len(bad_hashes), seconds=time.perf_counter() - started, hashes=hashes)
 
 

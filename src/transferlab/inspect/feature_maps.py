@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
 from ..models import ImageClassifier
-from .hooks import forward_eval, capture, default_stage, stage_layer
+from .hooks import as_map, capture, default_stage, forward_eval, stage_layer
 
 
 @dataclass
@@ -48,10 +48,11 @@ def feature_maps(model: ImageClassifier, image: torch.Tensor, layer: str | None 
     name = layer if layer is not None else stage_layer(model, stage if stage is not None else default_stage(model))
     with capture(model.net, [name]) as acts:
         forward_eval(model, image)
-    if name not in acts or acts[name].ndim != 4:
+    activation = as_map(model.net, acts[name], name) if name in acts else None  # ViT tokens shown on the patch grid
+    if activation is None:
         got = "no tensor" if name not in acts else f"shape {tuple(acts[name].shape)}"
-        raise ConfigError(f"expected layer {name!r} to output a (B, C, H, W) map, got {got} — pick one from --list-layers")
-    activation = acts[name].float().cpu()
+        raise ConfigError(f"expected layer {name!r} to output a (B, C, H, W) map or patch tokens, got {got} — pick one from --list-layers")
+    activation = activation.float().cpu()
     return FeatureMaps(name, image.detach().float().cpu(), activation, activation[0].mean(dim=(1, 2)))
 
 

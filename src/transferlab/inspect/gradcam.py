@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..models import ImageClassifier, resolve_class
-from .hooks import capture, last_conv_layer
+from .hooks import as_map, capture, last_conv_layer
 from ..errors import InputError
 
 
@@ -75,8 +75,12 @@ def gradcam(model: ImageClassifier, image: torch.Tensor, target: int | str | Non
         with torch.enable_grad(), capture(model.net, [name], detach=False) as acts:
             logits = model(image.to(device).float())
             index = int(logits.argmax(1)) if target is None else resolve_class(model.classes, target)
-            activation = acts[name]  # (1, K, h, w)
-            (grad,) = torch.autograd.grad(logits[0, index], activation)
+            raw = acts.get(name)
+            if raw is None or as_map(model.net, raw, name) is None:
+                got = "no tensor" if raw is None else f"shape {tuple(raw.shape)}"
+                raise InputError(f"expected layer {name!r} to output a map or patch tokens, got {got} — pick one from `transferlab features MODEL --list-layers`")
+            (grad,) = torch.autograd.grad(logits[0, index], raw)
+            activation, grad = as_map(model.net, raw, name), as_map(model.net, grad, name)  # (1, K, h, w); ViT tokens on the patch grid
     finally:
         model.train(was_training)
     weights = grad.mean(dim=(2, 3), keepdim=True)  # (1, K, 1, 1): channel importance

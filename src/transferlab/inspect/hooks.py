@@ -63,6 +63,33 @@ def capture(net: nn.Module, names: Sequence[str], *, detach: bool = True) -> Ite
             handle.remove()
 
 
+def as_map(net: nn.Module, output: torch.Tensor, name: str = "") -> torch.Tensor | None:
+    """A layer's output as a (B, C, h, w) map: 4-D maps as they are; a vision transformer's (B, N, C) tokens
+    with the prefix (class, register) tokens dropped and the patch tokens laid out on the patch grid
+    (differentiably: Grad-CAM takes gradients through it); None for anything else (pooled vectors, logits).
+
+    ``name`` is the layer's: a ViT built with ``dynamic_img_size`` embeds patches channels-last, (B, h, w, C).
+    """
+    embed = getattr(net, "patch_embed", None)
+    if output.ndim == 4:
+        channels_last = name == "patch_embed" and str(getattr(embed, "output_fmt", "")).endswith("NHWC")
+        return output.permute(0, 3, 1, 2) if channels_last else output
+    grid = getattr(embed, "grid_size", None)
+    if output.ndim != 3 or not grid:
+        return None
+    b, n, c = output.shape
+    patches = n - int(getattr(net, "num_prefix_tokens", 0)) if name != "patch_embed" else n
+    h, w = grid if patches == grid[0] * grid[1] else (math.isqrt(patches),) * 2  # other input sizes: square grids
+    if h * w != patches or patches <= 0:
+        return None
+    return output[:, n - patches :].transpose(1, 2).reshape(b, c, h, w)  # (B, N, C) -> (B, C, h, w)
+
+
+def token_net(net: nn.Module) -> bool:
+    """A vision transformer: its blocks output tokens, not maps."""
+    return getattr(getattr(net, "patch_embed", None), "grid_size", None) is not None and isinstance(getattr(net, "blocks", None), nn.Sequential)
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """A layer whose output is an image-like activation map."""
@@ -92,7 +119,8 @@ def _browsable(net: nn.Module) -> list[str]:
 def list_layers(model: ImageClassifier, size: tuple[int, int] | None = None) -> list[LayerInfo]:
     """The layers worth looking at, in the order they run, with their output shapes for one image at
     the model's input size: the network's top-level parts and the members of its containers (for
-    EfficientNet ``conv_stem``, ``blocks.2``, ``blocks.2.1``, ``conv_head``...), where the output is 4-D.
+    EfficientNet ``conv_stem``, ``blocks.2``, ``blocks.2.1``, ``conv_head``...), where the output is a map
+    (4-D, or a vision transformer's tokens shown on the patch grid, ``as_map``).
     Any module name works in ``capture`` and ``feature_maps``; these are the ones to start from.
     """
     names = _browsable(model.net)
@@ -106,10 +134,8 @@ def list_layers(model: ImageClassifier, size: tuple[int, int] | None = None) -> 
                 h.remove()
     seen = dict.fromkeys(order)  # a module called twice keeps its first position
     stages = {f["module"]: k for k, f in enumerate(getattr(model.net, "feature_info", None) or [], 1)}
-    return [
-        LayerInfo(n, type(model.net.get_submodule(n)).__name__, tuple(acts[n].shape), stages.get(n))
-        for n in seen if n in acts and acts[n].ndim == 4
-    ]
+    maps = {n: as_map(model.net, acts[n], n) for n in seen if n in acts}
+    return [LayerInfo(n, type(model.net.get_submodule(n)).__name__, tuple(m.shape), stages.get(n)) for n, m in maps.items() if m is not None]
 
 
 def stage_layer(model: ImageClassifier, stage: int) -> str:
@@ -130,7 +156,13 @@ def default_stage(model: ImageClassifier) -> int:
 
 
 def last_conv_layer(model: ImageClassifier) -> str:
-    """The last top-level part of the network whose output is still a spatial map (Grad-CAM's layer)."""
+    """The last top-level part of the network whose output is still a spatial map (Grad-CAM's layer).
+
+    For a vision transformer, the first norm of its last block: the patch tokens there reach the class
+    token through the last attention, while after it only the class token (or the pooled tokens) counts.
+    """
+    if token_net(model.net):
+        return f"blocks.{len(model.net.blocks) - 1}.norm1"
     maps = [layer for layer in list_layers(model, size=(64, 64)) if "." not in layer.name]
     if not maps:
         raise ConfigError(f"{type(model.net).__name__} has no layer with a spatial output — pick one with --layer NAME")

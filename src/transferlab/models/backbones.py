@@ -152,6 +152,20 @@ def _from_hub(name: str) -> tuple[torch.nn.Module, str]:
         raise BackboneError(f"could not download weights for {name!r}: {err} — or pass --weights FILE") from err
 
 
+def check_weights_available(name: str, weights: str | Path | None = None) -> None:
+    """Raise the ``BackboneError`` ``create_backbone`` would for a bad name, a missing file or no weights
+    offline, without building the network: lets a command fail before minutes of work, not after."""
+    _check_name(name)
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise BackboneError(f"weights file {str(weights)!r} does not exist — check the --weights path")
+    elif name not in BUNDLED and not _hub_reachable() and _hub_cached_file(name) is None:
+        raise BackboneError(
+            f"no offline weights for {name!r}: the Hugging Face hub is unreachable and nothing is cached "
+            f"— pass --weights {name}=FILE (a .safetensors or .pth state dict), or use a bundled backbone ({', '.join(sorted(BUNDLED))})"
+        )
+
+
 def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None) -> Backbone:
     """Build a pretrained backbone by name.
 
