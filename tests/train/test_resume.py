@@ -57,14 +57,15 @@ def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(photo_folder: Pa
     assert not (killed / "checkpoint.pt").exists()  # finished now: the training state is no longer needed
     ds = tl.load_dataset(photo_folder, val_frac=0.2, test_frac=0.3)
     straight = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=tmp_path / "straight", precision="fp32", finetune_config=FinetuneConfig(**RECIPE))
-    # Same seed, same data, same machine: identical up to float32 summation order (a few ulps: rel 1e-5;
-    # abs 1e-6 was under one ulp of a loss near 4 and failed once on a loaded machine).
+    # Same seed, same data, same machine: identical up to float32 summation order. Seen: relative differences
+    # of 5e-7 and 1.4e-5 between runs (oneDNN's reductions); a wrong resume (other augmentation draws, another
+    # learning rate) moves the loss by percents, so rel 1e-4 still catches it.
     a, b = resumed.meta["finetune"]["history"], straight.meta["finetune"]["history"]
     assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [0, 1, 2, 3, 4]
     for ra, rb in zip(a, b):
-        assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-5) and ra["val_accuracy"] == rb["val_accuracy"]
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4) and ra["val_accuracy"] == rb["val_accuracy"]
     assert resumed.meta["metrics"]["accuracy"] == straight.meta["metrics"]["accuracy"]
-    assert resumed.meta["metrics"]["log_loss"] == pytest.approx(straight.meta["metrics"]["log_loss"], rel=1e-5)
+    assert resumed.meta["metrics"]["log_loss"] == pytest.approx(straight.meta["metrics"]["log_loss"], rel=1e-4)
 
 
 def test_a_checkpoint_from_before_the_crop_ratio_and_weight_average_resumes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
