@@ -62,3 +62,19 @@ def test_attack_flags_default_to_the_library_recipe() -> None:
 
     assert AttackFlags().config("4/255", seed=0) == AttackConfig()
     assert AttackFlags(norm="l2", alpha="1/255").config("0.5", seed=3) == AttackConfig(norm="L2", eps=0.5, alpha=1 / 255, seed=3)
+
+
+def test_no_help_text_hides_words_in_angle_brackets() -> None:
+    """Help is rendered as markdown, where ``<data>`` reads as an HTML tag and vanishes: write ``DATA``."""
+    import re
+
+    import click
+
+    root = typer.main.get_command(app)
+
+    def commands(group: click.Group):
+        for cmd in group.commands.values():
+            yield from commands(cmd) if isinstance(cmd, click.Group) else [cmd]
+
+    hidden = [f"{cmd.name} {p.name}: {p.help}" for cmd in commands(root) for p in cmd.params if re.search(r"<\w", getattr(p, "help", None) or "")]
+    assert not hidden, hidden

@@ -657,7 +657,7 @@ def robustness(
 def audit_(
     data: DataArg,
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone whose (cached) features are compared.")] = DEFAULT_BACKBONE,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for audit.json, audit.csv, audit.html [default: audit-<data>].")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for audit.json, audit.csv, audit.html [default: audit-DATA].")] = None,
     fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help="Write the paths to review to FILE, one a line (for `train --exclude` once reviewed).")] = None,
     limit: Annotated[int, typer.Option(help="Rows per kind of finding in the terminal table.")] = 10,
     weights: WeightsOpt = None,
