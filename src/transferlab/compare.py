@@ -237,11 +237,12 @@ def _scored_samples(dataset: Dataset, folds: int) -> list[Sample]:
     samples = [*roles.train, *roles.val]
     counts = np.bincount([s.label for s in samples], minlength=len(dataset.classes))
     present = counts[counts > 0]
-    if len(present) < 2 or present.min() < folds:
-        raise DataError(
-            f"expected at least {folds} images of each of at least 2 classes in the train/val images of {dataset.root}, "
-            f"got {dict(zip(dataset.classes, counts.tolist()))} — add images or pass a smaller --folds"
-        )
+    if len(present) < 2:
+        raise DataError(f"expected train/val images of at least 2 classes in {dataset.root}, got {len(present)} — add images of another class")
+    if present.min() < folds:
+        short = [f"{c} ({n})" for c, n in zip(dataset.classes, counts.tolist()) if 0 < n < folds]
+        shown = ", ".join(short[:8]) + (f" and {len(short) - 8} more" if len(short) > 8 else "")
+        raise DataError(f"{folds}-fold scoring needs at least {folds} train/val images in every class of {dataset.root}; {len(short)} have fewer: {shown} — add images or pass a smaller --folds")
     return samples
 
 
