@@ -73,8 +73,8 @@ class Evaluation:
         line = f"{r['split']} split, {r['n']} images: accuracy [bold]{r['accuracy']:.3f}[/], balanced {r['balanced_accuracy']:.3f}, macro F1 {r['macro_f1']:.3f}"
         line += f", top-5 {r['top5_accuracy']:.3f}" if "top5_accuracy" in r else ""
         line += f", species {r['species_accuracy']:.3f}" if "species_accuracy" in r else ""
-        if unseen_line(r):
-            line += "\n" + unseen_line(r)
+        unseen = unseen_line(r)
+        line += f"\n{unseen}" if unseen else ""
         table = Table("class", "precision", "recall", "F1", "support")
         for c in r["per_class"]:
             table.add_row(escape(c["class"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
@@ -159,8 +159,7 @@ class Run:
         if m:
             extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
             lines.append(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
-            if unseen_line(m):
-                lines.append(unseen_line(m))
+            lines += [u for u in (unseen_line(m),) if u]
         else:
             lines.append("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
         lines.append(escape(self.confidence.describe(len(self.classes))))
@@ -203,12 +202,6 @@ class Run:
         fingerprint = self.record.backbone.get("fingerprint")
         return FeatureCache(cache_dir, cache_key(self.model, runtime, fingerprint))
 
-    def _probabilities(
-        self, paths: Sequence[Path], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None
-    ):
-        scored = self.predict_scored(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
-        return scored, scored.probs
-
     def predict_scored(
         self, paths: Sequence[Path | str], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None,
     ) -> Scored:
@@ -235,21 +228,13 @@ class Run:
             scores = conf.score(features, logits)
             return conf.logits_to_probs(logits).numpy(), scores.numpy(), conf.accepted(scores).numpy(), logits.numpy()
 
-    def probabilities_from_features(self, features: torch.Tensor) -> np.ndarray:
-        """Calibrated class probabilities from pooled backbone features (what ``predict`` uses).
-
-        Shape:
-            features (N, D) float; returns (N, C) float32, C = ``len(self.classes)``.
-        """
-        return self.score_features(features)[0]
-
     def _mixed_scored(self, photos: list[Photo], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None):
         """Files (features cached, as ``predict`` always did) and in-memory images scored in input order:
         ({position: (probs (C,), score, accepted)}, {position: reason} for unreadable files)."""
         from .features import features_of_images
 
         files = [i for i, p in enumerate(photos) if isinstance(p, (str, Path))]
-        memory = [i for i in range(len(photos)) if i not in set(files)]
+        memory = sorted(set(range(len(photos))) - set(files))
         for i in memory:
             if not isinstance(photos[i], (Image.Image, torch.Tensor)):
                 raise InputError(f"expected image paths, PIL images or [0, 1] tensors, got {type(photos[i]).__name__}")
@@ -353,7 +338,8 @@ class Run:
         samples, split = dataset.evaluation_split(split)
         check_classes(self.classes, dataset.classes, dataset.root)
         paths = [s.path for s in samples]
-        ex, probs = self._probabilities(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        ex = self.predict_scored(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        probs = ex.probs
         to_run = {c: self.classes.index(c) for c in dataset.classes}
         y_true = np.array([to_run[dataset.classes[samples[i].label]] for i in ex.ok], dtype=int)
         kept = [paths[i] for i in ex.ok]

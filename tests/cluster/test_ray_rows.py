@@ -36,13 +36,13 @@ def test_rows_carry_top_k_reasons_and_the_in_distribution_score_only_when_the_ru
 
     probs = np.array([[0.2, 0.5, 0.3]])
     plain = type("Plain", (), {"classes": ["cat", "dog", "fox"]})()
-    rows = prediction_rows(plain, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(plain, np.ones((1, 4))), 2).to_pylist()
+    rows = prediction_rows(plain, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(plain, np.array([4.0])), 2).to_pylist()
     assert rows == [
         {"path": "a.jpg", "label_1": "dog", "prob_1": 0.5, "label_2": "fox", "prob_2": 0.3, "error": None},
         {"path": "b.jpg", "label_1": None, "prob_1": None, "label_2": None, "prob_2": None, "error": "empty file (0 bytes)"},
     ]
     scored = _Scored()
-    rows = prediction_rows(scored, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(scored, np.ones((1, 4))), 1).to_pylist()
+    rows = prediction_rows(scored, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(scored, scored.score_features(np.ones((1, 4)))[1]), 1).to_pylist()
     assert [r["in_distribution"] for r in rows] == [4.0, None]
 
 

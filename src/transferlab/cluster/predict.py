@@ -3,7 +3,7 @@
 Each row holds the path, the top-k labels with their probabilities, the in-distribution score where the
 run has one, and ``error`` (the reason) for a file that could not be read or decoded. The numbers are
 ``Run.predict``'s: the same decoding (``features.extract.load_image``), the same feature extractor and
-runtime (``features.runtime``), the same head (``Run.probabilities_from_features``).
+runtime (``features.runtime``), the same head, temperature and in-distribution score (``Run.score_features``).
 """
 
 from __future__ import annotations
@@ -43,13 +43,9 @@ def has_in_distribution(run: Run) -> bool:
     return bool(confidence is not None and confidence.rejects)
 
 
-def in_distribution(run: Run, features: Any) -> np.ndarray | None:
-    """The run's in-distribution score of each image (``Run.score_features``), when the run has one; else ``None``."""
-    if not has_in_distribution(run):
-        return None
-    if len(features) == 0:
-        return np.zeros(0)
-    return np.asarray(run.score_features(features)[1], dtype=np.float64).reshape(-1)
+def in_distribution(run: Run, scores: Any) -> np.ndarray | None:
+    """The ``in_distribution`` column: ``scores`` (from ``Run.score_features``) when the run has a threshold; else ``None``."""
+    return np.asarray(scores, dtype=np.float64).reshape(-1) if has_in_distribution(run) else None
 
 
 def row_schema(k: int, with_score: bool) -> Any:
@@ -112,13 +108,13 @@ class Predictor:
 
         errors = [str(e) or None for e in batch["error"]]
         ok = [i for i, e in enumerate(errors) if e is None]
-        features = torch.empty(0, self.run.model.num_features)
+        probs, scores = np.zeros((0, len(self.run.classes))), np.zeros(0)
         if ok:
             images = torch.from_numpy(np.ascontiguousarray(batch["image"][ok]))  # (N_ok, 3, H, W) uint8
             with inference(self.runtime):
                 features = self.forward(images.to(self.runtime.device).contiguous(memory_format=torch.channels_last)).float().cpu()
-        probs = self.run.probabilities_from_features(features)
-        return prediction_rows(self.run, [str(p) for p in batch["path"]], errors, probs, in_distribution(self.run, features), self.k)
+            probs, scores, _, _ = self.run.score_features(features)  # one head pass: probabilities and scores
+        return prediction_rows(self.run, [str(p) for p in batch["path"]], errors, probs, in_distribution(self.run, scores), self.k)
 
 
 class _TableWriter:
