@@ -38,8 +38,7 @@ BACKBONES = sorted(BUNDLED)
 
 
 def features_of(name: str, mode: str, paths: list[Path], cache_dir: str | None) -> dict[Path, torch.Tensor]:
-    bb = create_backbone(name)
-    bb.model.feature_mode = mode
+    bb = create_backbone(name, features=mode)
     runtime = pick_runtime()
     ex = extract_features(bb.model, paths, cache=FeatureCache(cache_dir, cache_key(bb.model, runtime)), runtime=runtime)
     return {paths[i]: row for i, row in zip(ex.ok, ex.features)}

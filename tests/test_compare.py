@@ -71,18 +71,17 @@ def test_multi_features_are_wider_and_cached_apart(photo_folder: Path, two) -> N
     pooled = tl.compare(ds, [TINY], weights={TINY: two[TINY]}, folds=3, precision="fp32").rows[0]
     multi = tl.compare(ds, [TINY], weights={TINY: two[TINY]}, folds=3, precision="fp32", features="multi").rows[0]
     assert multi.features == "multi" and multi.feature_dim == pooled.feature_dim + 32 + 48 + 64  # the last 3 stages of test_efficientnet
-    bb = tl.create_backbone(TINY, two[TINY])
-    key = cache_key(bb.model, pick_runtime(precision="fp32"))
-    bb.model.feature_mode = "multi"
-    assert cache_key(bb.model, pick_runtime(precision="fp32")) == {**key, "features": "multi"}  # pooled keys unchanged: old caches stay valid
+    key = cache_key(tl.create_backbone(TINY, two[TINY]).model, pick_runtime(precision="fp32"))
+    assert set(key) == {"weights", "arch", "preprocess", "precision", "version"}  # pooled keys as before modes: old caches stay valid
+    multi_key = cache_key(tl.create_backbone(TINY, two[TINY], features="multi").model, pick_runtime(precision="fp32"))
+    assert multi_key["arch"].startswith("CombinedNet:combined-multi:") and multi_key["weights"] != key["weights"]
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_multi_features_match_their_declared_width_in_every_family(family: str, family_weights) -> None:
     import torch
 
-    bb = tl.create_backbone(FAMILIES[family], family_weights(FAMILIES[family]))
-    bb.model.feature_mode = "multi"
+    bb = tl.create_backbone(FAMILIES[family], family_weights(FAMILIES[family]), features="multi")
     x = torch.rand(2, 3, 64, 64) if family != "vit" else torch.rand(2, 3, *bb.model.preprocess.input_size)
     with torch.no_grad():
         feats = bb.model.features(x)

@@ -47,6 +47,7 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto
 Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Force fp32 (same as --precision fp32).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+FeaturesOpt = Annotated[str, typer.Option(help="pooled | multi (also pool the last 3 stages: textures, medical, industrial images).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")]
 AcceptOpt = Annotated[float, typer.Option(help="'None of these' threshold: the share of validation images it accepts (0.99: reject less).")]
 OodScoreOpt = Annotated[str, typer.Option("--ood-score", help="In-distribution score: knn | mahalanobis | energy | msp (BENCHMARKS.md compares them).")]
@@ -163,8 +164,11 @@ def _print_problems(console: Console, skipped: Problems, warnings: Problems, lim
 def train(
     data: Annotated[Optional[Path], typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted fine-tuning run in this folder (no DATA needed).")] = None,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = DEFAULT_BACKBONE,
-    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help=(
+        "Bundled efficientnet_lite0/1/2 (offline) or any timm model name; A+B concatenates their features (what `compare --combine` scores)."))] = DEFAULT_BACKBONE,
+    weights: Annotated[Optional[list[str]], typer.Option("--weights", help=(
+        "Backbone weights file (.safetensors or .pth state dict); for A+B, NAME=FILE per member that uses a local file (repeatable)."))] = None,
+    features: FeaturesOpt = "pooled",
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-BACKBONE].")] = None,
     strategy: Annotated[str, typer.Option(help=(
         "probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation "
@@ -193,7 +197,7 @@ def train(
     ds = tl.load_dataset(data, **loading.kwargs())
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
-        run = tl.train(ds, backbone, strategy, weights=weights, out=directory, cache_dir=cache_dir, seed=loading.seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
+        run = tl.train(ds, backbone, strategy, weights=_weights_arg(weights), features=features, out=directory, cache_dir=cache_dir, seed=loading.seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
                        finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb, accept=accept, ood_score=ood_score,
                        exclude=_read_list(exclude))
     _report_training(run, run.meta["data"], directory, json_)
@@ -408,7 +412,7 @@ def compare(
     data: DataArg,
     backbones_: Annotated[str, typer.Option("--backbones", help="Comma-separated backbone names [default: the bundled ones, offline].")] = "",
     weights: Annotated[Optional[list[str]], typer.Option("--weights", help="NAME=FILE: local weights for backbone NAME (repeatable; NAME is added to the list).")] = None,
-    features: Annotated[str, typer.Option(help="pooled | multi (also pool the last 3 stages: textures, medical, industrial images).")] = "pooled",
+    features: FeaturesOpt = "pooled",
     combine: Annotated[bool, typer.Option("--combine", help="Also score the concatenated features of the best two and three.")] = False,
     folds: Annotated[int, typer.Option(help="k of the k-fold cross-validation.")] = 5,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for compare.json, compare.csv and compare.png.")] = None,
@@ -430,6 +434,15 @@ def compare(
     if json_:
         return _emit_json({**result.to_dict(), "files": {k: str(v) for k, v in result.files.items()}})
     out.print(result, highlight=False)
+
+
+def _weights_arg(values: list[str] | None) -> Path | dict[str, Path] | None:
+    """``--weights FILE`` (one backbone) or ``--weights NAME=FILE ...`` (members of A+B)."""
+    if not values:
+        return None
+    if len(values) == 1 and ("=" not in values[0] or Path(values[0]).is_file()):
+        return Path(values[0])
+    return dict(_name_equals_file(v) for v in values)
 
 
 def _name_equals_file(text: str) -> tuple[str, Path]:

@@ -32,9 +32,9 @@ from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.cache import default_cache_dir
 from .features.runtime import Runtime
 from .models import ImageClassifier, create_backbone
-from .models.backbones import check_weights_available
+from .models.backbones import check_weights_available, combine_backbones
 from .models.bundled import BUNDLED
-from .models.classifier import FEATURE_MODES
+from .models.combined import FEATURE_MODES
 from .train import ProbeConfig, fit_probe
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def compare(
     Args:
         backbones: bundled names (offline) or timm names; a name in ``weights`` uses that local file.
         weights: backbone name -> .safetensors/.pth state dict (names not in ``backbones`` are added).
-        features: ``pooled`` or ``multi`` (see ``models.classifier.FeatureExtractor``).
+        features: ``pooled`` or ``multi`` (see ``models.combined.member_features``).
         folds: k of the cross-validation.
         combine: also score the concatenated features of the best two and best three.
         out: folder for ``compare.json``, ``compare.csv`` and ``compare.png``.
@@ -252,8 +252,10 @@ def _score_backbone(
 ) -> tuple[BackboneScore, dict[str, torch.Tensor], dict[str, int]]:
     """The backbone's row (scores from the score cache when nothing changed), its features and labels by content hash."""
     bb = create_backbone(name, weights)
+    imagenet = _imagenet_head(bb.model)  # before ``multi`` drops it
+    if mode != "pooled":
+        bb = combine_backbones([bb], mode)
     model = bb.model
-    model.feature_mode = mode  # our own fresh model: changing it touches nothing of the caller's
     cache = FeatureCache(root, cache_key(model, runtime))
     paths = [s.path for s in samples]
     ex = extract_features(model, paths, cache=cache, runtime=runtime, batch_size=batch_size, progress=progress)
@@ -268,7 +270,7 @@ def _score_backbone(
         x = torch.stack([by_hash[h] for h in sorted(labels)])
         y = np.array([labels[h] for h in sorted(labels)])
         cached = _kfold(x, y, folds, seed, probe)
-        cached["imagenet_confidence"] = _imagenet_confidence(model, x)
+        cached["imagenet_confidence"] = _imagenet_confidence(imagenet, x)
         atomic_write_bytes(score_file, json.dumps(cached).encode())
     head_ids = {id(p) for p in model.head.parameters()}
     params = [p for p in model.net.parameters() if id(p) not in head_ids]
@@ -327,12 +329,19 @@ def _kfold(x: torch.Tensor, y: np.ndarray, folds: int, seed: int, probe: ProbeCo
     }
 
 
-def _imagenet_confidence(model: ImageClassifier, x: torch.Tensor) -> float | None:
-    """Mean top-1 probability of the backbone's own ImageNet-1k head on the photos' pooled features."""
+def _imagenet_head(model: ImageClassifier) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The backbone's own ImageNet-1k head (weight, bias), if it has one."""
     head = model.head
     if model.net.num_classes != 1000 or not isinstance(head, torch.nn.Linear) or head.bias is None:
         return None
-    weight, bias = head.weight.detach().float(), head.bias.detach().float()
+    return head.weight.detach().float().clone(), head.bias.detach().float().clone()
+
+
+def _imagenet_confidence(head: tuple[torch.Tensor, torch.Tensor] | None, x: torch.Tensor) -> float | None:
+    """Mean top-1 probability of the backbone's own ImageNet-1k head on the photos' pooled features."""
+    if head is None:
+        return None
+    weight, bias = head
     pooled = x[:, -weight.shape[1]:]  # ``multi`` rows end with the pooled pre-logits the head reads
     probs = torch.softmax(pooled.float() @ weight.T + bias, dim=1)
     return round(float(probs.max(1).values.mean()), 4)
@@ -360,11 +369,12 @@ def _recommend(rows: list[BackboneScore]) -> tuple[BackboneScore, BackboneScore,
     close = [r for r in rows if r.accuracy >= best.accuracy - best.accuracy_sd]
     pick = max(close, key=lambda r: (r.images_per_s, r.accuracy))
     score = lambda r: f"{r.accuracy:.3f} ± {r.accuracy_sd:.3f}"  # noqa: E731
+    train = f" — train it with `transferlab train DATA --backbone {pick.name}{' --features multi' if pick.features == 'multi' else ''}`"
     if pick is best:
-        return best, pick, f"use {best.name}: the best {best.folds}-fold accuracy ({score(best)}), and the fastest within its fold spread"
+        return best, pick, f"use {best.name}: the best {best.folds}-fold accuracy ({score(best)}), and the fastest within its fold spread{train}"
     return best, pick, (
         f"use {pick.name}: {score(pick)}, within the fold spread of the best, {best.name} ({score(best)}), "
-        f"at {pick.images_per_s / best.images_per_s:.1f}x its speed"
+        f"at {pick.images_per_s / best.images_per_s:.1f}x its speed{train}"
     )
 
 

@@ -152,7 +152,8 @@ class Run:
         lines = [escape(record.decision)] if record.decision else []
         seen = max((p.fit for p in record.phases), default=0)
         chosen = record.phases[0].choose_from if record.phases else "?"
-        line = f"trained {escape(str(record.backbone.get('name')))} {record.strategy} (kept: {record.kept}) on {seen} images, choices on {chosen}"
+        features = " (multi-stage features)" if record.backbone.get("features") == "multi" else ""
+        line = f"trained {escape(str(record.backbone.get('name')))}{features} {record.strategy} (kept: {record.kept}) on {seen} images, choices on {chosen}"
         if "features_s" in t:
             line += f": features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s"
         lines.append(line)

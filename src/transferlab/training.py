@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +30,7 @@ from .errors import ConfigError, DataError, RunError
 from .features import FeatureCache, cache_key, extract_features, pick_runtime
 from .features.runtime import Runtime
 from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone
+from .models.backbones import Weights
 from .models.confidence import DEFAULT_ACCEPT, DEFAULT_METHOD, Confidence
 from .models.record import Phase, RunRecord, short_hash
 from .run import Run
@@ -48,7 +49,7 @@ class _Setup:
     """What every step shares: the backbone, how it runs, and where features are cached."""
 
     name: str
-    weights: Path | str | None
+    weights: Weights
     model: ImageClassifier
     arch: str
     weights_label: str | None
@@ -75,7 +76,8 @@ def train(
     backbone: str = DEFAULT_BACKBONE,
     strategy: str = "probe",
     *,
-    weights: Path | str | None = None,
+    weights: Weights = None,
+    features: str = "pooled",
     out: Path | str | None = None,
     cache_dir: Path | str | None = None,
     seed: int = 0,
@@ -102,6 +104,8 @@ def train(
         ``auto``: as finetune, within ``budget`` seconds (default 15 min), skipping fine-tuning when
         the probe leaves nothing to win; the run records what was tried and why the kept model won.
 
+    ``backbone`` may join several names with ``+`` (their features concatenated; ``weights`` then maps member
+    names to local files); ``features="multi"`` adds each backbone's last stages, pooled (``models.combined``).
     The score printed and saved is on the held-out split (test, else a given val); see ``data.roles``.
     The softmax temperature and the "none of these" threshold (``ood_score``, accepting ``accept`` of
     the choosing images) are fitted on the images used for choosing (``calibrate``), never on it.
@@ -125,7 +129,7 @@ def train(
     torch.manual_seed(seed)
     data = copy.deepcopy(dataset)  # drops and warnings go to the run's copy
     excluded = _exclude(data, exclude)
-    setup = _load_backbone(backbone, weights, precision, cache_dir, batch_size, seed, progress)
+    setup = _load_backbone(backbone, weights, features, precision, cache_dir, batch_size, seed, progress)
     backbone_s = time.perf_counter() - started
     feats = _extract(setup, data)
     roles = split_roles(data)
@@ -152,7 +156,7 @@ def train(
         if skip:
             decision = skip
         else:
-            spec = {"strategy": strategy, "backbone": backbone, "weights": str(weights) if weights else None, "precision": precision, "batch_size": batch_size, "seed": seed,
+            spec = {"strategy": strategy, "backbone": backbone, "weights": _weights_json(weights), "features": features, "precision": precision, "batch_size": batch_size, "seed": seed,
                     "probe": asdict(probe), "data": data_record, "keep_checkpoints": keep_checkpoints}  # what resume needs
             tuned = _finetune(setup.model, train_set, val_set, setup.runtime, finetune_config, seed, directory, progress, resume_from, spec, deadline if budget or strategy == "auto" else None)
             if directory is not None and world().is_main and not tuned.interrupted and not keep_checkpoints:
@@ -163,7 +167,7 @@ def train(
             head = _refit_head(setup, train_set, val_set, probe)
             phases.append(_head_phase("head refit", train_set, val_set, head, feats, refit=True))
     record = RunRecord(
-        backbone={"name": backbone, "arch": setup.arch, "weights": setup.weights_label, "fingerprint": setup.model.backbone_fingerprint()},
+        backbone={"name": backbone, "arch": setup.arch, "weights": setup.weights_label, "fingerprint": setup.model.backbone_fingerprint(), "features": features},
         strategy=strategy,
         transferlab_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -196,8 +200,14 @@ def train(
 
 
 # -- steps ------------------------------------------------------------------------------------------
-def _load_backbone(name: str, weights: Path | str | None, precision: str, cache_dir: Path | str | None, batch_size: int | None, seed: int, progress: Progress | None) -> _Setup:
-    bb = create_backbone(name, weights)
+def _weights_json(weights: Weights) -> str | dict[str, str] | None:
+    if isinstance(weights, Mapping):
+        return {name: str(file) for name, file in weights.items()}
+    return str(weights) if weights else None
+
+
+def _load_backbone(name: str, weights: Weights, features: str, precision: str, cache_dir: Path | str | None, batch_size: int | None, seed: int, progress: Progress | None) -> _Setup:
+    bb = create_backbone(name, weights, features)
     return _Setup(name, weights, bb.model, bb.arch, bb.weights, pick_runtime(precision=precision), cache_dir, batch_size, seed, progress)
 
 
@@ -482,7 +492,7 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
         raise RunError(f"the data in {data['root']} changed since this run started — retrain without --resume")
     probe = ProbeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["probe"].items()})
     return train(
-        dataset, spec["backbone"], spec.get("strategy", "finetune"), weights=spec["weights"], out=directory, cache_dir=cache_dir, seed=spec["seed"],
+        dataset, spec["backbone"], spec.get("strategy", "finetune"), weights=spec["weights"], features=spec.get("features", "pooled"), out=directory, cache_dir=cache_dir, seed=spec["seed"],
         precision=spec["precision"], batch_size=spec["batch_size"], probe=probe, finetune_config=config, keep_checkpoints=spec.get("keep_checkpoints", True),
         progress=progress, resume_from=state, exclude=excluded,
     )
@@ -492,7 +502,8 @@ def find_lr(
     dataset: Dataset,
     backbone: str = DEFAULT_BACKBONE,
     *,
-    weights: Path | str | None = None,
+    weights: Weights = None,
+    features: str = "pooled",
     cache_dir: Path | str | None = None,
     seed: int = 0,
     steps: int = 60,
@@ -505,6 +516,6 @@ def find_lr(
     """
     from .train.lr_find import lr_find
 
-    run = train(dataset, backbone, "probe", weights=weights, cache_dir=cache_dir, seed=seed, progress=progress)  # phase 1
+    run = train(dataset, backbone, "probe", weights=weights, features=features, cache_dir=cache_dir, seed=seed, progress=progress)  # phase 1
     items = [(s.path, s.label) for s in dataset.split("train")]
     return lr_find(run.model, items, pick_runtime(), finetune_config, steps=steps, seed=seed)

@@ -41,11 +41,9 @@ class Extraction:
 
 
 def cache_key(model: ImageClassifier, runtime: Runtime, fingerprint: str | None = None) -> dict[str, str]:
-    """Everything that changes the cached numbers: weights, architecture, preprocessing, precision, feature mode
-    (``pooled`` keys stay as they were before modes existed, so older caches stay valid)."""
-    mode = {} if model.feature_mode == "pooled" else {"features": model.feature_mode}
+    """Everything that changes the cached numbers: weights, architecture (a combination's names its members and
+    feature mode), preprocessing, precision."""
     return {
-        **mode,
         "weights": fingerprint or model.backbone_fingerprint(),
         "arch": type(model.net).__name__ + ":" + str(model.net.default_cfg.get("architecture", "")),
         "preprocess": model.preprocess.key(),

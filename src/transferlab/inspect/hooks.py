@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import ImageClassifier
+from ..models.combined import CombinedNet
 from ..models.state import device_of, eval_mode
 
 
@@ -63,6 +64,16 @@ def capture(net: nn.Module, names: Sequence[str], *, detach: bool = True) -> Ite
             handle.remove()
 
 
+def owner(net: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The network a layer belongs to and its name there: in a combination (``members.1.blocks.3``), the
+    member (``blocks.3`` of member 1); elsewhere ``net`` and ``name`` as they are."""
+    if isinstance(net, CombinedNet) and name.startswith("members."):
+        index, _, rest = name.removeprefix("members.").partition(".")
+        if index.isdigit() and int(index) < len(net.members):
+            return net.members[int(index)], rest
+    return net, name
+
+
 def as_map(net: nn.Module, output: torch.Tensor, name: str = "") -> torch.Tensor | None:
     """A layer's output as a (B, C, h, w) map: 4-D maps as they are; a vision transformer's (B, N, C) tokens
     with the prefix (class, register) tokens dropped and the patch tokens laid out on the patch grid
@@ -70,6 +81,7 @@ def as_map(net: nn.Module, output: torch.Tensor, name: str = "") -> torch.Tensor
 
     ``name`` is the layer's: a ViT built with ``dynamic_img_size`` embeds patches channels-last, (B, h, w, C).
     """
+    net, name = owner(net, name)
     embed = getattr(net, "patch_embed", None)
     if output.ndim == 4:
         channels_last = name == "patch_embed" and str(getattr(embed, "output_fmt", "")).endswith("NHWC")
@@ -101,7 +113,10 @@ class LayerInfo:
 
 
 def _browsable(net: nn.Module) -> list[str]:
-    """Top-level parts of ``net`` and, recursively, the members of its containers (stages, blocks)."""
+    """Top-level parts of ``net`` and, recursively, the members of its containers (stages, blocks); each
+    member's, named inside the combination, for several backbones."""
+    if isinstance(net, CombinedNet):
+        return [f"members.{i}.{name}" for i, member in enumerate(net.members) for name in _browsable(member)]
     names: list[str] = []
 
     def walk(module: nn.Module, prefix: str) -> None:
@@ -161,9 +176,11 @@ def last_conv_layer(model: ImageClassifier) -> str:
     For a vision transformer, the first norm of its last block: the patch tokens there reach the class
     token through the last attention, while after it only the class token (or the pooled tokens) counts.
     """
-    if token_net(model.net):
-        return f"blocks.{len(model.net.blocks) - 1}.norm1"
-    maps = [layer for layer in list_layers(model, size=(64, 64)) if "." not in layer.name]
+    prefix = "members.0." if isinstance(model.net, CombinedNet) else ""  # a combination's first member
+    net = model.net.members[0] if prefix else model.net
+    if token_net(net):
+        return f"{prefix}blocks.{len(net.blocks) - 1}.norm1"
+    maps = [layer for layer in list_layers(model, size=(64, 64)) if layer.name.startswith(prefix) and "." not in layer.name.removeprefix(prefix)]
     if not maps:
         raise ConfigError(f"{type(model.net).__name__} has no layer with a spatial output — pick one with --layer NAME")
     return maps[-1].name

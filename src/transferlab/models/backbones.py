@@ -3,9 +3,11 @@ a user's file (``--weights``), or timm's hub when online."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from ..errors import BackboneError
 from .bundled import BUNDLED, load_bundled
 from .defaults import DEFAULT_BACKBONE
 from .classifier import ImageClassifier
+from .combined import FEATURE_MODES, CombinedNet
 from .imagenet import imagenet_classes
 from .preprocess import Preprocess
 
@@ -25,8 +28,8 @@ _HUB_HOST = "huggingface.co"
 class Backbone:
     """A pretrained network ready for feature extraction, with where its weights came from."""
 
-    name: str  # what the user asked for, e.g. "efficientnet_lite0" or "resnet50.a1_in1k"
-    arch: str  # the timm architecture actually built, e.g. "tf_efficientnet_lite0"
+    name: str  # what the user asked for, e.g. "efficientnet_lite0", "resnet50.a1_in1k" or "efficientnet_lite0+resnet50"
+    arch: str  # the timm architecture actually built, e.g. "tf_efficientnet_lite0" ("combined-pooled:A+B" for several)
     model: ImageClassifier  # with its original (ImageNet) head when the weights have one
     weights: str  # "bundled:<package>==<version>", "file:<path>", "hub:<name>" or "hub-cache:<name>"
 
@@ -152,30 +155,72 @@ def _from_hub(name: str) -> tuple[torch.nn.Module, str]:
         raise BackboneError(f"could not download weights for {name!r}: {err} — or pass --weights FILE") from err
 
 
-def check_weights_available(name: str, weights: str | Path | None = None) -> None:
+Weights = str | Path | Mapping[str, str | Path] | None
+
+
+def check_weights_available(name: str, weights: Weights = None) -> None:
     """Raise the ``BackboneError`` ``create_backbone`` would for a bad name, a missing file or no weights
-    offline, without building the network: lets a command fail before minutes of work, not after."""
-    _check_name(name)
-    if weights is not None:
-        if not Path(weights).is_file():
-            raise BackboneError(f"weights file {str(weights)!r} does not exist — check the --weights path")
-    elif name not in BUNDLED and not _hub_reachable() and _hub_cached_file(name) is None:
-        raise BackboneError(
-            f"no offline weights for {name!r}: the Hugging Face hub is unreachable and nothing is cached "
-            f"— pass --weights {name}=FILE (a .safetensors or .pth state dict), or use a bundled backbone ({', '.join(sorted(BUNDLED))})"
-        )
+    offline (for each member of ``A+B``), without building the network: lets a command fail before minutes
+    of work, not after."""
+    names = split_names(name)
+    for member, file in _member_weights(names, weights).items():
+        _check_name(member)
+        if file is not None:
+            if not Path(file).is_file():
+                raise BackboneError(f"weights file {str(file)!r} does not exist — check the --weights path")
+        elif member not in BUNDLED and not _hub_reachable() and _hub_cached_file(member) is None:
+            raise BackboneError(
+                f"no offline weights for {member!r}: the Hugging Face hub is unreachable and nothing is cached "
+                f"— pass --weights {member}=FILE (a .safetensors or .pth state dict), or use a bundled backbone ({', '.join(sorted(BUNDLED))})"
+            )
 
 
-def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None) -> Backbone:
+def split_names(name: str) -> list[str]:
+    """``"efficientnet_lite0+resnet50"`` -> the member names (one for a single backbone)."""
+    names = [n.strip() for n in name.split("+")]
+    if not all(names):
+        raise BackboneError(f"expected backbone names joined by '+', e.g. efficientnet_lite0+efficientnet_lite1, got {name!r}")
+    if len(set(names)) < len(names):
+        raise BackboneError(f"expected each backbone once in {name!r} — a network combined with itself adds nothing")
+    return names
+
+
+def _member_weights(names: list[str], weights: Weights) -> dict[str, str | Path | None]:
+    if weights is None or isinstance(weights, Mapping):
+        mapping = dict(weights or {})
+        unknown = sorted(set(mapping) - set(names))
+        if unknown:
+            raise BackboneError(f"--weights names {', '.join(unknown)}, which is not in {'+'.join(names)} — name a member backbone, e.g. {names[0]}=FILE")
+        return {n: mapping.get(n) for n in names}
+    if len(names) > 1:
+        raise BackboneError(f"one --weights FILE cannot serve {len(names)} backbones — pass NAME=FILE for each member that uses a local file")
+    return {names[0]: weights}
+
+
+def create_backbone(name: str = DEFAULT_BACKBONE, weights: Weights = None, features: str = "pooled") -> Backbone:
     """Build a pretrained backbone by name.
 
     Args:
-        name: a bundled name (``efficientnet_lite0/1/2``, offline) or any timm model name.
-        weights: a .safetensors / .pth state dict to use instead of the bundled or hub weights.
+        name: a bundled name (``efficientnet_lite0/1/2``, offline), any timm model name, or several joined by
+            ``+`` (their features concatenated, ``models.combined``).
+        weights: a .safetensors / .pth state dict to use instead of the bundled or hub weights; for several
+            backbones, a mapping from member name to file.
+        features: ``pooled`` (the network's own pooled features) or ``multi`` (its last stages pooled too).
 
     Raises:
         BackboneError: unknown name (with close matches), unreadable weights, or no weights offline.
     """
+    if features not in FEATURE_MODES:
+        raise BackboneError(f"expected --features in {', '.join(FEATURE_MODES)}, got {features!r}")
+    names = split_names(name)
+    files = _member_weights(names, weights)
+    if len(names) > 1:
+        check_weights_available(name, weights)  # every member's, before minutes of loading the first
+    parts = [_single_backbone(member, files[member]) for member in names]
+    return parts[0] if len(parts) == 1 and features == "pooled" else combine_backbones(parts, features)
+
+
+def _single_backbone(name: str, weights: str | Path | None) -> Backbone:
     arch = _check_name(name)
     if weights is not None:
         net, source = _from_file(arch, Path(weights)), f"file:{Path(weights).resolve()}"
@@ -186,3 +231,21 @@ def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = N
     net.eval()
     classes = imagenet_classes() if net.num_classes == 1000 else [str(i) for i in range(net.num_classes)]
     return Backbone(name=name, arch=arch, model=ImageClassifier(net, Preprocess.from_timm(net), classes), weights=source)
+
+
+def combine_backbones(parts: list[Backbone], features: str = "pooled") -> Backbone:
+    """One backbone whose features are the ``parts``' concatenated (their ``multi`` features for ``multi``).
+
+    It takes the largest member's crop (normalised inside, per member); the members' own heads are dropped,
+    so the result has no classes until a head is trained. The ``parts``' networks become its members.
+    """
+    largest = max(parts, key=lambda p: p.model.preprocess.input_size)
+    net = CombinedNet(
+        [p.model.net for p in parts], [p.arch for p in parts], [(p.model.preprocess.mean, p.model.preprocess.std) for p in parts],
+        [p.model.preprocess.input_size for p in parts], features,
+    ).eval()
+    preprocess = dataclasses.replace(largest.model.preprocess, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # members normalise their own way
+    return Backbone(
+        name="+".join(p.name for p in parts), arch=net.architecture, model=ImageClassifier(net, preprocess, []),
+        weights=" + ".join(p.weights for p in parts),
+    )

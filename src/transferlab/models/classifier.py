@@ -46,32 +46,17 @@ def fit_input_size(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return nn.functional.interpolate(x, size=tuple(embed.img_size), mode="bilinear", align_corners=False, antialias=True)
 
 
-FEATURE_MODES = ("pooled", "multi")
-MULTI_STAGES = 3  # ``multi``: how many of the last feature stages (timm's ``feature_info``) are pooled too
-
-
 class FeatureExtractor(nn.Module):
-    """Pixels -> pre-logit features (what the feature cache stores).
+    """Pixels -> pre-logit features (what the feature cache stores): the network's own pooled pre-logits
+    (a ``models.combined.CombinedNet`` gives its members' features, concatenated)."""
 
-    ``pooled``: the network's own pooled pre-logits (D = ``num_features``). ``multi``: the global average of
-    each of the last ``MULTI_STAGES`` feature stages (for EfficientNet-Lite0: 40, 112 and 320 channels at
-    1/8, 1/16 and 1/32 of the input; for a ViT, the patch tokens of its last 3 blocks) followed by those
-    pooled pre-logits: lower-level cues that textures, medical and industrial images need.
-    """
-
-    def __init__(self, normalize: Normalize, net: nn.Module, mode: str = "pooled") -> None:
+    def __init__(self, normalize: Normalize, net: nn.Module) -> None:
         super().__init__()
         self.normalize = normalize
         self.net = net
-        self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = fit_input_size(self.net, self.normalize(x))
-        if self.mode == "pooled":
-            return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
-        final, stages = self.net.forward_intermediates(x, indices=MULTI_STAGES, norm=False, stop_early=False)
-        pooled = [s.float().mean((2, 3)) for s in stages]  # each (B, C_i, H_i, W_i) -> (B, C_i)
-        return torch.cat([*pooled, self.net.forward_head(final, pre_logits=True).float()], dim=1)  # (B, sum C_i + D)
+        return self.net.forward_head(self.net.forward_features(fit_input_size(self.net, self.normalize(x))), pre_logits=True)
 
 
 class ImageClassifier(nn.Module):
@@ -81,13 +66,10 @@ class ImageClassifier(nn.Module):
         input (B, 3, H, W) in [0, 1] float or uint8; output (B, num_classes) logits.
     """
 
-    def __init__(self, net: nn.Module, preprocess: Preprocess, classes: list[str], feature_mode: str = "pooled") -> None:
+    def __init__(self, net: nn.Module, preprocess: Preprocess, classes: list[str]) -> None:
         super().__init__()
-        if feature_mode not in FEATURE_MODES:
-            raise BackboneError(f"expected features in {', '.join(FEATURE_MODES)}, got {feature_mode!r}")
         self.net = net
-        self.feature_mode = feature_mode
-        self._dims: dict[str, int] = {}  # feature_mode -> width of ``features``
+        self._dim: int | None = None  # width of ``features``, measured on first use
         self.preprocess = preprocess
         self.classes = list(classes)
         self.normalize = Normalize(preprocess.mean, preprocess.std)
@@ -103,18 +85,16 @@ class ImageClassifier(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        """Width of ``features``: the pooled pre-logits, plus the pooled stages' channels in ``multi`` mode
-        (measured once on a small blank image: timm's ``feature_info`` does not describe every family exactly)."""
-        if self.feature_mode not in self._dims:
+        """Width of ``features`` (measured once on a blank image: timm's ``num_features`` is not the pre-logit
+        width of every family, e.g. MobileNetV3)."""
+        if self._dim is None:
             probe = torch.zeros(1, 3, *self.preprocess.input_size)
             with torch.no_grad(), eval_mode(self.net):
-                self._dims[self.feature_mode] = int(self.feature_extractor()(probe.to(next(self.net.parameters()).device)).shape[1])
-        return self._dims[self.feature_mode]
+                self._dim = int(self.feature_extractor()(probe.to(next(self.net.parameters()).device)).shape[1])
+        return self._dim
 
     def feature_extractor(self) -> FeatureExtractor:
-        if self.feature_mode == "multi" and not hasattr(self.net, "forward_intermediates"):
-            raise BackboneError(f"--features multi needs timm's forward_intermediates, which {type(self.net).__name__} lacks — use --features pooled")
-        return FeatureExtractor(self.normalize, self.net, self.feature_mode)
+        return FeatureExtractor(self.normalize, self.net)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.feature_extractor()(x)

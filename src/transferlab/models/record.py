@@ -57,7 +57,7 @@ class RunRecord:
     def from_dict(cls, meta: dict[str, Any]) -> RunRecord:
         """Read a ``model.json`` dict of any version (unknown fields are kept in ``extra``)."""
         known = {f.name for f in fields(cls)} - {"extra", "phases", "record_version"}
-        ignored = {"format", "format_version", "classes", "preprocess", "record_version"}
+        ignored = {"format", "format_version", "classes", "preprocess", "network", "record_version"}
         values = {k: v for k, v in meta.items() if k in known}
         values.setdefault("backbone", {})
         values.setdefault("strategy", "probe")

@@ -13,10 +13,11 @@ from ..errors import RunError
 from .._io import atomic_write_bytes
 from .backbones import state_dict_mismatch
 from .classifier import ImageClassifier
+from .combined import CombinedNet
 from .preprocess import Preprocess
 
 FORMAT = "transferlab-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: may hold a ``network`` (several backbones, or multi-stage features); 1 otherwise
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 
@@ -32,8 +33,13 @@ def save_model(directory: Path, model: ImageClassifier, meta: dict[str, Any]) ->
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
     atomic_write_bytes(directory / WEIGHTS_FILE, save(state))
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    combined = isinstance(model.net, CombinedNet)
+    meta = {"format": FORMAT, "format_version": 2 if combined else 1, **meta}  # version 1 readers can load the rest
     meta.update(classes=model.classes, preprocess=model.preprocess.to_dict())
+    if combined:
+        meta["network"] = model.net.describe()
+    else:
+        meta.pop("network", None)
     write_json(directory / META_FILE, meta)
 
 
@@ -72,7 +78,10 @@ def load_model(directory: Path | str) -> tuple[ImageClassifier, dict[str, Any]]:
         raise RunError(f"cannot load the model in {str(directory)!r}: {WEIGHTS_FILE} is not a whole safetensors file ({_first_line(err)}) — the run is damaged; retrain it") from err
     try:
         arch = meta["backbone"]["arch"]
-        net = timm.create_model(arch, pretrained=False, num_classes=len(meta["classes"]))
+        if "network" in meta:
+            net = CombinedNet.from_description(meta["network"], len(meta["classes"]))
+        else:
+            net = timm.create_model(arch, pretrained=False, num_classes=len(meta["classes"]))
         preprocess = Preprocess.from_dict(meta["preprocess"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise RunError(f"cannot load the model in {str(directory)!r}: {META_FILE} is inconsistent ({type(err).__name__}: {_first_line(err)}) — the run is damaged; retrain it") from err
