@@ -14,6 +14,11 @@ def test_attack_command(capsys, monkeypatch, tiny_run, pet_photos, tmp_path) -> 
     assert png.is_file() and (tmp_path / "adv_figure.png").is_file() and (tmp_path / "adv.json").is_file()
 
 
+def test_attack_command_prints_the_verdict_and_the_change(capsys, monkeypatch, tiny_run, pet_photos, tmp_path) -> None:
+    code, out, err = cli(capsys, monkeypatch, "attack", tiny_run.directory, pet_photos / "dog" / "dog_2.jpg", "--target", "fox", "--eps", "16/255", "-o", tmp_path / "adv.png")
+    assert code == 0 and "success" in out and "→ fox" in out and "PSNR" in out and "wrote" in out, err
+
+
 def test_attack_command_rejects_eps_in_levels(capsys, monkeypatch, tiny_run, pet_photos) -> None:
     code, _, err = cli(capsys, monkeypatch, "attack", tiny_run.directory, pet_photos / "dog" / "dog_2.jpg", "--eps", "8")
     assert code == 1 and "8/255" in err and "Traceback" not in err

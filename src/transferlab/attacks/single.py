@@ -31,7 +31,6 @@ class AdversarialExample:
     record: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
 
-    @property
     def __rich__(self) -> str:
         """Before and after, the verdict, the size of the change, and the transfer checks (as ``transferlab attack`` prints them)."""
         from rich.markup import escape
