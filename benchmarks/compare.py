@@ -7,8 +7,8 @@ features, with combinations, then the test accuracy of each recommended choice; 
 
 Sets are loaded with split seed 0 and capped as ``recipes.py`` caps them (stratified: --max-train train images,
 --max-train//4 val, --max-eval test). ``compare`` scores train + val; the test split is touched once, after the
-choice: the probe (train's full recipe) is fitted on the train + val features of the recommended backbone (or
-combination, features concatenated) and scored on test. One JSON line per (set, features) is appended to
+choice: ``transferlab train`` (the probe) of the recommended backbone, combination (``--backbone A+B``) or
+feature mode (``--features multi``), scored on test. One JSON line per (set, features) is appended to
 --out, so a killed run resumes where it stopped. ``--timing`` runs the three bundled backbones on
 --timing-images train + val images of one set twice, into an empty --cache-dir: cold, then warm.
 """
@@ -22,13 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 import transferlab as tl
-from transferlab.data.roles import split_roles
-from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
-from transferlab.models import create_backbone
 from transferlab.models.bundled import BUNDLED
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -37,26 +31,10 @@ from recipes import ALL_SETS, cap_dataset, set_path  # noqa: E402
 BACKBONES = sorted(BUNDLED)
 
 
-def features_of(name: str, mode: str, paths: list[Path], cache_dir: str | None) -> dict[Path, torch.Tensor]:
-    bb = create_backbone(name, features=mode)
-    runtime = pick_runtime()
-    ex = extract_features(bb.model, paths, cache=FeatureCache(cache_dir, cache_key(bb.model, runtime)), runtime=runtime)
-    return {paths[i]: row for i, row in zip(ex.ok, ex.features)}
-
-
-def test_accuracy(ds: tl.Dataset, members: list[str], mode: str, cache_dir: str | None) -> tuple[float, int]:
-    """The probe on train + val features of ``members`` (concatenated), scored once on the test split."""
-    roles = split_roles(ds)
-    fit, report = [*roles.train, *roles.val], roles.report
-    feats = [features_of(m, mode, [s.path for s in fit + report], cache_dir) for m in members]
-    keep = lambda samples: [s for s in samples if all(s.path in f for f in feats)]  # noqa: E731
-    fit, report = keep(fit), keep(report)
-    x = lambda samples: torch.cat([torch.stack([f[s.path] for s in samples]) for f in feats], dim=1)  # noqa: E731
-    from transferlab.train import fit_probe
-
-    head = fit_probe(x(fit), np.array([s.label for s in fit]), len(ds.classes))
-    pred = (x(report) @ head.weight.T + head.bias).argmax(1).numpy()
-    return float((pred == np.array([s.label for s in report])).mean()), len(report)
+def test_accuracy(ds: tl.Dataset, backbone: str, mode: str, cache_dir: str | None) -> tuple[float, int]:
+    """What ``transferlab train DATA --backbone NAME --features MODE`` (the probe) scores on the test split."""
+    metrics = tl.train(ds, backbone, features=mode, cache_dir=cache_dir).record.metrics
+    return float(metrics["accuracy"]), int(metrics["n"])
 
 
 def run_set(name: str, args: argparse.Namespace, done: set[tuple[str, str]]) -> None:
@@ -68,7 +46,7 @@ def run_set(name: str, args: argparse.Namespace, done: set[tuple[str, str]]) -> 
         started = time.perf_counter()
         result = tl.compare(ds, BACKBONES, features=mode, combine=True, cache_dir=args.cache_dir)
         rec = result.row(result.recommended)
-        acc, n = test_accuracy(ds, rec.members or [rec.name], mode, args.cache_dir)
+        acc, n = test_accuracy(ds, rec.name, mode, args.cache_dir)
         row = {"set": name, "features": mode, "caps": caps, **result.to_dict(), "test_accuracy": acc, "test_n": n, "wall_s": round(time.perf_counter() - started, 1)}
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
