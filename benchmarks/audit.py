@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/audit.py duplicates [--n 30] [--seed 0]
     .venv/bin/python benchmarks/audit.py brain-mri
     .venv/bin/python benchmarks/audit.py speed [--n 10000]
+    .venv/bin/python benchmarks/audit.py outliers [--inject 10] [--seeds 5] [--ks 1,3,5,10] [--zs 3,3.5,4,4.5,5,6]
 
 ``labels``: flips the labels of ``frac`` of the set's training images (seeded, each to another class at
 random), audits, and prints the precision and recall of the label findings (on the training images, and
@@ -14,7 +15,9 @@ split into the other, audits, and counts the copies found; also audits the unedi
 pairs it reports. ``brain-mri``: audits the dev-suite set, counts cross-split exact and near pairs, trains
 a probe and prints its test and unseen test accuracy. ``speed``: an audit of ``n`` dev-suite images
 (by default clothing, sign-digits, dtd10, magnetic-tiles and brain-mri: 34 classes, symlinked into one folder tree) whose features are cached, timed
-end to end. Set TRANSFERLAB_CACHE=/root/.cache/transferlab-bench to reuse the dev-suite features.
+end to end. ``outliers``: ``--inject`` images drawn from the other sets put into each set (per seed), scored by
+the audit's outlier score for several k and z thresholds: the share of them flagged and the share of the set's
+own images flagged. Set TRANSFERLAB_CACHE=/root/.cache/transferlab-bench to reuse the dev-suite features.
 """
 
 from __future__ import annotations
@@ -192,6 +195,57 @@ def speed(args: argparse.Namespace) -> None:
               f"({cpu:.1f} s of CPU time, all threads); stages {result.seconds}; {result.summary()}")
 
 
+def _features(name: str) -> np.ndarray:
+    """Unit-length pooled features of every readable image of one set (the default backbone; from the cache)."""
+    from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
+
+    ds = tl.load_dataset(set_path(name))
+    bb, rt = tl.create_backbone(), pick_runtime()
+    ex = extract_features(bb.model, [s.path for s in ds.samples], cache=FeatureCache(None, cache_key(bb.model, rt, bb.model.backbone_fingerprint())), runtime=rt)
+    x = ex.features.float()
+    return (x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
+
+
+def outliers(args: argparse.Namespace) -> None:
+    """Foreign images put into each set (``--inject`` of them, drawn from the other sets), for each seed: how many
+    the outlier score flags, and how many of the set's own images it flags, per (k, z threshold)."""
+    import torch
+
+    from transferlab.audit.neighbours import nearest
+    from transferlab.audit.outliers import outlier_scores, robust_z
+
+    names = args.sets.split(",")
+    feats = {n: _features(n) for n in names}
+    ks, zs = [int(k) for k in args.ks.split(",")], [float(z) for z in args.zs.split(",")]
+    found = np.zeros((len(names), args.seeds, len(ks), len(zs)))
+    false = np.zeros_like(found)
+    for a, name in enumerate(names):
+        own = feats[name]
+        others = np.concatenate([feats[n] for n in names if n != name])
+        for seed in range(args.seeds):
+            rng = np.random.default_rng(seed)
+            foreign = others[rng.choice(len(others), args.inject, replace=False)]
+            x = torch.from_numpy(np.concatenate([own, foreign]))
+            near = nearest(x, x, max(ks), exclude_self=True)
+            for b, k in enumerate(ks):
+                z = robust_z(outlier_scores(x, k, near))
+                for c, t in enumerate(zs):
+                    found[a, seed, b, c] = (z[len(own):] > t).mean()
+                    false[a, seed, b, c] = (z[: len(own)] > t).mean() * 100  # % of the set's own images
+    print(f"{args.inject} foreign images in each of {', '.join(f'{n} ({len(feats[n])})' for n in names)}; {args.seeds} seeds")
+    print("k   z    foreign found (mean, worst set)   own images flagged % (mean, worst set)")
+    for b, k in enumerate(ks):
+        for c, t in enumerate(zs):
+            per_set_found, per_set_false = found[:, :, b, c].mean(1), false[:, :, b, c].mean(1)
+            print(f"{k:<3d} {t:<4.1f} {per_set_found.mean():.3f} ({per_set_found.min():.3f})                  "
+                  f"{per_set_false.mean():.2f} ({per_set_false.max():.2f})")
+    default = tl.AuditConfig()
+    if default.outlier_k in ks and default.outlier_z in zs:
+        b, c = ks.index(default.outlier_k), zs.index(default.outlier_z)
+        print(f"per set at the default (k={default.outlier_k}, z > {default.outlier_z}): " + ", ".join(
+            f"{n} {found[a, :, b, c].mean():.2f} found, {false[a, :, b, c].mean():.2f} % own" for a, n in enumerate(names)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,8 +261,14 @@ def main() -> None:
     p = sub.add_parser("speed")
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--sets", default="clothing,sign-digits,dtd10,magnetic-tiles,brain-mri")
+    p = sub.add_parser("outliers")
+    p.add_argument("--sets", default="oxford,clothing,sign-digits,dtd10,magnetic-tiles,brain-mri,caltech101")
+    p.add_argument("--inject", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--ks", default="1,3,5,10")
+    p.add_argument("--zs", default="3,3.5,4,4.5,5,6")
     args = parser.parse_args()
-    {"labels": labels, "duplicates": duplicates, "brain-mri": brain, "speed": speed}[args.command](args)
+    {"labels": labels, "duplicates": duplicates, "brain-mri": brain, "speed": speed, "outliers": outliers}[args.command](args)
     sys.stdout.flush()
 
 
