@@ -481,7 +481,8 @@ def features(
     list_layers: Annotated[bool, typer.Option("--list-layers", help="Print the layer names with output shapes and stop.")] = False,
     weights: WeightsOpt = None,
     ray: Annotated[bool, typer.Option("--ray", help="`features DATA --ray`: fill the feature cache with DATA's images on Ray, for a later train.", rich_help_panel=RAY)] = False,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="--ray: the backbone whose features are cached.", rich_help_panel=RAY)] = DEFAULT_BACKBONE,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="--ray: the backbone whose features are cached (A+B: several).", rich_help_panel=RAY)] = DEFAULT_BACKBONE,
+    feature_mode: Annotated[str, typer.Option("--features", help="--ray: pooled | multi, as the later train will use.", rich_help_panel=RAY)] = "pooled",
     cache_dir: Annotated[Optional[Path], typer.Option(help="--ray: cache folder every worker reaches [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].", rich_help_panel=RAY)] = None,
     precision: Annotated[str, typer.Option(help="--ray: auto | bf16 | fp16 | fp32, as the later train will use (auto: this machine's).", rich_help_panel=RAY)] = "auto",
     address: AddressOpt = None,
@@ -493,7 +494,7 @@ def features(
     if ray:
         from .cluster import ray_extract
 
-        bb = tl.create_backbone(backbone, weights)
+        bb = tl.create_backbone(backbone, weights, feature_mode)
         with progress_bar(quiet) as cb:
             done = ray_extract(bb.model, [s.path for s in tl.load_dataset(Path(model)).samples], cache_dir=cache_dir, config=_ray_config(address, workers, gpus_per_worker, precision), progress=cb)
         out.print(f"{done.computed} computed, {done.cached} already cached, {len(done.failed)} unreadable, in {done.seconds:.1f} s; cache: [bold]{escape(str(done.cache_dir))}[/]", highlight=False)

@@ -125,6 +125,10 @@ def test_features_on_ray_fill_the_cache_a_later_train_reuses(local_ray, photos: 
     assert again.exit_code == 0 and f"0 computed, {len(ds.samples)} already cached, 0 unreadable" in again.output, again.output
     run = tl.train(ds, backbone=TINY, weights=tiny_weights, cache_dir=tmp_path / "cache", precision="fp32")
     assert run.meta["timing"]["images_computed"] == 0
+    multi = CliRunner().invoke(app, ["features", str(photos), "--ray", "-b", TINY, "--weights", str(tiny_weights), "--features", "multi", "--cache-dir", str(tmp_path / "cache"), "--precision", "fp32", "-q"])
+    assert multi.exit_code == 0 and f"{len(ds.samples)} computed, 0 already cached" in multi.output, multi.output  # its own cache key
+    run = tl.train(ds, backbone=TINY, weights=tiny_weights, features="multi", cache_dir=tmp_path / "cache", precision="fp32")
+    assert run.meta["timing"]["images_computed"] == 0
 
 
 def test_cli_predict_ray_writes_csv_rows_with_reasons_from_paths_and_uris(local_ray, tiny_run: tl.Run, photos: Path, tmp_path: Path) -> None:
