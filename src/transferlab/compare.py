@@ -307,8 +307,9 @@ def _kfold(x: torch.Tensor, y: np.ndarray, folds: int, seed: int, probe: ProbeCo
     Each fold's probe chooses its L2 strength on a holdout of the other folds only (``ProbeConfig.folds=1``),
     so no choice sees the images it is scored on. To keep k folds x backbones within seconds, the search
     uses every third strength of the grid, ``SCORE_ITERS`` L-BFGS iterations and float32: on clothing (3,341
-    images), dtd10 and sign-digits (750 each) every backbone's accuracy within 0.5 points of every other
-    strength at 30 iterations, in 0.45x the time. ``train`` fits its head with the full recipe.
+    images), dtd10 and sign-digits (750 each) every backbone's accuracy within 0.5 points of the search over
+    every other strength at 30 iterations in float64, in 0.45x the time. ``train`` fits its head with the
+    full recipe.
 
     Shape:
         x (N, D), y (N,) ints.
