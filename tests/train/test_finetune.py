@@ -235,3 +235,18 @@ def test_auto_counts_patience_from_the_probe_while_the_probe_leads() -> None:
     assert _should_stop(3, 0, FinetuneConfig(epochs=6, patience=2)) and not _should_stop(3, 2, FinetuneConfig(epochs=6, patience=2))
     ahead = {"score": (0.95, -0.2), "epoch": 2}
     assert _patience_from(ahead, probe, probe_patience=True) == 2
+
+
+@pytest.mark.parametrize(("l2sp", "moved"), [(0.0, True), (1e6, False)])
+def test_l2sp_pulls_the_backbone_back_to_its_pretrained_weights_but_not_the_head(photo_folder: Path, tiny_weights: Path, l2sp: float, moved: bool) -> None:
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])
+    head = {id(p) for p in model.head.parameters()}
+    before = {n: p.detach().clone() for n, p in model.net.named_parameters()}
+    items = _items(photo_folder)
+    config = dataclasses.replace(FAST, epochs=1, schedule="constant", ema_epochs=0, min_win_rate=0.0, l2sp=l2sp)  # keep the tuned epoch, whatever it scores
+    finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), config)
+    after = dict(model.net.named_parameters())
+    backbone_moved = max(float((after[n].detach() - before[n]).abs().max()) for n in before if id(after[n]) not in head)
+    assert (backbone_moved > 1e-4) == moved, backbone_moved
+    assert any(not torch.equal(after[n], before[n]) for n in before if id(after[n]) in head)  # the head learns either way

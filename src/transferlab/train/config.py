@@ -55,5 +55,7 @@ class FinetuneConfig:
     # steps per epoch); validation judges the average. Oxford mini, seeds 0-2: 0.970, 0.970, 0.977 test accuracy, against 0.956, 0.956, 0.973 without
     bn_stats: str = option("frozen", "frozen | train (BatchNorm statistics).")  # "frozen": every BatchNorm keeps its pretrained statistics
     # (as the Keras guide advises; small augmented batches make noisy ones); "train": update them in the unfrozen stages
+    l2sp: float = option(0.0, "pull the backbone back towards its pretrained weights (L2-SP): each step moves it lr x this of the way (0: off).")
+    # decoupled from the loss as AdamW decouples weight decay; the head is not pulled
     min_win_rate: float = option(0.9, "keep the tuned network only when it beats the probe in this share of bootstrap resamples of validation (0: always).")
     # otherwise the run ends as its own probe (epoch 0); 0.9 was chosen on the dev suite's selection splits (BENCHMARKS.md)

@@ -62,6 +62,8 @@ def check_config(config: FinetuneConfig) -> None:
     train_size((224, 224), config.train_size_ratio)  # raises on a ratio outside (0, 2]
     if config.ema_epochs < 0:
         raise ConfigError(f"expected ema_epochs >= 0 (0 disables the weight average), got {config.ema_epochs!r}")
+    if config.l2sp < 0:
+        raise ConfigError(f"expected l2sp >= 0 (0 turns the pull towards the pretrained weights off), got {config.l2sp!r}")
     if not 0.0 <= config.min_win_rate <= 1.0:
         raise ConfigError(f"expected min_win_rate in [0, 1], got {config.min_win_rate!r}")
     if config.unfreeze != "all" and not (config.unfreeze.isdigit() and int(config.unfreeze) > 0):
@@ -134,16 +136,35 @@ def set_train_mode(model: ImageClassifier, frozen: Sequence[nn.Module], bn_stats
                 module.eval()
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig, runtime: Runtime, frozen, on_step=None, forward=None, ema=None) -> dict[str, float]:
-    """One pass over ``loader``; ``forward`` is the DDP wrapper of ``model`` when distributed, and ``ema``
-    (timm's ``ModelEmaV3`` of ``model.net``) is updated after every step."""
+def train_one_epoch(model, loader, optimizer, scheduler, config: FinetuneConfig, runtime: Runtime, frozen, on_step=None, forward=None, ema=None, anchors=None) -> dict[str, float]:
+    """One pass over ``loader``; ``forward`` is the DDP wrapper of ``model`` when distributed, ``ema``
+    (timm's ``ModelEmaV3`` of ``model.net``) is updated after every step, and ``anchors`` (parameter ->
+    pretrained value) pull the backbone back by ``config.l2sp`` (L2-SP)."""
     forward = forward or model
     set_train_mode(model, frozen, config.bn_stats)
     with fp32_depthwise_backward(model.net):  # a no-op unless training under CPU bf16 autocast
-        return _train_steps(model, loader, optimizer, scheduler, config, runtime, on_step, forward, ema)
+        return _train_steps(model, loader, optimizer, scheduler, config, runtime, on_step, forward, ema, anchors or {})
 
 
-def _train_steps(model, loader, optimizer, scheduler, config: FinetuneConfig, runtime: Runtime, on_step, forward, ema) -> dict[str, float]:
+@torch.no_grad()
+def pull_to_anchors(optimizer: torch.optim.Optimizer, anchors: dict[nn.Parameter, torch.Tensor], strength: float) -> None:
+    """L2-SP, decoupled: move each anchored parameter ``lr x strength`` (at most all) of the way back to its anchor."""
+    for group in optimizer.param_groups:
+        step = min(1.0, group["lr"] * strength)
+        for p in group["params"]:
+            if p in anchors:
+                p.lerp_(anchors[p], step)
+
+
+def l2sp_anchors(model: ImageClassifier, pretrained: dict[str, torch.Tensor] | None) -> dict[nn.Parameter, torch.Tensor]:
+    """The trainable backbone parameters (not the head) and their pretrained values (``model.net``'s state names)."""
+    if not pretrained:
+        return {}
+    head = {id(p) for p in model.head.parameters()}
+    return {p: pretrained[n].to(p.device, p.dtype) for n, p in model.net.named_parameters() if p.requires_grad and id(p) not in head and n in pretrained}
+
+
+def _train_steps(model, loader, optimizer, scheduler, config: FinetuneConfig, runtime: Runtime, on_step, forward, ema, anchors) -> dict[str, float]:
     total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
     mixer = _mixer(config.mix, len(model.classes))
@@ -162,6 +183,8 @@ def _train_steps(model, loader, optimizer, scheduler, config: FinetuneConfig, ru
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
+        if anchors:
+            pull_to_anchors(optimizer, anchors, config.l2sp)
         scheduler.step()
         if ema is not None:
             ema.update(model.net)
@@ -326,6 +349,7 @@ def finetune(
         best_tuned = resume.get("best_tuned_epoch", resume["best_epoch"])
         best = {"score": _score(result.history[best_tuned]) if best_tuned else (-1.0, -math.inf), "state": resume["best_model"], "epoch": best_tuned}
         epoch = resume["epoch"]
+    anchors = l2sp_anchors(model, probe_state) if config.l2sp > 0 else {}
     last_epoch_s = 0.0
     try:
         while not _should_stop(epoch, _patience_from(best, result.history[0], probe_patience), config):
@@ -336,7 +360,7 @@ def finetune(
             started = time.monotonic()
             on_step = _step_callback(progress, epoch, deadline if not w.distributed else None)
             try:
-                row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step, forward, ema)}
+                row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step, forward, ema, anchors)}
             except _OverBudget:
                 result.over_budget, epoch = True, epoch - 1  # the unfinished epoch is abandoned
                 break
