@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import BackboneError
 from .classifier import Normalize, fit_input_size
+from .state import eval_mode
 
 FEATURE_MODES = ("pooled", "multi")
 MULTI_STAGES = 3  # ``multi``: how many of the last feature stages (timm's ``feature_info``) are pooled too
@@ -86,13 +87,10 @@ class CombinedNet(nn.Module):
         return f"combined-{self.features}:" + "+".join(self.archs)
 
     def _measure_dims(self) -> list[int]:
-        dims = []
-        with torch.no_grad():
-            for i, net in enumerate(self.members):
-                was = net.training
-                net.eval()
-                dims.append(int(member_features(net, self._member_input(torch.zeros(1, 3, *self.input_size), i), self.features).shape[1]))
-                net.train(was)
+        blank, dims = torch.zeros(1, 3, *self.input_size), []
+        for i, net in enumerate(self.members):
+            with torch.no_grad(), eval_mode(net):
+                dims.append(int(member_features(net, self._member_input(blank, i), self.features).shape[1]))
         return dims
 
     def _member_input(self, x: torch.Tensor, i: int) -> torch.Tensor:
