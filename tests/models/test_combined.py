@@ -25,11 +25,15 @@ def pair_weights(family_weights) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def pair_run(tmp_path_factory: pytest.TempPathFactory, pair_weights: dict[str, Path]) -> Path:
+def pair_trained(tmp_path_factory: pytest.TempPathFactory, pair_weights: dict[str, Path]) -> tl.Run:
+    """The run as training left it in memory (saved to its directory too)."""
     root = make_photo_folder(tmp_path_factory.mktemp("data") / "photos")
-    out = tmp_path_factory.mktemp("runs") / "pair"
-    tl.train(tl.load_dataset(root), PAIR, weights=pair_weights, out=out, precision="fp32")
-    return out
+    return tl.train(tl.load_dataset(root), PAIR, weights=pair_weights, out=tmp_path_factory.mktemp("runs") / "pair", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def pair_run(pair_trained: tl.Run) -> Path:
+    return pair_trained.directory
 
 
 def test_combined_features_are_each_members_own_features_side_by_side(pair_weights: dict[str, Path]) -> None:
@@ -54,14 +58,14 @@ def test_members_of_other_sizes_see_the_input_resized_in_proportion(family_weigh
     assert net.input_size == (64, 64) and seen == [(48, 48), (24, 24)]
 
 
-def test_a_combined_run_saves_loads_and_predicts_the_same(pair_run: Path) -> None:
+def test_a_combined_run_saves_loads_and_predicts_the_same(pair_trained: tl.Run, pair_run: Path) -> None:
     meta = json.loads((pair_run / "model.json").read_text())
     assert meta["format_version"] == 2 and [m["arch"] for m in meta["network"]["members"]] == [TINY, OTHER]
     assert meta["backbone"]["name"] == PAIR and meta["backbone"]["features"] == "pooled"
     run = tl.load(pair_run)
     files = sorted(Path(meta["data"]["root"]).glob("*/*_2.jpg"))
-    again = tl.load(pair_run).predict(files, precision="fp32")
-    assert [r["top"] for r in run.predict(files, precision="fp32")] == [r["top"] for r in again]
+    again = run.predict(files, precision="fp32")
+    assert [r["top"] for r in pair_trained.predict(files, precision="fp32")] == [r["top"] for r in again]  # as trained, before saving
     assert run.record.metrics["accuracy"] >= 0.8  # colour classes: a working head separates them
 
 
