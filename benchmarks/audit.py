@@ -1,14 +1,15 @@
 """The audit measured on data with known answers, and its speed.
 
-    .venv/bin/python benchmarks/audit.py labels [--set oxford|clothing|...] [--frac 0.05] [--seed 0]
+    .venv/bin/python benchmarks/audit.py labels [--sets oxford,clothing,...] [--frac 0.05] [--seeds 0,1,2]
     .venv/bin/python benchmarks/audit.py duplicates [--n 30] [--seed 0]
     .venv/bin/python benchmarks/audit.py brain-mri
     .venv/bin/python benchmarks/audit.py speed [--n 10000]
     .venv/bin/python benchmarks/audit.py outliers [--inject 10] [--seeds 5] [--ks 1,3,5,10] [--zs 3,3.5,4,4.5,5,6]
 
-``labels``: flips the labels of ``frac`` of the set's training images (seeded, each to another class at
-random), audits, and prints the precision and recall of the label findings (on the training images, and
-on all images), with cleanlab's ``find_label_issues`` on the very same out-of-fold probabilities beside.
+``labels``: flips the labels of ``frac`` of each set's training images (per seed, each to another class at
+random) and prints the precision and recall of the label findings on the training images: the audit's
+default rule, confident learning (ours, and cleanlab's ``find_label_issues``) on the very same
+probabilities, and confident learning on the probe's alone (the default before); per set, mean over seeds.
 ``duplicates``: copies the Oxford mini set as a folder tree (symlinks, same train/test split), adds ``n``
 edited copies (JPEG quality 60, 70% size, 5% crop a side, mirror, colour shift: in turn) of photos of one
 split into the other, audits, and counts the copies found; also audits the unedited tree and lists the
@@ -59,41 +60,60 @@ def flipped(ds: tl.Dataset, frac: float, seed: int) -> tuple[tl.Dataset, set[Pat
 
 
 def labels(args: argparse.Namespace) -> None:
+    """Flip ``frac`` of each set's training labels (per seed), then score four label rules on the training images:
+    the audit's default, confident learning (ours and cleanlab's) on the same probabilities, and confident learning
+    on the probe's probabilities alone (the default before). Checks that ``tl.audit`` flags what the default
+    rule flags here, on the first seed of each set."""
     from cleanlab.filter import find_label_issues as cleanlab_issues
 
-    from transferlab.audit import find_label_issues
+    from transferlab.audit import find_label_issues, low_confidence_issues, neighbour_probabilities
     from transferlab.audit.labels import out_of_fold_probabilities
-
-    ds = tl.load_dataset(set_path(args.set))
-    noisy, flips = flipped(ds, args.frac, args.seed)
-    t = time.perf_counter()
-    result = tl.audit(noisy, seed=args.seed)
-    seconds = time.perf_counter() - t
-    flagged = {Path(f.path) for f in result.of("label")}
-    train = {s.path for s in noisy.samples if s.split == "train"}
-    print(f"{args.set}: {len(noisy.samples)} images, {len(train)} train, {len(flips)} training labels flipped (seed {args.seed}); audit {seconds:.1f} s")
-    _score("transferlab audit", flagged, flips, train)
-    # cleanlab on the same out-of-fold probabilities (recomputed exactly as the audit does: deterministic)
-    bb = tl.create_backbone()
+    from transferlab.audit.neighbours import nearest, normalise
     from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
 
-    rt = pick_runtime()
-    ex = extract_features(bb.model, [s.path for s in noisy.samples], cache=FeatureCache(None, cache_key(bb.model, rt, bb.model.backbone_fingerprint())), runtime=rt)
-    y = np.array([noisy.samples[i].label for i in ex.ok])
-    probs = out_of_fold_probabilities(ex.features.numpy(), y, len(noisy.classes), 5, args.seed)
-    paths = [noisy.samples[i].path for i in ex.ok]
-    ours = find_label_issues(y, probs)
-    ref = cleanlab_issues(y, probs, n_jobs=1)
-    _score("cleanlab find_label_issues", {paths[i] for i in np.flatnonzero(ref)}, flips, train)
-    print(f"same flags as cleanlab on {int((ours == ref).sum())} of {len(y)} images ({int((ours != ref).sum())} differ)")
-
-
-def _score(name: str, flagged: set[Path], flips: set[Path], train: set[Path]) -> None:
-    on_train = flagged & train
-    for scope, flags in (("training images", on_train), ("all images", flagged)):
-        hits = len(flags & flips)
-        precision = hits / len(flags) if flags else float("nan")
-        print(f"  {name:28s} {scope:15s}: {len(flags):4d} flagged, {hits} flips; precision {precision:.3f}, recall {hits / len(flips):.3f}")
+    config = tl.AuditConfig()
+    rules = ("audit default", "CL, same probs", "cleanlab, same probs", "CL, probe alone")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    bb, rt = tl.create_backbone(), pick_runtime()
+    key = cache_key(bb.model, rt, bb.model.backbone_fingerprint())
+    table: dict[str, dict[str, np.ndarray]] = {}
+    for name in args.sets.split(","):
+        ds = tl.load_dataset(set_path(name))
+        ex = extract_features(bb.model, [s.path for s in ds.samples], cache=FeatureCache(None, key), runtime=rt)
+        unit = normalise(ex.features)
+        near = nearest(unit, unit, config.label_neighbours, exclude_self=True)
+        scores = {rule: [] for rule in rules}
+        for seed in seeds:
+            noisy, flips = flipped(ds, args.frac, seed)
+            samples = [noisy.samples[i] for i in ex.ok]
+            y = np.array([s.label for s in samples])
+            n_classes = len(ds.classes)
+            probe = out_of_fold_probabilities(ex.features.numpy(), y, n_classes, config.folds, seed)
+            probs = (probe + neighbour_probabilities(y, near, n_classes, config.label_neighbours)) / 2
+            masks = dict(zip(rules, (low_confidence_issues(y, probs, config.label_fraction), find_label_issues(y, probs),
+                                     cleanlab_issues(y, probs, n_jobs=1), find_label_issues(y, probe))))
+            paths = [s.path for s in samples]
+            if seed == seeds[0]:
+                t = time.perf_counter()
+                flagged = {Path(f.path) for f in tl.audit(noisy, seed=seed).of("label")}
+                same = flagged == {paths[i] for i in np.flatnonzero(masks[rules[0]])}
+                print(f"{name} (seed {seed}): tl.audit in {time.perf_counter() - t:.1f} s flags {'the same images' if same else 'OTHER IMAGES'} as the default rule here")
+            train = np.array([s.split == "train" for s in samples])
+            is_flip = np.array([p in flips for p in paths])
+            for rule, mask in masks.items():
+                flags = mask & train
+                hits = int((flags & is_flip).sum())
+                scores[rule].append((hits / max(1, int(flags.sum())), hits / int(is_flip.sum())))
+        table[name] = {rule: np.array(v) for rule, v in scores.items()}
+        print(f"{name} ({len(samples)} images, {int(train.sum())} train, {int(is_flip.sum())} flips), precision / recall on training images, mean of seeds {args.seeds}: "
+              + "; ".join(f"{rule} {v.mean(0)[0]:.3f} / {v.mean(0)[1]:.3f}" for rule, v in table[name].items()), flush=True)
+    print(f"\n| set | {' | '.join(rules)} |\n|---|{'---|' * len(rules)}")
+    for name, per in table.items():
+        print(f"| {name} | " + " | ".join(f"{v.mean(0)[0]:.2f} / {v.mean(0)[1]:.2f}" for v in per.values()) + " |")
+    means = {rule: np.mean([per[rule].mean(0) for per in table.values()], axis=0) for rule in rules}
+    met = {rule: sum(round(per[rule].mean(0)[0], 6) >= 0.7 and round(per[rule].mean(0)[1], 6) >= 0.8 for per in table.values()) for rule in rules}  # 36/45 is 0.8
+    print("| mean | " + " | ".join(f"{means[r][0]:.3f} / {means[r][1]:.3f}" for r in rules) + " |")
+    print("| sets meeting 0.70 / 0.80 | " + " | ".join(f"{met[r]} of {len(table)}" for r in rules) + " |")
 
 
 def _tree(root: Path, ds: tl.Dataset) -> None:
@@ -250,9 +270,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("labels")
-    p.add_argument("--set", default="oxford")
+    p.add_argument("--sets", default="oxford,clothing,sign-digits,dtd10,magnetic-tiles,brain-mri,caltech101")
     p.add_argument("--frac", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0,1,2")
     p = sub.add_parser("duplicates")
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)

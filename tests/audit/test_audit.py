@@ -1,5 +1,5 @@
 """The audit on hand-made cases: each kind of finding, the fix list and ``train --exclude`` round trip,
-the unseen accuracy leaving out near copies, and confident learning against cleanlab."""
+the unseen accuracy leaving out near copies, the label rules, and confident learning against cleanlab."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import transferlab as tl
-from transferlab.audit import AuditConfig, find_label_issues, read_paths
+from transferlab.audit import AuditConfig, find_label_issues, low_confidence_issues, neighbour_probabilities, read_paths
 
 from ..conftest import TINY
 from ..test_cli import cli
@@ -151,3 +151,34 @@ def test_confident_learning_flags_what_cleanlab_flags() -> None:
         same += int((ours == ref).sum())
         total += n
     assert same / total > 0.999  # one image in 200 random problems differed when this was written
+
+
+def test_neighbour_vote_leaves_the_image_out_and_weights_near_copies() -> None:
+    labels = np.array([0, 0, 1, 1])
+    sims = np.array([[0.99, 0.5], [0.99, 0.5], [0.9, 0.9], [0.9, 0.9]], np.float32)
+    idx = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
+    p = neighbour_probabilities(labels, (sims, idx), 2, k=2)
+    assert np.allclose(p.sum(1), 1.0)
+    assert p[0, 0] > 0.99  # its near copy (0.99, class 0) outweighs a distant class-1 image (0.5)
+    assert abs(p[2, 0] - p[2, 1]) < 1e-9  # two neighbours equally near, one of each class: a tie
+    k1 = neighbour_probabilities(labels, (sims, idx), 2, k=1)
+    assert k1[2].argmax() == 1 and k1[0].argmax() == 0  # only the nearest votes with k=1
+
+
+def test_relative_rule_flags_only_images_far_below_their_class() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.05, 0.95],  # the 4th: labelled 0, 0.05 for class 0
+                      [0.4, 0.6], [0.45, 0.55], [0.4, 0.6], [0.6, 0.4]])  # class 1 is hard: no image far below it
+    flags = low_confidence_issues(labels, probs, fraction=0.15)  # class 0's typical 0.69 -> flag below 0.10
+    assert flags.tolist() == [False, False, False, True, False, False, False, False]
+    assert low_confidence_issues(labels, probs, fraction=0.9)[7]  # a looser rule reaches the hard class's doubtful one
+    three = np.array([[0.95, 0.03, 0.02]] * 3 + [[0.4, 0.3, 0.3], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    flags = low_confidence_issues(np.array([0, 0, 0, 0, 1, 2]), three, fraction=0.5)  # 0.4 < 0.5 x 0.81 for class 0,
+    assert not flags.any()  # but its label is still the most probable one: not flagged
+
+
+def test_audit_config_rejects_an_unknown_label_rule() -> None:
+    with pytest.raises(tl.ConfigError, match="label_rule must be one of relative, confident_learning"):
+        AuditConfig(label_rule="cleanlab")
+    with pytest.raises(tl.ConfigError, match="label_fraction"):
+        AuditConfig(label_fraction=1.5)

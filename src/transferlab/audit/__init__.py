@@ -18,6 +18,8 @@ _EXPORTS = {
     'copies_in': '.duplicates',
     'find_duplicates': '.duplicates',
     'find_label_issues': '.labels',
+    'low_confidence_issues': '.labels',
+    'neighbour_probabilities': '.labels',
     'out_of_fold_probabilities': '.labels',
     'outlier_scores': '.outliers',
     'AuditResult': '.result',
@@ -27,4 +29,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
 __all__ = ['AuditConfig', 'AuditResult', 'Finding', 'Pair', 'audit', 'audit_features', 'copies_in', 'find_duplicates', 'find_label_issues',
-           'latest_audit', 'out_of_fold_probabilities', 'outlier_scores', 'read_paths', 'write_paths']
+           'latest_audit', 'low_confidence_issues', 'neighbour_probabilities', 'out_of_fold_probabilities', 'outlier_scores', 'read_paths', 'write_paths']

@@ -20,7 +20,7 @@ from ..features.cache import default_cache_dir
 from ..models import DEFAULT_BACKBONE, create_backbone
 from .config import AuditConfig
 from .duplicates import Pair, find_duplicates
-from .labels import find_label_issues, out_of_fold_probabilities, self_confidence
+from .labels import find_label_issues, low_confidence_issues, neighbour_probabilities, out_of_fold_probabilities, self_confidence
 from .neighbours import nearest, normalise
 from .outliers import outlier_scores, robust_z
 from .result import AuditResult, Finding
@@ -85,7 +85,7 @@ def audit_features(
     t = time.perf_counter()
     unit = normalise(features)
     paths = [s.path for s in samples]
-    near = nearest(unit, unit, max(config.neighbours, config.outlier_k), exclude_self=True)  # (N, k) once, for both
+    near = nearest(unit, unit, max(config.neighbours, config.outlier_k, config.label_neighbours), exclude_self=True)  # (N, k) once, for all
     pairs = find_duplicates(paths, hashes, unit, config, near, rank=[_SPLIT_ORDER[s.split] for s in samples])
     timing["duplicates"] = round(time.perf_counter() - t, 3)
 
@@ -96,8 +96,10 @@ def audit_features(
     present = np.unique(labels)
     remap = np.full(len(dataset.classes), -1)
     remap[present] = np.arange(len(present))  # classes with no readable image get no column
-    probs = out_of_fold_probabilities(features.numpy(), remap[labels], len(present), config.folds, seed)
-    issues = find_label_issues(remap[labels], probs)
+    given = remap[labels]
+    probe = out_of_fold_probabilities(features.numpy(), given, len(present), config.folds, seed)
+    probs = (probe + neighbour_probabilities(given, near, len(present), config.label_neighbours)) / 2
+    issues = low_confidence_issues(given, probs, config.label_fraction) if config.label_rule == "relative" else find_label_issues(given, probs)
     if progress:
         progress("label check", 1, 1)
     timing["labels"] = round(time.perf_counter() - t, 3)
@@ -109,25 +111,28 @@ def audit_features(
     names = [dataset.classes[c] for c in present]
     rel = lambda p: _relative(p, dataset.root)  # noqa: E731
     findings = _duplicate_findings(pairs, samples, dataset, rel)
-    conf = self_confidence(remap[labels], probs)
-    predicted = probs.argmax(1)
+    conf = self_confidence(given, probs)
+    suggested = probs.argmax(1)
     for i in sorted(np.flatnonzero(issues), key=lambda i: conf[i]):
         s = samples[i]
         findings.append(Finding("label", str(s.path), s.split, dataset.classes[s.label], round(1.0 - float(conf[i]), 4),
-                                f"the out-of-fold probe says {names[predicted[i]]} ({probs[i, predicted[i]]:.2f}), {conf[i]:.2f} for its label {dataset.classes[s.label]}",
-                                suggested_label=names[predicted[i]]))
+                                f"the out-of-fold probe and the nearest images say {names[suggested[i]]} ({probs[i, suggested[i]]:.2f}), "
+                                f"{conf[i]:.2f} for its label {dataset.classes[s.label]}",
+                                suggested_label=names[suggested[i]]))
     for i in sorted(np.flatnonzero(z > config.outlier_z), key=lambda i: -z[i]):
         s = samples[i]
         findings.append(Finding("outlier", str(s.path), s.split, dataset.classes[s.label], round(float(z[i]), 2),
                                 f"far from every other image: {z[i]:.1f} robust standard deviations above the typical distance to its {config.outlier_k} nearest neighbours"))
+    predicted = probe.argmax(1)  # balance and accuracy: the probe's own answers
     confusion = np.zeros((len(present), len(present)), dtype=int)
-    np.add.at(confusion, (remap[labels], predicted), 1)
+    np.add.at(confusion, (given, predicted), 1)
     confused = [{"given": names[a], "predicted": names[b], "count": int(confusion[a, b])}
                 for a, b in sorted(zip(*np.nonzero(confusion)), key=lambda ab: -confusion[ab]) if a != b][:10]
     return AuditResult(
         root=str(dataset.root), backbone="", n_images=len(samples), findings=findings, counts=dataset.counts(), confused=confused,
-        oof_accuracy=round(float((predicted == remap[labels]).mean()), 4),
-        thresholds={"candidate_similarity": config.candidate_similarity, "near_duplicate": config.near_duplicate, "outlier_z": config.outlier_z, "folds": config.folds},
+        oof_accuracy=round(float((predicted == given).mean()), 4),
+        thresholds={"candidate_similarity": config.candidate_similarity, "near_duplicate": config.near_duplicate, "outlier_z": config.outlier_z, "folds": config.folds,
+                    "label_rule": config.label_rule, "label_fraction": config.label_fraction, "label_neighbours": config.label_neighbours},
         fingerprint=dataset.fingerprint(), seconds=timing,
     )
 

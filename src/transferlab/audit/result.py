@@ -26,7 +26,7 @@ class Finding:
     label: str  # its given class
     score: float  # higher: more certainly a problem (duplicates: pixel agreement; label: 1 - p(given); outlier: robust z)
     reason: str  # one sentence
-    suggested_label: str = ""  # label findings: what the out-of-fold probe says it is
+    suggested_label: str = ""  # label findings: the most probable label out of fold (probe and nearest images)
     partner: str = ""  # duplicates: the other image of the pair
     partner_split: str = ""
     partner_label: str = ""
@@ -43,7 +43,7 @@ class AuditResult:
     counts: dict[str, dict[str, int]]  # class -> split -> images
     confused: list[dict[str, Any]]  # out-of-fold confusions: {"given", "predicted", "count"}, most first
     oof_accuracy: float  # the k-fold probe's accuracy on the labels as given
-    thresholds: dict[str, float]
+    thresholds: dict[str, float | str]
     fingerprint: str = ""  # of the data audited (Dataset.fingerprint)
     skipped: list[dict[str, str]] = field(default_factory=list)  # files that could not be decoded
     seconds: dict[str, float] = field(default_factory=dict)
