@@ -215,55 +215,69 @@ def speed(args: argparse.Namespace) -> None:
               f"({cpu:.1f} s of CPU time, all threads); stages {result.seconds}; {result.summary()}")
 
 
-def _features(name: str) -> np.ndarray:
-    """Unit-length pooled features of every readable image of one set (the default backbone; from the cache)."""
+def _features(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features and labels of every readable image of one set (the default backbone; from the cache)."""
     from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
 
     ds = tl.load_dataset(set_path(name))
     bb, rt = tl.create_backbone(), pick_runtime()
     ex = extract_features(bb.model, [s.path for s in ds.samples], cache=FeatureCache(None, cache_key(bb.model, rt, bb.model.backbone_fingerprint())), runtime=rt)
-    x = ex.features.float()
-    return (x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
+    return ex.features.float().numpy(), np.array([ds.samples[i].label for i in ex.ok])
 
 
 def outliers(args: argparse.Namespace) -> None:
     """Foreign images put into each set (``--inject`` of them, drawn from the other sets), for each seed: how many
-    the outlier score flags, and how many of the set's own images it flags, per (k, z threshold)."""
+    the outlier score flags, and how many of the set's own images it flags, per (k, z threshold); then, at the
+    default, the foreign images filed under a random class of the set: how many the label rule flags."""
     import torch
 
-    from transferlab.audit.neighbours import nearest
+    from transferlab.audit import low_confidence_issues, neighbour_probabilities
+    from transferlab.audit.labels import out_of_fold_probabilities
+    from transferlab.audit.neighbours import nearest, normalise
     from transferlab.audit.outliers import outlier_scores, robust_z
 
     names = args.sets.split(",")
-    feats = {n: _features(n) for n in names}
+    data = {n: _features(n) for n in names}
     ks, zs = [int(k) for k in args.ks.split(",")], [float(z) for z in args.zs.split(",")]
     found = np.zeros((len(names), args.seeds, len(ks), len(zs)))
     false = np.zeros_like(found)
+    default = tl.AuditConfig()
+    as_label = np.zeros((len(names), args.seeds, 4))  # foreign: label, either; own: label %, outlier %
     for a, name in enumerate(names):
-        own = feats[name]
-        others = np.concatenate([feats[n] for n in names if n != name])
+        own, own_labels = data[name]
+        others = np.concatenate([data[n][0] for n in names if n != name])
+        n_classes = int(own_labels.max()) + 1
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
             foreign = others[rng.choice(len(others), args.inject, replace=False)]
-            x = torch.from_numpy(np.concatenate([own, foreign]))
-            near = nearest(x, x, max(ks), exclude_self=True)
+            raw = np.concatenate([own, foreign])
+            x = normalise(torch.from_numpy(raw))
+            near = nearest(x, x, max(ks + [default.label_neighbours]), exclude_self=True)
             for b, k in enumerate(ks):
                 z = robust_z(outlier_scores(x, k, near))
                 for c, t in enumerate(zs):
                     found[a, seed, b, c] = (z[len(own):] > t).mean()
                     false[a, seed, b, c] = (z[: len(own)] > t).mean() * 100  # % of the set's own images
-    print(f"{args.inject} foreign images in each of {', '.join(f'{n} ({len(feats[n])})' for n in names)}; {args.seeds} seeds")
+            y = np.concatenate([own_labels, rng.integers(0, n_classes, args.inject)])
+            probs = (out_of_fold_probabilities(raw, y, n_classes, default.folds, seed) + neighbour_probabilities(y, near, n_classes, default.label_neighbours)) / 2
+            label = low_confidence_issues(y, probs, default.label_fraction)
+            outlier = robust_z(outlier_scores(x, default.outlier_k, near)) > default.outlier_z
+            k0 = len(own)
+            as_label[a, seed] = label[k0:].mean(), (label | outlier)[k0:].mean(), label[:k0].mean() * 100, outlier[:k0].mean() * 100
+    print(f"{args.inject} foreign images in each of {', '.join(f'{n} ({len(data[n][0])})' for n in names)}; {args.seeds} seeds")
     print("k   z    foreign found (mean, worst set)   own images flagged % (mean, worst set)")
     for b, k in enumerate(ks):
         for c, t in enumerate(zs):
             per_set_found, per_set_false = found[:, :, b, c].mean(1), false[:, :, b, c].mean(1)
             print(f"{k:<3d} {t:<4.1f} {per_set_found.mean():.3f} ({per_set_found.min():.3f})                  "
                   f"{per_set_false.mean():.2f} ({per_set_false.max():.2f})")
-    default = tl.AuditConfig()
     if default.outlier_k in ks and default.outlier_z in zs:
         b, c = ks.index(default.outlier_k), zs.index(default.outlier_z)
         print(f"per set at the default (k={default.outlier_k}, z > {default.outlier_z}): " + ", ".join(
             f"{n} {found[a, :, b, c].mean():.2f} found, {false[a, :, b, c].mean():.2f} % own" for a, n in enumerate(names)))
+    print("foreign images filed under a random class, default rules (share of them flagged as a label finding; as either; "
+          "the set's own images flagged as label / outlier, %): " + ", ".join(
+              f"{n} {m[0]:.2f}, {m[1]:.2f} ({m[2]:.2f} / {m[3]:.2f} %)" for n, m in zip(names, as_label.mean(1))))
 
 
 def main() -> None:
