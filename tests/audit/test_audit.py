@@ -3,6 +3,7 @@ the unseen accuracy leaving out near copies, the label rules, and confident lear
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -175,6 +176,22 @@ def test_relative_rule_flags_only_images_far_below_their_class() -> None:
     three = np.array([[0.95, 0.03, 0.02]] * 3 + [[0.4, 0.3, 0.3], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
     flags = low_confidence_issues(np.array([0, 0, 0, 0, 1, 2]), three, fraction=0.5)  # 0.4 < 0.5 x 0.81 for class 0,
     assert not flags.any()  # but its label is still the most probable one: not flagged
+
+
+def test_confident_learning_rule_is_one_option_away(monkeypatch, collection, tiny_weights: Path, tmp_path: Path) -> None:
+    core = importlib.import_module("transferlab.audit.core")
+    root, planted = collection
+    used = []
+    for name in ("find_label_issues", "low_confidence_issues"):
+        real = getattr(core, name)
+        monkeypatch.setattr(core, name, lambda *a, _real=real, _name=name, **k: used.append(_name) or _real(*a, **k))
+    ds = tl.load_dataset(root)
+    result = tl.audit(ds, TINY, weights=tiny_weights, precision="fp32", config=AuditConfig(label_rule="confident_learning"), cache_dir=tmp_path / "c")
+    assert used == ["find_label_issues"] and result.thresholds["label_rule"] == "confident_learning"
+    assert planted["label"] in {Path(f.path) for f in result.of("label")}
+    used.clear()
+    tl.audit(ds, TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "c")
+    assert used == ["low_confidence_issues"]  # the default
 
 
 def test_audit_config_rejects_an_unknown_label_rule() -> None:
