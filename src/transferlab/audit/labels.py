@@ -88,7 +88,7 @@ def find_label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     n, k = probs.shape
     counts = np.bincount(labels, minlength=k)
-    thresholds = np.array([probs[labels == c, c].mean() if counts[c] else 2.0 for c in range(k)]).clip(min=2 * _EPS)
+    thresholds = class_confidence(labels, probs, empty=2.0).clip(min=2 * _EPS)
     confident = probs >= thresholds - _EPS
     n_confident = confident.sum(1)
     guess = np.where(n_confident > 1, probs.argmax(1), confident.argmax(1))  # likely true label
@@ -175,10 +175,22 @@ def low_confidence_issues(labels: np.ndarray, probs: np.ndarray, fraction: float
         probs: (N, C) out-of-fold predicted probabilities.
     """
     labels = np.asarray(labels)
-    n, k = probs.shape
-    own = probs[np.arange(n), labels]
-    typical = np.array([own[labels == c].mean() if (labels == c).any() else 1.0 for c in range(k)])
-    return (own < fraction * typical[labels]) & (probs.argmax(1) != labels)
+    own = self_confidence(labels, probs)
+    return (own < fraction * class_confidence(labels, probs)[labels]) & (probs.argmax(1) != labels)
+
+
+def class_confidence(labels: np.ndarray, probs: np.ndarray, empty: float = 1.0) -> np.ndarray:
+    """Per class c, the mean probability of c over the images labelled c (``empty`` for a class with none):
+    confident learning's per-class threshold, and what the relative rule counts as typical.
+
+    Shape:
+        labels (N,), probs (N, C) -> (C,).
+    """
+    labels = np.asarray(labels)
+    k = probs.shape[1]
+    counts = np.bincount(labels, minlength=k)
+    sums = np.bincount(labels, weights=self_confidence(labels, probs), minlength=k)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), empty)
 
 
 def self_confidence(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
