@@ -46,6 +46,14 @@ def set_path(name: str) -> Path:
     return OXFORD if name == "oxford" else DEVDATA / name
 
 
+def extract(ds: tl.Dataset):
+    """Default-backbone features of every image of ``ds`` through the feature cache (extracting what is missing)."""
+    from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
+
+    bb, rt = tl.create_backbone(), pick_runtime()
+    return extract_features(bb.model, [s.path for s in ds.samples], cache=FeatureCache(None, cache_key(bb.model, rt, bb.model.backbone_fingerprint())), runtime=rt)
+
+
 def flipped(ds: tl.Dataset, frac: float, seed: int) -> tuple[tl.Dataset, set[Path]]:
     rng = np.random.default_rng(seed)
     train = [i for i, s in enumerate(ds.samples) if s.split == "train"]
@@ -69,17 +77,14 @@ def labels(args: argparse.Namespace) -> None:
     from transferlab.audit import find_label_issues, low_confidence_issues, neighbour_probabilities
     from transferlab.audit.labels import out_of_fold_probabilities
     from transferlab.audit.neighbours import nearest, normalise
-    from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
 
     config = tl.AuditConfig()
     rules = ("audit default", "CL, same probs", "cleanlab, same probs", "CL, probe alone")
     seeds = [int(s) for s in args.seeds.split(",")]
-    bb, rt = tl.create_backbone(), pick_runtime()
-    key = cache_key(bb.model, rt, bb.model.backbone_fingerprint())
     table: dict[str, dict[str, np.ndarray]] = {}
     for name in args.sets.split(","):
         ds = tl.load_dataset(set_path(name))
-        ex = extract_features(bb.model, [s.path for s in ds.samples], cache=FeatureCache(None, key), runtime=rt)
+        ex = extract(ds)
         unit = normalise(ex.features)
         near = nearest(unit, unit, config.label_neighbours, exclude_self=True)
         scores = {rule: [] for rule in rules}
@@ -104,6 +109,8 @@ def labels(args: argparse.Namespace) -> None:
                 flags = mask & train
                 hits = int((flags & is_flip).sum())
                 scores[rule].append((hits / max(1, int(flags.sum())), hits / int(is_flip.sum())))
+                if rule == rules[0]:
+                    print(f"  seed {seed}: {rule} flags {int(flags.sum())} training images, {hits} of the {int(is_flip.sum())} flips")
         table[name] = {rule: np.array(v) for rule, v in scores.items()}
         print(f"{name} ({len(samples)} images, {int(train.sum())} train, {int(is_flip.sum())} flips), precision / recall on training images, mean of seeds {args.seeds}: "
               + "; ".join(f"{rule} {v.mean(0)[0]:.3f} / {v.mean(0)[1]:.3f}" for rule, v in table[name].items()), flush=True)
@@ -204,10 +211,7 @@ def speed(args: argparse.Namespace) -> None:
                 link.symlink_to(s.path)
                 n += 1
         ds = tl.load_dataset(root)
-        from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
-
-        bb, rt = tl.create_backbone(), pick_runtime()  # fill the cache with anything missing (none with the bench cache)
-        extract_features(bb.model, [s.path for s in ds.samples], cache=FeatureCache(None, cache_key(bb.model, rt, bb.model.backbone_fingerprint())), runtime=rt)
+        extract(ds)  # fill the cache with anything missing (none with the bench cache)
         t, cpu = time.perf_counter(), time.process_time()
         result = tl.audit(ds)
         seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
@@ -217,11 +221,8 @@ def speed(args: argparse.Namespace) -> None:
 
 def _features(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features and labels of every readable image of one set (the default backbone; from the cache)."""
-    from transferlab.features import FeatureCache, cache_key, extract_features, pick_runtime
-
     ds = tl.load_dataset(set_path(name))
-    bb, rt = tl.create_backbone(), pick_runtime()
-    ex = extract_features(bb.model, [s.path for s in ds.samples], cache=FeatureCache(None, cache_key(bb.model, rt, bb.model.backbone_fingerprint())), runtime=rt)
+    ex = extract(ds)
     return ex.features.float().numpy(), np.array([ds.samples[i].label for i in ex.ok])
 
 
