@@ -93,11 +93,18 @@ def test_a_sigkilled_replica_loses_and_duplicates_no_row(local_ray, tiny_run: tl
     killed: list[int] = []
     lock = threading.Lock()
 
+    def command_line(process) -> str:
+        """A worker's command line, or "" for one that exits (or is a zombie) while we look: a race, not a failure."""
+        try:
+            return " ".join(process.cmdline())
+        except psutil.Error:
+            return ""
+
     def kill_one_replica(stage: str, done: int, total: int) -> None:
         with lock:
             if killed or done >= total:
                 return
-            replicas = [p for p in raylet.children(recursive=True) if "Predictor" in " ".join(p.cmdline())]
+            replicas = [p for p in raylet.children(recursive=True) if "Predictor" in command_line(p)]
             if replicas:
                 os.kill(replicas[0].pid, signal.SIGKILL)  # only a replica of this test's own Ray instance
                 killed.append(replicas[0].pid)
