@@ -121,6 +121,17 @@ def test_auto_keeps_the_probe_when_fine_tuning_cannot_pay_and_says_why(photo_fol
     assert run.record.kept == "probe" and run.record.finetune is None and "every validation image" in run.record.decision
 
 
+def test_a_probe_run_suggests_auto_only_where_fine_tuning_could_win(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("transferlab.training.AUTO_HINT_MIN_IMAGES", 100)  # 1,000 in use: 100 keeps the test fast
+    large = random_labels(tmp_path / "large", {"train": 100, "test": 8})  # the probe errs on most validation images
+    run = tl.train(tl.load_dataset(large), TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache", out=tmp_path / "run")
+    hint = run.record.decision or ""
+    assert "--strategy auto" in hint and "of 20 validation images wrong" in hint and "over 100 images" in hint
+    assert tl.load(tmp_path / "run").record.decision == hint  # model.json keeps it
+    small = random_labels(tmp_path / "small", {"train": 96, "test": 8})  # as hard, but too few images for fine-tuning to have won
+    assert tl.train(tl.load_dataset(small), TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache").record.decision is None
+
+
 def test_a_time_budget_ends_fine_tuning(tiny_weights: Path, tmp_path: Path) -> None:
     root = random_labels(tmp_path / "data", LAYOUTS["train+test"])
     config = dataclasses.replace(ONE_EPOCH, epochs=50, patience=50, batch_size=8)

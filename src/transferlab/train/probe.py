@@ -20,6 +20,7 @@ class ProbeResult:
     l2: float  # chosen strength
     val_scores: list[dict[str, float]] = field(default_factory=list)  # per grid value: l2, accuracy, log_loss (means over folds, with accuracy_sd)
     chosen_on: str = "val"  # "val" (the given validation images), "holdout" or "5-fold" (of the training images)
+    judged: int = 0  # how many images the choice was judged on (all folds together)
 
 
 def _fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_iter: int, init: torch.Tensor | None) -> torch.Tensor:
@@ -99,7 +100,7 @@ def fit_probe(
         theta = _fit(z[fit_rows], y_all[fit_rows], n_classes, l2, config.max_iter, best_theta)
     weight = (theta[:-1] / std[:, None]).T  # fold the standardisation into the head
     bias = theta[-1] - (mean / std) @ theta[:-1]
-    return ProbeResult(weight.float().contiguous(), bias.float().contiguous(), l2, scores, chosen_on)
+    return ProbeResult(weight.float().contiguous(), bias.float().contiguous(), l2, scores, chosen_on, sum(len(va) for _, va in splits))
 
 
 def _choice_splits(y: np.ndarray, config: ProbeConfig, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
