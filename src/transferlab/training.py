@@ -153,7 +153,7 @@ def train(
     tuned, decision = None, None
     if not tuning:
         decision = _probe_hint(head, len(train_set), finetune_config.min_win_rate)
-    if tuning:
+    else:
         skip = _auto_skip(head, len(val_set), finetune_config.min_win_rate) if strategy == "auto" else None
         if skip:
             decision = skip

@@ -40,7 +40,8 @@ class RunRecord:
     created: str | None = None
     kept: str | None = None  # what the run ended as: "probe" or "finetune" (they differ for auto, and for
     # finetune when validation did not show fine-tuning beating the probe)
-    decision: str | None = None  # one line: what was tried and why the kept model won
+    decision: str | None = None  # one line: what was tried and why the kept model won (for a probe run, when
+    # fine-tuning might do better, a line saying so)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     validation: list[dict[str, float]] = field(default_factory=list)  # the probe's L2 search
     data: dict[str, Any] | None = None  # root, layout, counts, skipped files, warnings, split options
