@@ -388,6 +388,12 @@ def calibrate(
 
 
 # -- decisions and records --------------------------------------------------------------------------
+def _probe_errors(head: ProbeResult, n_val: int) -> int | None:
+    """How many of ``n_val`` validation images the probe's chosen head gets wrong (None: no score to count)."""
+    chosen = next((s for s in head.val_scores if s["l2"] == head.l2), None)
+    return None if chosen is None or not n_val else round((1.0 - chosen["accuracy"]) * n_val)
+
+
 def _auto_skip(head: ProbeResult, n_val: int, min_win_rate: float) -> str | None:
     """Why ``auto`` does not fine-tune at all, or None.
 
@@ -396,10 +402,9 @@ def _auto_skip(head: ProbeResult, n_val: int, min_win_rate: float) -> str | None
     that is below ``min_win_rate`` (no error: 0; one error: 0.63; two: 0.86), no fine-tuning could show
     a clear win, and minutes of training would end as the probe anyway.
     """
-    chosen = next((s for s in head.val_scores if s["l2"] == head.l2), None)
-    if chosen is None or not n_val:
+    errors = _probe_errors(head, n_val)
+    if errors is None:
         return None
-    errors = round((1.0 - chosen["accuracy"]) * n_val)
     best_case = 1.0 - (1.0 - errors / n_val) ** n_val
     if best_case >= min_win_rate:
         return None
@@ -414,10 +419,9 @@ AUTO_HINT_MIN_IMAGES = 1000  # fine-tuning won clearly on 3 of the 4 dev-suite s
 def _probe_hint(head: ProbeResult, n_train: int, min_win_rate: float) -> str | None:
     """For a probe run: a line saying ``auto`` might do better, when the set is large enough for fine-tuning
     to have won on the development suite and the probe errs often enough for a win to be shown; else None."""
-    if n_train < AUTO_HINT_MIN_IMAGES or not head.judged or _auto_skip(head, head.judged, min_win_rate):
+    errors = _probe_errors(head, head.judged)
+    if n_train < AUTO_HINT_MIN_IMAGES or errors is None or _auto_skip(head, head.judged, min_win_rate):
         return None
-    chosen = next((s for s in head.val_scores if s["l2"] == head.l2), None)
-    errors = round((1.0 - chosen["accuracy"]) * head.judged) if chosen else 0
     return (f"probe only; fine-tuning might do better here: the probe gets {errors} of {head.judged} validation images wrong, and fine-tuning "
             f"won clearly on 3 of 4 development sets of over {AUTO_HINT_MIN_IMAGES:,} images — `--strategy auto` tries it within {AUTO_BUDGET_S / 60:.0f} min and keeps it only on a clear win")
 
