@@ -120,6 +120,8 @@ def run_one(ds: tl.Dataset, name: str, strategy: str, seed: int, cache_dir: str 
         "best_epoch": (run.meta.get("finetune") or {}).get("best_epoch"),
         "win_rate": (run.meta.get("finetune") or {}).get("win_rate"),
         "kept": run.meta.get("kept"),
+        "retried_after": (run.meta.get("finetune") or {}).get("retried_after"),
+        "val_history": [round(r["val_accuracy"], 4) for r in (run.meta.get("finetune") or {}).get("history", [])],  # epoch 0 (the probe) first
     }
 
 

@@ -430,6 +430,9 @@ def _decision(tuned: FinetuneResult, n_val: int) -> str:
     """One line: what was tried and why the kept model won."""
     epochs = len(tuned.history) - 1
     ran = f"fine-tuned {epochs} epoch(s) in {sum(r.get('train_s', 0.0) for r in tuned.history):.0f} s" + (" (time budget reached)" if tuned.over_budget else "")
+    if tuned.retried_after:
+        ran += (f" (after {tuned.retried_after} epoch(s) its best was below the probe in {100 * (tuned.retry_reason or 0):.0f}% of resamples: "
+                f"started again from the probe at lr {tuned.retry_lr:.2g})")
     if not tuned.best_tuned_epoch:
         return f"{ran}; kept the probe: no epoch finished"
     probe, best = tuned.history[0], tuned.history[tuned.best_tuned_epoch]
@@ -441,7 +444,8 @@ def _decision(tuned: FinetuneResult, n_val: int) -> str:
 def _finetune_record(tuned: FinetuneResult, config: FinetuneConfig) -> dict[str, Any]:
     return {
         "head_refit": config.refit_head and not tuned.interrupted, "best_epoch": tuned.best_epoch, "best_tuned_epoch": tuned.best_tuned_epoch,
-        "win_rate": tuned.win_rate, "stopped_early": tuned.stopped_early, "over_budget": tuned.over_budget, "interrupted": tuned.interrupted, "history": tuned.history,
+        "win_rate": tuned.win_rate, "retried_after": tuned.retried_after, "retry_reason": tuned.retry_reason, "retry_lr": tuned.retry_lr,
+        "stopped_early": tuned.stopped_early, "over_budget": tuned.over_budget, "interrupted": tuned.interrupted, "history": tuned.history,
     }
 
 

@@ -49,7 +49,7 @@ def test_one_cycle_starts_low_peaks_after_warm_up_and_ends_near_zero() -> None:
     assert values[:11] == sorted(values[:11]) and values[10:] == sorted(values[10:], reverse=True) and values[-1] < 1e-2
 
 
-@pytest.mark.parametrize(("field", "value"), [("optimizer", "lion"), ("schedule", "step"), ("unfreeze", "-1"), ("bn_stats", "moving"), ("mix", "blend")])
+@pytest.mark.parametrize(("field", "value"), [("optimizer", "lion"), ("schedule", "step"), ("unfreeze", "-1"), ("bn_stats", "moving"), ("mix", "blend"), ("retry_lr", 1.0)])
 def test_bad_settings_are_named(field: str, value: str) -> None:
     with pytest.raises(ValueError, match=field):
         check_config(FinetuneConfig(**{field: value}))
@@ -235,6 +235,9 @@ def test_auto_counts_patience_from_the_probe_while_the_probe_leads() -> None:
     assert _should_stop(3, 0, FinetuneConfig(epochs=6, patience=2)) and not _should_stop(3, 2, FinetuneConfig(epochs=6, patience=2))
     ahead = {"score": (0.95, -0.2), "epoch": 2}
     assert _patience_from(ahead, probe, probe_patience=True) == 2
+    # after starting again at epoch 1, both count from there, and the new schedule runs its full length
+    assert _patience_from(behind, probe, probe_patience=True, start=1) == 1 and _patience_from({"score": (-1.0, 0.0), "epoch": 0}, probe, False, start=1) == 1
+    assert not _should_stop(6, 5, FinetuneConfig(epochs=6, patience=2), start=1) and _should_stop(7, 5, FinetuneConfig(epochs=6, patience=2), start=1)
 
 
 @pytest.mark.parametrize(("l2sp", "moved"), [(0.0, True), (1e6, False)])
@@ -250,3 +253,45 @@ def test_l2sp_pulls_the_backbone_back_to_its_pretrained_weights_but_not_the_head
     backbone_moved = max(float((after[n].detach() - before[n]).abs().max()) for n in before if id(after[n]) not in head)
     assert (backbone_moved > 1e-4) == moved, backbone_moved
     assert any(not torch.equal(after[n], before[n]) for n in before if id(after[n]) in head)  # the head learns either way
+
+
+def test_a_tuned_network_that_ends_clearly_below_the_probe_starts_again_at_a_lower_rate(tmp_path: Path, tiny_weights: Path) -> None:
+    from ..conftest import make_photo_folder
+
+    ds = tl.load_dataset(make_photo_folder(tmp_path / "photos", per_class=20), val_frac=0.3, test_frac=0.2)
+    wrecking = dataclasses.replace(FAST, epochs=2, lr=30.0, ema_epochs=0, refit_head=False)  # the tuned network can only fall
+    common = dict(backbone=TINY, strategy="finetune", weights=tiny_weights, precision="fp32")
+    plain = tl.train(ds, **common, finetune_config=wrecking).record.finetune
+    assert plain["retried_after"] == 0 and len(plain["history"]) == 3  # off: no second try
+
+    retried = tl.train(ds, **common, finetune_config=dataclasses.replace(wrecking, retry_lr=1e-5), out=tmp_path / "run")
+    tuned = retried.record.finetune
+    history = tuned["history"]
+    assert max(row["val_accuracy"] for row in history[1:3]) < history[0]["val_accuracy"] and tuned["retry_reason"] >= 0.9
+    assert tuned["retried_after"] == 2 and tuned["retry_lr"] == pytest.approx(30.0 * 1e-5)
+    assert len(history) == 1 + 2 + 2  # the failed schedule, then a full one of its own at the lower rate
+    assert max(row["val_accuracy"] for row in history[3:]) > max(row["val_accuracy"] for row in history[1:3])  # a gentle rate keeps what the probe knew
+    assert "after 2 epoch(s) its best was below the probe" in retried.record.decision and "started again from the probe at lr 0.0003" in retried.record.decision
+    assert tuned["best_epoch"] in (0, 3, 4)  # never the wrecked first attempt
+
+
+def test_a_run_that_started_again_resumes_at_the_lower_rate(tmp_path: Path, tiny_weights: Path) -> None:
+    import copy
+
+    from transferlab.train.checkpoint import load_checkpoint, previous_path
+
+    from ..conftest import make_photo_folder
+
+    folder = make_photo_folder(tmp_path / "photos", per_class=20)
+    probe = tl.train(tl.load_dataset(folder), TINY, "probe", weights=tiny_weights, precision="fp32").model
+    items = _items(folder)
+    config = dataclasses.replace(FAST, epochs=2, lr=30.0, ema_epochs=0, retry_lr=1e-5)
+    runtime = pick_runtime(precision="fp32")
+    straight = finetune(copy.deepcopy(probe), items[::2], items[1::2], runtime, config, checkpoint=tmp_path / "ck.pt")
+    assert straight.retried_after == 2 and [row["epoch"] for row in straight.history] == [0, 1, 2, 3, 4]
+    after_epoch_3 = load_checkpoint(previous_path(tmp_path / "ck.pt"))
+    assert after_epoch_3["epoch"] == 3 and after_epoch_3["retry"]["lr"] == pytest.approx(3e-4)
+    resumed = finetune(copy.deepcopy(probe), items[::2], items[1::2], runtime, config, resume=after_epoch_3)
+    assert (resumed.retried_after, resumed.retry_lr, resumed.best_epoch) == (straight.retried_after, straight.retry_lr, straight.best_epoch)
+    assert [row["val_accuracy"] for row in resumed.history] == [row["val_accuracy"] for row in straight.history]
+    assert resumed.history[4]["lr"] == pytest.approx(straight.history[4]["lr"])  # the resumed epoch ran at the lower rate

@@ -37,6 +37,7 @@ from .config import MIXES, OPTIMIZERS, SCHEDULES, FinetuneConfig
 log = logging.getLogger(__name__)
 
 VAL_IN_MEMORY_BYTES = 512 * 2**20  # validation images (uint8, eval transform) kept decoded up to this size
+RETRY_WHEN = 0.9  # ``retry_lr``: the probe must beat the best tuned epoch in this share of validation resamples
 
 
 @dataclass
@@ -48,6 +49,9 @@ class FinetuneResult:
     over_budget: bool = False  # the time budget ended it
     win_rate: float | None = None  # share of validation resamples in which the best epoch beat epoch 0
     best_tuned_epoch: int = 0  # the best epoch after 0, whether kept or not (0: none ran)
+    retried_after: int = 0  # the epoch after which training started again from the probe at a lower rate (0: never)
+    retry_reason: float | None = None  # share of validation resamples in which the probe beat that epoch
+    retry_lr: float | None = None  # the peak learning rate it started again at
 
 
 def check_config(config: FinetuneConfig) -> None:
@@ -62,6 +66,8 @@ def check_config(config: FinetuneConfig) -> None:
     train_size((224, 224), config.train_size_ratio)  # raises on a ratio outside (0, 2]
     if config.ema_epochs < 0:
         raise ConfigError(f"expected ema_epochs >= 0 (0 disables the weight average), got {config.ema_epochs!r}")
+    if config.retry_lr < 0 or config.retry_lr >= 1:
+        raise ConfigError(f"expected retry_lr in [0, 1) (0 never retries; 0.1 retries at a tenth of the rate), got {config.retry_lr!r}")
     if config.l2sp < 0:
         raise ConfigError(f"expected l2sp >= 0 (0 turns the pull towards the pretrained weights off), got {config.l2sp!r}")
     if not 0.0 <= config.min_win_rate <= 1.0:
@@ -264,17 +270,32 @@ def _score(row: dict[str, float]) -> tuple[float, float]:
     return row["val_accuracy"], -row["val_loss"]
 
 
-def _patience_from(best: dict[str, Any], probe_row: dict[str, float], probe_patience: bool) -> int:
-    """The epoch patience counts from: the best fine-tuned one, or epoch 0 while the probe still leads."""
+def _patience_from(best: dict[str, Any], probe_row: dict[str, float], probe_patience: bool, start: int = 0) -> int:
+    """The epoch patience counts from: the best fine-tuned one, or epoch 0 while the probe still leads
+    (``start``, the epoch a retry began after, instead of 0 for a retry)."""
     if probe_patience and best["score"] <= _score(probe_row):
-        return 0
-    return best["epoch"]
+        return start
+    return max(best["epoch"], start)
 
 
-def _should_stop(epoch: int, best_epoch: int, config: FinetuneConfig) -> bool:
-    """All epochs done, or ``patience`` epochs in a row without a better validation score than the best
-    so far (epoch 0, the probe, included)."""
-    return epoch >= config.epochs or (epoch > 0 and epoch - best_epoch > config.patience)
+def _should_stop(epoch: int, best_epoch: int, config: FinetuneConfig, start: int = 0) -> bool:
+    """All epochs done (``config.epochs`` after ``start``), or ``patience`` epochs in a row without a
+    better validation score than the best so far (epoch 0, the probe, included)."""
+    return epoch - start >= config.epochs or (epoch > start and epoch - best_epoch > config.patience)
+
+
+def _should_retry(config: FinetuneConfig, start: int, probe_records: list, best_records: list) -> float | None:
+    """When training would stop: the share of validation resamples in which the probe beat the best
+    tuned epoch, when that is clear enough to start again from the probe at ``lr x retry_lr``; else None.
+
+    A tuned network that ends clearly below the probe at its best has lost features the probe relied on:
+    the rate was too high for the data (the magnetic tiles: the probe 0.90 on validation, the tuned
+    network 0.76-0.82 at lr 1e-3; a tenth of the rate beat the probe on their selection split, BENCHMARKS.md).
+    """
+    if not config.retry_lr or start or not probe_records or not best_records:
+        return None
+    worse = win_rate(best_records, probe_records)
+    return worse if worse >= RETRY_WHEN else None
 
 
 def finetune(
@@ -326,7 +347,9 @@ def finetune(
     if len(val) // w.size * 3 * pre.input_size[0] * pre.input_size[1] <= VAL_IN_MEMORY_BYTES:
         val_loader = list(val_loader)  # decoded once, not once per epoch: it was 2 s of every 15 s epoch here
     steps = len(train_loader_for(0))
-    optimizer = make_optimizer(model.net, config, config.lr)
+    retry = (resume or {}).get("retry") or {"start": 0, "lr": config.lr}  # a run that started again, resumed
+    start, lr = retry["start"], retry["lr"]
+    optimizer = make_optimizer(model.net, config, lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
     ema, judged = _weight_average(model, config, steps)  # judged: what validation scores and the run keeps
 
@@ -343,7 +366,7 @@ def finetune(
         if ema is not None:
             ema.module.load_state_dict(resume["ema"])
         torch.set_rng_state(resume["torch_rng"])
-        result = FinetuneResult(history=list(resume["history"]))
+        result = FinetuneResult(history=list(resume["history"]), retried_after=start, retry_reason=retry.get("reason"), retry_lr=lr if start else None)
         records = {int(k): v for k, v in (resume.get("val_records") or {}).items()}
         probe_state = resume.get("probe_model")
         best_tuned = resume.get("best_tuned_epoch", resume["best_epoch"])
@@ -352,7 +375,20 @@ def finetune(
     anchors = l2sp_anchors(model, probe_state) if config.l2sp > 0 else {}
     last_epoch_s = 0.0
     try:
-        while not _should_stop(epoch, _patience_from(best, result.history[0], probe_patience), config):
+        while True:
+            if _should_stop(epoch, _patience_from(best, result.history[0], probe_patience, start), config, start):
+                worse = _should_retry(config, start, records.get(0, []), records.get(best["epoch"], [])) if probe_state is not None and best["epoch"] else None
+                if worse is None:
+                    break
+                # start again from the probe's weights at a lower rate, with a full schedule of its own
+                start, lr = epoch, lr * config.retry_lr
+                result.retried_after, result.retry_reason, result.retry_lr = epoch, worse, lr
+                log.info("the best tuned epoch fell below the probe in %.0f%% of validation resamples: starting again from the probe at lr %.2g", 100 * worse, lr)
+                model.net.load_state_dict(probe_state)
+                optimizer = make_optimizer(model.net, config, lr)
+                scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
+                ema, judged = _weight_average(model, config, steps)
+                best, records = {"score": (-1.0, -math.inf), "state": None, "epoch": 0}, {0: records.get(0, [])}
             if deadline is not None and _out_of_time(time.monotonic() + last_epoch_s > deadline, runtime):
                 result.over_budget = True
                 break
@@ -377,14 +413,15 @@ def finetune(
                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "history": result.history,
                     "best_epoch": best["epoch"], "best_tuned_epoch": best["epoch"], "best_model": best["state"], "probe_model": probe_state,
                     "val_records": records, "ema": ema.module.state_dict() if ema is not None else None, "config": asdict(config), "run": checkpoint_extra or {},
+                    "retry": {"start": start, "lr": lr, "reason": result.retry_reason} if start else None,
                 })
     except KeyboardInterrupt:
         # Ctrl-C: the checkpoint of the last finished epoch is intact; keep the best weights so far.
         result.interrupted = True
         log.warning("interrupted during epoch %d; the last finished epoch is checkpointed", epoch)
-        if best["state"] is None:
+        if best["state"] is None and not start:
             raise  # no epoch finished: nothing to keep or resume
-    result.stopped_early = epoch < config.epochs and not result.interrupted
+    result.stopped_early = epoch - start < config.epochs and not result.interrupted
     result.best_tuned_epoch = best["epoch"]
     if best["epoch"] and records.get(0) and records.get(best["epoch"]):
         result.win_rate = win_rate(records[0], records[best["epoch"]], seed=seed)
