@@ -58,6 +58,7 @@ class FinetuneConfig:
     l2sp: float = option(0.0, "pull the backbone back towards its pretrained weights (L2-SP): each step moves it lr x this of the way (0: off).")
     # decoupled from the loss as AdamW decouples weight decay; the head is not pulled
     retry_lr: float = option(0.0, "when even the best tuned epoch ends clearly below the probe on validation, start again from the probe at lr x this (0: never).")
-    # "clearly": the probe is better in RETRY_WHEN of the bootstrap resamples (train/finetune.py)
+    # "clearly": the probe is better in RETRY_WHEN of the bootstrap resamples (train/finetune.py). Off: on the dev
+    # suite's selection splits it changed no kept model in 24 runs and cost up to a second schedule (BENCHMARKS.md)
     min_win_rate: float = option(0.9, "keep the tuned network only when it beats the probe in this share of bootstrap resamples of validation (0: always).")
     # otherwise the run ends as its own probe (epoch 0); 0.9 was chosen on the dev suite's selection splits (BENCHMARKS.md)

@@ -288,9 +288,9 @@ def _should_retry(config: FinetuneConfig, start: int, probe_records: list, best_
     """When training would stop: the share of validation resamples in which the probe beat the best
     tuned epoch, when that is clear enough to start again from the probe at ``lr x retry_lr``; else None.
 
-    A tuned network that ends clearly below the probe at its best has lost features the probe relied on:
-    the rate was too high for the data (the magnetic tiles: the probe 0.90 on validation, the tuned
-    network 0.76-0.82 at lr 1e-3; a tenth of the rate beat the probe on their selection split, BENCHMARKS.md).
+    A tuned network that ends clearly below the probe at its best has lost features the probe relied on,
+    perhaps to too high a rate (the magnetic tiles: 0.76-0.82 on validation at lr 1e-3 against the probe's
+    0.90; at 300 images a tenth of the rate beat the probe, at full size it did not: BENCHMARKS.md).
     """
     if not config.retry_lr or start or not probe_records or not best_records:
         return None
