@@ -160,7 +160,8 @@ def train(
         else:
             spec = {"strategy": strategy, "backbone": backbone, "weights": _weights_json(weights), "features": features, "precision": precision, "batch_size": batch_size, "seed": seed,
                     "probe": asdict(probe), "data": data_record, "keep_checkpoints": keep_checkpoints}  # what resume needs
-            tuned = _finetune(setup.model, train_set, val_set, setup.runtime, finetune_config, seed, directory, progress, resume_from, spec, deadline if budget or strategy == "auto" else None)
+            judge = _refit_judge(setup, train_set, val_set, probe) if finetune_config.judge == "refit" and finetune_config.refit_head else None
+            tuned = _finetune(setup.model, train_set, val_set, setup.runtime, finetune_config, seed, directory, progress, resume_from, spec, deadline if budget or strategy == "auto" else None, judge)
             if directory is not None and world().is_main and not tuned.interrupted and not keep_checkpoints:
                 _remove_checkpoints(directory)
             phases.append(Phase("finetune", len(train_set), len(val_set), "val" if roles.val else "holdout of train", _hashes(train_set, feats), _hashes(val_set, feats)))
@@ -265,7 +266,7 @@ def _fit_head(setup: _Setup, feats: _Features, n_classes: int, train_set: list[S
 
 def _finetune(
     model: ImageClassifier, train_set: list[Sample], val_set: list[Sample], runtime: Runtime, config: FinetuneConfig, seed: int,
-    directory: Path | None, progress: Progress | None, resume_from: dict[str, Any] | None, spec: dict[str, Any], deadline: float | None,
+    directory: Path | None, progress: Progress | None, resume_from: dict[str, Any] | None, spec: dict[str, Any], deadline: float | None, judge=None,
 ) -> FinetuneResult:
     """Phase 2 on ``train_set``, judged on ``val_set``; writes history.csv and curves.png with ``directory``."""
     if directory is not None and world().is_main:
@@ -273,7 +274,7 @@ def _finetune(
     checkpoint = directory / "checkpoint.pt" if directory else None
     result = finetune(
         model, [(s.path, s.label) for s in train_set], [(s.path, s.label) for s in val_set], runtime, config, seed, checkpoint, progress, resume_from, spec, deadline,
-        probe_patience=spec.get("strategy") == "auto",
+        probe_patience=spec.get("strategy") == "auto", judge=judge,
     )
     if directory is not None and world().is_main:
         from .evaluate import plot_history, save_figure
@@ -283,6 +284,24 @@ def _finetune(
         atomic_write_bytes(directory / "history.csv", ("\n".join(lines) + "\n").encode())
         save_figure(plot_history(result.history), directory / "curves.png")
     return result
+
+
+def _refit_judge(setup: _Setup, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig):
+    """What ``finetune`` compares with the probe when ``judge="refit"``: the network with a head refitted by the
+    probe's L-BFGS on its features of train (L2 chosen on val), scored per validation image in ``val_set``'s
+    order. That is the model the run keeps, less the final refit on train + val."""
+
+    def judge(model: ImageClassifier) -> list[tuple[bool, float]]:
+        feats, _ = _features_of(setup, train_set + val_set, "judge")
+        fit = _fit_head(setup, feats, len(model.classes), train_set, val_set, probe, refit=False)
+        xv, yv = _features_and_labels(val_set, feats.rows)
+        if xv is None or len(yv) != len(val_set):
+            raise RunError("validation images could not be read again to judge the tuned network — retry, or pass --judge head")
+        logits = torch.nn.functional.linear(xv.double(), fit.weight.double(), fit.bias.double())
+        losses = torch.nn.functional.cross_entropy(logits, torch.as_tensor(yv), reduction="none")
+        return list(zip((logits.argmax(1).numpy() == yv).tolist(), losses.tolist()))
+
+    return judge
 
 
 def _remove_checkpoints(directory: Path) -> None:
@@ -436,7 +455,8 @@ def _decision(tuned: FinetuneResult, n_val: int) -> str:
     if not tuned.best_tuned_epoch:
         return f"{ran}; kept the probe: no epoch finished"
     probe, best = tuned.history[0], tuned.history[tuned.best_tuned_epoch]
-    versus = f"epoch {tuned.best_tuned_epoch} {best['val_accuracy']:.3f} vs the probe's {probe['val_accuracy']:.3f} on {n_val} validation images, better in {100 * (tuned.win_rate or 0):.0f}% of resamples"
+    tuned_score = f"{best['val_accuracy']:.3f}" if tuned.judged_accuracy is None else f"{tuned.judged_accuracy:.3f} with its head refitted ({best['val_accuracy']:.3f} with its own)"
+    versus = f"epoch {tuned.best_tuned_epoch} {tuned_score} vs the probe's {probe['val_accuracy']:.3f} on {n_val} validation images, better in {100 * (tuned.win_rate or 0):.0f}% of resamples"
     kept = "kept fine-tuning" if tuned.best_epoch else "kept the probe (not a clear win)"
     return f"{ran}; {versus}: {kept}"
 
@@ -445,7 +465,7 @@ def _finetune_record(tuned: FinetuneResult, config: FinetuneConfig) -> dict[str,
     return {
         "head_refit": config.refit_head and not tuned.interrupted, "best_epoch": tuned.best_epoch, "best_tuned_epoch": tuned.best_tuned_epoch,
         "win_rate": tuned.win_rate, "retried_after": tuned.retried_after, "retry_reason": tuned.retry_reason, "retry_lr": tuned.retry_lr,
-        "stopped_early": tuned.stopped_early, "over_budget": tuned.over_budget, "interrupted": tuned.interrupted, "history": tuned.history,
+        "judged_accuracy": tuned.judged_accuracy, "stopped_early": tuned.stopped_early, "over_budget": tuned.over_budget, "interrupted": tuned.interrupted, "history": tuned.history,
     }
 
 

@@ -49,7 +49,7 @@ def test_one_cycle_starts_low_peaks_after_warm_up_and_ends_near_zero() -> None:
     assert values[:11] == sorted(values[:11]) and values[10:] == sorted(values[10:], reverse=True) and values[-1] < 1e-2
 
 
-@pytest.mark.parametrize(("field", "value"), [("optimizer", "lion"), ("schedule", "step"), ("unfreeze", "-1"), ("bn_stats", "moving"), ("mix", "blend"), ("retry_lr", 1.0)])
+@pytest.mark.parametrize(("field", "value"), [("optimizer", "lion"), ("schedule", "step"), ("unfreeze", "-1"), ("bn_stats", "moving"), ("mix", "blend"), ("retry_lr", 1.0), ("judge", "oracle")])
 def test_bad_settings_are_named(field: str, value: str) -> None:
     with pytest.raises(ValueError, match=field):
         check_config(FinetuneConfig(**{field: value}))
@@ -295,3 +295,28 @@ def test_a_run_that_started_again_resumes_at_the_lower_rate(tmp_path: Path, tiny
     assert (resumed.retried_after, resumed.retry_lr, resumed.best_epoch) == (straight.retried_after, straight.retry_lr, straight.best_epoch)
     assert [row["val_accuracy"] for row in resumed.history] == [row["val_accuracy"] for row in straight.history]
     assert resumed.history[4]["lr"] == pytest.approx(straight.history[4]["lr"])  # the resumed epoch ran at the lower rate
+
+
+@pytest.mark.parametrize(("verdict", "kept_tuned"), [(True, True), (False, False)])
+def test_the_keep_decision_compares_what_the_judge_scores(photo_folder: Path, tiny_weights: Path, verdict: bool, kept_tuned: bool) -> None:
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])  # the probe: a third right
+    items = _items(photo_folder)
+    judged = []
+
+    def judge(m):  # e.g. the tuned network with a refitted head: here every image right, or every one wrong
+        judged.append(m.training)
+        return [(verdict, 0.0 if verdict else 5.0)] * len(items[1::2])
+
+    result = finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), dataclasses.replace(FAST, epochs=1), judge=judge)
+    assert judged == [False] and result.judged_accuracy == float(verdict)
+    assert (result.best_epoch > 0) == kept_tuned and result.win_rate == (1.0 if verdict else 0.0)
+
+
+def test_judging_with_a_refitted_head_is_said_and_recorded(photo_folder: Path, tiny_weights: Path) -> None:
+    ds = tl.load_dataset(photo_folder, val_frac=0.3, test_frac=0.2)
+    config = dataclasses.replace(FAST, epochs=1, judge="refit")
+    run = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=config)
+    assert 0.0 <= run.record.finetune["judged_accuracy"] <= 1.0 and "with its head refitted" in run.record.decision
+    own_head = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=dataclasses.replace(config, judge="head"))
+    assert own_head.record.finetune["judged_accuracy"] is None and "refitted" not in own_head.record.decision

@@ -50,8 +50,9 @@ class FinetuneResult:
     win_rate: float | None = None  # share of validation resamples in which the best epoch beat epoch 0
     best_tuned_epoch: int = 0  # the best epoch after 0, whether kept or not (0: none ran)
     retried_after: int = 0  # the epoch after which training started again from the probe at a lower rate (0: never)
-    retry_reason: float | None = None  # share of validation resamples in which the probe beat that epoch
+    retry_reason: float | None = None  # share of validation resamples in which the probe beat the first schedule's best epoch
     retry_lr: float | None = None  # the peak learning rate it started again at
+    judged_accuracy: float | None = None  # validation accuracy of the best tuned epoch as ``judge`` scored it (None: its own head)
 
 
 def check_config(config: FinetuneConfig) -> None:
@@ -68,6 +69,8 @@ def check_config(config: FinetuneConfig) -> None:
         raise ConfigError(f"expected ema_epochs >= 0 (0 disables the weight average), got {config.ema_epochs!r}")
     if config.retry_lr < 0 or config.retry_lr >= 1:
         raise ConfigError(f"expected retry_lr in [0, 1) (0 never retries; 0.1 retries at a tenth of the rate), got {config.retry_lr!r}")
+    if config.judge not in ("head", "refit"):
+        raise ConfigError(f"expected judge 'head' or 'refit', got {config.judge!r}")
     if config.l2sp < 0:
         raise ConfigError(f"expected l2sp >= 0 (0 turns the pull towards the pretrained weights off), got {config.l2sp!r}")
     if not 0.0 <= config.min_win_rate <= 1.0:
@@ -311,6 +314,7 @@ def finetune(
     checkpoint_extra: dict[str, Any] | None = None,
     deadline: float | None = None,
     probe_patience: bool = False,
+    judge: Callable[[ImageClassifier], list[tuple[bool, float]]] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (its head already trained) on ``train``; keep the epoch best on ``val``.
 
@@ -326,6 +330,9 @@ def finetune(
             not finish by then (judged by the last one), and one that overruns is abandoned.
         probe_patience: count ``patience`` from the probe's epoch 0 too, so training stops once that
             many epochs in a row have not beaten the probe (``auto``: minutes saved where it cannot pay).
+        judge: scores ``model`` (the best tuned weights loaded, in eval mode) on ``val`` as the run will
+            keep it, e.g. with a refitted head: per-image (correct, loss) in ``val``'s order, which then
+            replace the tuned head's own in the comparison with the probe.
 
     Epoch 0 is the probe's head on the untouched backbone: it competes with every fine-tuned epoch,
     and the best fine-tuned epoch is kept only when it beats epoch 0 in ``config.min_win_rate`` of the
@@ -423,6 +430,13 @@ def finetune(
             raise  # no epoch finished: nothing to keep or resume
     result.stopped_early = epoch - start < config.epochs and not result.interrupted
     result.best_tuned_epoch = best["epoch"]
+    if judge is not None and best["epoch"] and best["state"] is not None and records.get(0):
+        model.net.load_state_dict(best["state"])
+        model.head_dropout = 0.0
+        model.eval()
+        scored = judge(model)  # in val's order; the epochs' records are gathered shard by shard (rank order)
+        records[best["epoch"]] = [scored[i] for r in range(w.size) for i in range(r, len(scored), w.size)]
+        result.judged_accuracy = sum(right for right, _ in records[best["epoch"]]) / max(1, len(records[best["epoch"]]))
     if best["epoch"] and records.get(0) and records.get(best["epoch"]):
         result.win_rate = win_rate(records[0], records[best["epoch"]], seed=seed)
     # (a checkpoint from before epoch 0 competed has no probe weights to go back to: it keeps its best epoch)
