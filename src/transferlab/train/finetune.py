@@ -430,7 +430,7 @@ def finetune(
             raise  # no epoch finished: nothing to keep or resume
     result.stopped_early = epoch - start < config.epochs and not result.interrupted
     result.best_tuned_epoch = best["epoch"]
-    if judge is not None and best["epoch"] and best["state"] is not None and records.get(0):
+    if judge is not None and best["epoch"] and best["state"] is not None and records.get(0) and not result.interrupted:
         model.net.load_state_dict(best["state"])
         model.head_dropout = 0.0
         model.eval()
