@@ -268,6 +268,18 @@ def _weight_average(model: ImageClassifier, config: FinetuneConfig, steps_per_ep
     return ema, ImageClassifier(ema.module, model.preprocess, model.classes).to(memory_format=torch.channels_last)
 
 
+def _schedule(model: ImageClassifier, config: FinetuneConfig, lr: float, steps: int):
+    """(optimizer, scheduler, weight average, the classifier validation judges) for a schedule at peak ``lr``:
+    the run's start, and a retry's."""
+    optimizer = make_optimizer(model.net, config, lr)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps)), *_weight_average(model, config, steps)
+
+
+def _no_best() -> dict[str, Any]:
+    """The best tuned epoch before any has run (epoch 0, the probe, is judged apart)."""
+    return {"score": (-1.0, -math.inf), "state": None, "epoch": 0}
+
+
 def _score(row: dict[str, float]) -> tuple[float, float]:
     """Validation accuracy, ties (frequent on small validation sets) broken by lower loss."""
     return row["val_accuracy"], -row["val_loss"]
@@ -356,15 +368,13 @@ def finetune(
     steps = len(train_loader_for(0))
     retry = (resume or {}).get("retry") or {"start": 0, "lr": config.lr}  # a run that started again, resumed
     start, lr = retry["start"], retry["lr"]
-    optimizer = make_optimizer(model.net, config, lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
-    ema, judged = _weight_average(model, config, steps)  # judged: what validation scores and the run keeps
+    optimizer, scheduler, ema, judged = _schedule(model, config, lr, steps)  # judged: what validation scores and the run keeps
 
     if resume is None:
         records: dict[int, list] = {0: []}  # per-image (correct, loss) of epoch 0 and of the best epoch so far
         result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(judged, val_loader, runtime, records[0])}])  # epoch 0: the probe's head
         probe_state = copy.deepcopy(model.net.state_dict())
-        best: dict[str, Any] = {"score": (-1.0, -math.inf), "state": None, "epoch": 0}
+        best = _no_best()
         epoch = 0
     else:
         model.net.load_state_dict(resume["model"])
@@ -392,10 +402,8 @@ def finetune(
                 result.retried_after, result.retry_reason, result.retry_lr = epoch, worse, lr
                 log.info("the best tuned epoch fell below the probe in %.0f%% of validation resamples: starting again from the probe at lr %.2g", 100 * worse, lr)
                 model.net.load_state_dict(probe_state)
-                optimizer = make_optimizer(model.net, config, lr)
-                scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps))
-                ema, judged = _weight_average(model, config, steps)
-                best, records = {"score": (-1.0, -math.inf), "state": None, "epoch": 0}, {0: records.get(0, [])}
+                optimizer, scheduler, ema, judged = _schedule(model, config, lr, steps)
+                best, records = _no_best(), {0: records.get(0, [])}
             if deadline is not None and _out_of_time(time.monotonic() + last_epoch_s > deadline, runtime):
                 result.over_budget = True
                 break
@@ -435,7 +443,7 @@ def finetune(
         model.head_dropout = 0.0
         model.eval()
         scored = judge(model)  # in val's order; the epochs' records are gathered shard by shard (rank order)
-        records[best["epoch"]] = [scored[i] for r in range(w.size) for i in range(r, len(scored), w.size)]
+        records[best["epoch"]] = [x for r in range(w.size) for x in scored[r :: w.size]]
         result.judged_accuracy = sum(right for right, _ in records[best["epoch"]]) / max(1, len(records[best["epoch"]]))
     if best["epoch"] and records.get(0) and records.get(best["epoch"]):
         result.win_rate = win_rate(records[0], records[best["epoch"]], seed=seed)
