@@ -119,6 +119,7 @@ def run_one(ds: tl.Dataset, name: str, strategy: str, seed: int, cache_dir: str 
         "decision": run.meta.get("decision"),
         "best_epoch": (run.meta.get("finetune") or {}).get("best_epoch"),
         "win_rate": (run.meta.get("finetune") or {}).get("win_rate"),
+        "head_win_rate": (run.meta.get("finetune") or {}).get("head_win_rate"),  # with --judge refit: the win rate with its own head
         "kept": run.meta.get("kept"),
         "retried_after": (run.meta.get("finetune") or {}).get("retried_after"),
         "val_history": [round(r["val_accuracy"], 4) for r in (run.meta.get("finetune") or {}).get("history", [])],  # epoch 0 (the probe) first

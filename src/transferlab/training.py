@@ -458,6 +458,8 @@ def _decision(tuned: FinetuneResult, n_val: int) -> str:
     probe, best = tuned.history[0], tuned.history[tuned.best_tuned_epoch]
     tuned_score = f"{best['val_accuracy']:.3f}" if tuned.judged_accuracy is None else f"{tuned.judged_accuracy:.3f} with its head refitted ({best['val_accuracy']:.3f} with its own)"
     versus = f"epoch {tuned.best_tuned_epoch} {tuned_score} vs the probe's {probe['val_accuracy']:.3f} on {n_val} validation images, better in {100 * (tuned.win_rate or 0):.0f}% of resamples"
+    if tuned.head_win_rate is not None:
+        versus += f" ({100 * tuned.head_win_rate:.0f}% with its own head)"
     kept = "kept fine-tuning" if tuned.best_epoch else "kept the probe (not a clear win)"
     return f"{ran}; {versus}: {kept}"
 
@@ -466,7 +468,7 @@ def _finetune_record(tuned: FinetuneResult, config: FinetuneConfig) -> dict[str,
     return {
         "head_refit": config.refit_head and not tuned.interrupted, "best_epoch": tuned.best_epoch, "best_tuned_epoch": tuned.best_tuned_epoch,
         "win_rate": tuned.win_rate, "retried_after": tuned.retried_after, "retry_reason": tuned.retry_reason, "retry_lr": tuned.retry_lr,
-        "judged_accuracy": tuned.judged_accuracy, "stopped_early": tuned.stopped_early, "over_budget": tuned.over_budget, "interrupted": tuned.interrupted, "history": tuned.history,
+        "judged_accuracy": tuned.judged_accuracy, "head_win_rate": tuned.head_win_rate, "stopped_early": tuned.stopped_early, "over_budget": tuned.over_budget, "interrupted": tuned.interrupted, "history": tuned.history,
     }
 
 

@@ -311,6 +311,7 @@ def test_the_keep_decision_compares_what_the_judge_scores(photo_folder: Path, ti
     result = finetune(model, items[::2], items[1::2], pick_runtime(precision="fp32"), dataclasses.replace(FAST, epochs=1), judge=judge)
     assert judged == [False] and result.judged_accuracy == float(verdict)
     assert (result.best_epoch > 0) == kept_tuned and result.win_rate == (1.0 if verdict else 0.0)
+    assert result.head_win_rate is not None and 0.0 <= result.head_win_rate <= 1.0  # the own head's verdict, kept beside the judge's
 
 
 def test_judging_with_a_refitted_head_is_said_and_recorded(photo_folder: Path, tiny_weights: Path) -> None:
@@ -318,5 +319,7 @@ def test_judging_with_a_refitted_head_is_said_and_recorded(photo_folder: Path, t
     config = dataclasses.replace(FAST, epochs=1, judge="refit")
     run = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=config)
     assert 0.0 <= run.record.finetune["judged_accuracy"] <= 1.0 and "with its head refitted" in run.record.decision
+    assert 0.0 <= run.record.finetune["head_win_rate"] <= 1.0 and "% with its own head)" in run.record.decision
     own_head = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=dataclasses.replace(config, judge="head"))
     assert own_head.record.finetune["judged_accuracy"] is None and "refitted" not in own_head.record.decision
+    assert own_head.record.finetune["head_win_rate"] is None

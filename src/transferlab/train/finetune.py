@@ -53,6 +53,7 @@ class FinetuneResult:
     retry_reason: float | None = None  # share of validation resamples in which the probe beat the first schedule's best epoch
     retry_lr: float | None = None  # the peak learning rate it started again at
     judged_accuracy: float | None = None  # validation accuracy of the best tuned epoch as ``judge`` scored it (None: its own head)
+    head_win_rate: float | None = None  # with a ``judge``: the win rate the best epoch had with its own head (None: no judge ran)
 
 
 def check_config(config: FinetuneConfig) -> None:
@@ -443,6 +444,7 @@ def finetune(
         model.head_dropout = 0.0
         model.eval()
         scored = judge(model)  # in val's order; the epochs' records are gathered shard by shard (rank order)
+        result.head_win_rate = win_rate(records[0], records[best["epoch"]], seed=seed)
         records[best["epoch"]] = [x for r in range(w.size) for x in scored[r :: w.size]]
         result.judged_accuracy = sum(right for right, _ in records[best["epoch"]]) / max(1, len(records[best["epoch"]]))
     if best["epoch"] and records.get(0) and records.get(best["epoch"]):
