@@ -36,7 +36,7 @@ from .models.record import Phase, RunRecord, short_hash
 from .run import Run
 from .train import FinetuneConfig, FinetuneResult, ProbeConfig, ProbeResult, finetune, fit_probe
 from .train.distributed import main_first, world
-from .train.finetune import check_config
+from .train.finetune import check_config, resolve_judge
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def train(
         else:
             spec = {"strategy": strategy, "backbone": backbone, "weights": _weights_json(weights), "features": features, "precision": precision, "batch_size": batch_size, "seed": seed,
                     "probe": asdict(probe), "data": data_record, "keep_checkpoints": keep_checkpoints}  # what resume needs
-            judge = _refit_judge(setup, train_set, val_set, probe) if finetune_config.judge == "refit" and finetune_config.refit_head else None
+            judge = _refit_judge(setup, train_set, val_set, probe) if resolve_judge(finetune_config, len(train_set)) == "refit" and finetune_config.refit_head else None
             tuned = _finetune(setup.model, train_set, val_set, setup.runtime, finetune_config, seed, directory, progress, resume_from, spec, deadline if budget or strategy == "auto" else None, judge)
             if directory is not None and world().is_main and not tuned.interrupted and not keep_checkpoints:
                 _remove_checkpoints(directory)

@@ -1,4 +1,5 @@
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -323,3 +324,17 @@ def test_judging_with_a_refitted_head_is_said_and_recorded(photo_folder: Path, t
     own_head = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=dataclasses.replace(config, judge="head"))
     assert own_head.record.finetune["judged_accuracy"] is None and "refitted" not in own_head.record.decision
     assert own_head.record.finetune["head_win_rate"] is None
+
+
+def test_judge_auto_refits_the_head_only_from_enough_training_images(photo_folder: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    finetune_module = importlib.import_module("transferlab.train.finetune")  # (the package's ``finetune`` is the function)
+
+    ds = tl.load_dataset(photo_folder, val_frac=0.3, test_frac=0.2)
+    config = dataclasses.replace(FAST, epochs=1, judge="auto")
+    few = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=config)
+    assert few.record.finetune["judged_accuracy"] is None and "refitted" not in few.record.decision  # a handful of images: its own head
+    monkeypatch.setattr(finetune_module, "JUDGE_REFIT_MIN_IMAGES", 2)
+    enough = tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=config)
+    assert enough.record.finetune["judged_accuracy"] is not None and "with its head refitted" in enough.record.decision
+    with pytest.raises(tl.ConfigError, match="judge"):
+        check_config(dataclasses.replace(config, judge="both"))

@@ -32,7 +32,7 @@ from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (load_ch
 from .distributed import all_gather_lists, all_reduce_sums, world
 from .loader import ImageFiles, make_loader
 from ..errors import ConfigError
-from .config import MIXES, OPTIMIZERS, SCHEDULES, FinetuneConfig
+from .config import JUDGE_REFIT_MIN_IMAGES, JUDGES, MIXES, OPTIMIZERS, SCHEDULES, FinetuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,13 @@ class FinetuneResult:
     head_win_rate: float | None = None  # with a ``judge``: the win rate the best epoch had with its own head (None: no judge ran)
 
 
+def resolve_judge(config: FinetuneConfig, n_train: int) -> str:
+    """"head" or "refit": what compares the best tuned epoch with the probe for a run on ``n_train`` images."""
+    if config.judge == "auto":
+        return "refit" if n_train >= JUDGE_REFIT_MIN_IMAGES else "head"
+    return config.judge
+
+
 def check_config(config: FinetuneConfig) -> None:
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"expected optimizer in {OPTIMIZERS}, got {config.optimizer!r}")
@@ -70,8 +77,8 @@ def check_config(config: FinetuneConfig) -> None:
         raise ConfigError(f"expected ema_epochs >= 0 (0 disables the weight average), got {config.ema_epochs!r}")
     if config.retry_lr < 0 or config.retry_lr >= 1:
         raise ConfigError(f"expected retry_lr in [0, 1) (0 never retries; 0.1 retries at a tenth of the rate), got {config.retry_lr!r}")
-    if config.judge not in ("head", "refit"):
-        raise ConfigError(f"expected judge 'head' or 'refit', got {config.judge!r}")
+    if config.judge not in JUDGES:
+        raise ConfigError(f"expected judge in {JUDGES}, got {config.judge!r}")
     if config.l2sp < 0:
         raise ConfigError(f"expected l2sp >= 0 (0 turns the pull towards the pretrained weights off), got {config.l2sp!r}")
     if not 0.0 <= config.min_win_rate <= 1.0:
