@@ -62,7 +62,7 @@ class FinetuneConfig:
     retry_lr: float = option(0.0, "when even the best tuned epoch ends clearly below the probe on validation, start again from the probe at lr x this (0: never).")
     # "clearly": the probe is better in RETRY_WHEN of the bootstrap resamples (train/finetune.py). Off: on the dev
     # suite's selection splits it changed no kept model in 24 runs and cost up to a second schedule (BENCHMARKS.md)
-    judge: str = option("head", f"head | refit | auto: compare the best tuned epoch with the probe using its own head, or a head refitted on its features of train (what the kept model gets); auto: refit from {JUDGE_REFIT_MIN_IMAGES:,} training images.")
+    judge: str = option("head", f"head | refit | auto: judge the best tuned epoch against the probe with its own head, or a head refitted on its features of train (as kept); auto: refit from {JUDGE_REFIT_MIN_IMAGES:,} training images.")
     # "refit" (with --refit-head): the keep decision judges the model as it will be kept; costs one pass over train + val.
     # Off: at the default 0.9 it did worse on the dev suite's selection splits (+0.56 points against +0.78, BENCHMARKS.md)
     min_win_rate: float = option(0.9, "keep the tuned network only when it beats the probe in this share of bootstrap resamples of validation (0: always).")
