@@ -16,7 +16,7 @@ import transferlab as tl
 from transferlab.train import FinetuneConfig
 ds = tl.load_dataset(sys.argv[1], val_frac=0.2, test_frac=0.3)
 run = tl.train(ds, sys.argv[2], "finetune", weights=sys.argv[3], out=sys.argv[4], precision="fp32",
-               finetune_config=FinetuneConfig(epochs=2, batch_size=4, lr=float(sys.argv[5]), warmup_epochs=0, patience=5, refit_head=False))
+               finetune_config=FinetuneConfig(epochs=2, batch_size=4, lr=float(sys.argv[5]), warmup_epochs=0, patience=5, refit_head=sys.argv[6] == "refit", judge=sys.argv[6]))
 print("rank", dist.get_rank(), "of", dist.get_world_size(), "history", len(run.meta["finetune"]["history"]), flush=True)
 dist.destroy_process_group()
 """
@@ -28,15 +28,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_cpu_processes_train_together_and_only_rank_0_writes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
+def _torchrun(photo_folder: Path, tiny_weights: Path, out: Path, lr: str, judge: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}
-    lr = "30"  # a learning rate that can only make things worse: validation must rank the probe (epoch 0) first
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "--no-python", sys.executable, "-c", SCRIPT,
-           str(photo_folder), TINY, str(tiny_weights), str(out), lr]
+           str(photo_folder), TINY, str(tiny_weights), str(out), lr, judge]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_two_cpu_processes_train_together_and_only_rank_0_writes(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    lr = "30"  # a learning rate that can only make things worse: validation must rank the probe (epoch 0) first
+    done = _torchrun(photo_folder, tiny_weights, out, lr, "head")
     assert sorted(line for line in done.stdout.splitlines() if line.startswith("rank")) == ["rank 0 of 2 history 3", "rank 1 of 2 history 3"]
     meta = json.loads((out / "model.json").read_text())
     history = meta["finetune"]["history"]
@@ -50,3 +55,12 @@ def test_two_cpu_processes_train_together_and_only_rank_0_writes(photo_folder: P
     from transferlab.models import create_backbone
 
     assert meta["backbone"]["fingerprint"] == create_backbone(TINY, weights=tiny_weights).model.backbone_fingerprint()
+
+
+def test_the_refitted_head_judges_the_tuned_network_under_torchrun(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _torchrun(photo_folder, tiny_weights, out, "3e-3", "refit")
+    meta = json.loads((out / "model.json").read_text())
+    finetune = meta["finetune"]
+    assert finetune["judged_accuracy"] is not None and "with its head refitted" in meta["decision"]
+    assert meta["kept"] == ("finetune" if finetune["win_rate"] >= 0.9 else "probe")  # the kept model follows its verdict
