@@ -338,3 +338,14 @@ def test_judge_auto_refits_the_head_only_from_enough_training_images(photo_folde
     assert enough.record.finetune["judged_accuracy"] is not None and "with its head refitted" in enough.record.decision
     with pytest.raises(tl.ConfigError, match="judge"):
         check_config(dataclasses.replace(config, judge="both"))
+
+
+@pytest.mark.parametrize(("judged", "from_probe"), [(False, True), (True, False)])
+def test_auto_counts_patience_from_the_probe_only_when_the_tuned_head_decides(monkeypatch: pytest.MonkeyPatch, judged: bool, from_probe: bool) -> None:
+    import transferlab.training as training
+
+    seen = {}
+    monkeypatch.setattr(training, "finetune", lambda *a, **kw: seen.update(kw) or training.FinetuneResult())
+    judge = (lambda model: []) if judged else None
+    training._finetune(None, [], [], None, FinetuneConfig(), 0, None, None, None, {"strategy": "auto"}, None, judge)
+    assert seen["probe_patience"] is from_probe  # a refitted judge may keep an epoch whose own head trailed the probe
