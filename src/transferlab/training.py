@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +36,7 @@ from .models.record import Phase, RunRecord, short_hash
 from .run import Run
 from .train import FinetuneConfig, FinetuneResult, ProbeConfig, ProbeResult, finetune, fit_probe
 from .train.distributed import main_first, world
-from .train.finetune import check_config, resolve_judge
+from .train.finetune import Judge, check_config, resolve_judge
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def _fit_head(setup: _Setup, feats: _Features, n_classes: int, train_set: list[S
 def _finetune(
     model: ImageClassifier, train_set: list[Sample], val_set: list[Sample], runtime: Runtime, config: FinetuneConfig, seed: int,
     directory: Path | None, progress: Progress | None, resume_from: dict[str, Any] | None, spec: dict[str, Any], deadline: float | None,
-    judge: Callable[[ImageClassifier], list[tuple[bool, float]]] | None = None,
+    judge: Judge | None = None,
 ) -> FinetuneResult:
     """Phase 2 on ``train_set``, judged on ``val_set``; writes history.csv and curves.png with ``directory``."""
     if directory is not None and world().is_main:
@@ -289,7 +289,7 @@ def _finetune(
     return result
 
 
-def _refit_judge(setup: _Setup, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig) -> Callable[[ImageClassifier], list[tuple[bool, float]]]:
+def _refit_judge(setup: _Setup, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig) -> Judge:
     """What ``finetune`` compares with the probe when ``judge="refit"``: the network with a head refitted by the
     probe's L-BFGS on its features of train (L2 chosen on val), scored per validation image in ``val_set``'s
     order. That is the model the run keeps, less the final refit on train + val."""

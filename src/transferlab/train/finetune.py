@@ -37,6 +37,7 @@ from .config import JUDGE_REFIT_MIN_IMAGES, JUDGES, MIXES, OPTIMIZERS, SCHEDULES
 log = logging.getLogger(__name__)
 
 VAL_IN_MEMORY_BYTES = 512 * 2**20  # validation images (uint8, eval transform) kept decoded up to this size
+Judge = Callable[[ImageClassifier], list[tuple[bool, float]]]  # scores a network on val: per image (correct, loss), in val's order
 RETRY_WHEN = 0.9  # ``retry_lr``: the probe must beat the best tuned epoch in this share of validation resamples
 
 
@@ -334,7 +335,7 @@ def finetune(
     checkpoint_extra: dict[str, Any] | None = None,
     deadline: float | None = None,
     probe_patience: bool = False,
-    judge: Callable[[ImageClassifier], list[tuple[bool, float]]] | None = None,
+    judge: Judge | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (its head already trained) on ``train``; keep the epoch best on ``val``.
 
