@@ -123,6 +123,7 @@ def run_one(ds: tl.Dataset, name: str, strategy: str, seed: int, cache_dir: str 
         "kept": run.meta.get("kept"),
         "retried_after": (run.meta.get("finetune") or {}).get("retried_after"),
         "val_history": [round(r["val_accuracy"], 4) for r in (run.meta.get("finetune") or {}).get("history", [])],  # epoch 0 (the probe) first
+        "train_loss_history": [round(r["train_loss"], 4) for r in (run.meta.get("finetune") or {}).get("history", []) if "train_loss" in r],  # epoch 1 first
     }
 
 
