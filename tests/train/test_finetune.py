@@ -69,6 +69,43 @@ def test_finetune_learns_keeps_the_best_epoch_and_checkpoints(photo_folder: Path
     assert saved["epoch"] == 3 and set(saved) >= {"model", "optimizer", "scheduler", "history", "config"}
 
 
+def test_finetune_and_lr_find_leave_the_model_where_and_as_it_was(photo_folder: Path, tiny_weights: Path) -> None:
+    """They train in channels_last on the runtime's device; the caller's model comes back in its own layout
+    and device (on a GPU machine: a model on the CPU stays there, so a new head or a saved run is not split)."""
+    model = create_backbone(TINY, weights=tiny_weights).model
+    model.set_head(torch.zeros(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])
+    stem = model.net.conv_stem.weight
+    before = stem.detach().clone()
+    items = _items(photo_folder)
+    runtime = pick_runtime(precision="fp32")
+    from transferlab.train.lr_find import lr_find
+
+    lr_find(model, items, runtime, FAST, steps=4)
+    assert stem.is_contiguous() and stem.device == before.device and torch.equal(stem, before)
+    finetune(model, items[::2], items[1::2], runtime, dataclasses.replace(FAST, epochs=1, min_win_rate=0.0))
+    assert model.net.conv_stem.weight is stem and stem.is_contiguous()  # not left in channels_last
+    assert not torch.equal(stem, before)  # holding the tuned weights
+
+
+def test_a_new_head_and_the_weight_average_sit_on_the_network_s_device(tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fitted head set on a network that lives elsewhere (a GPU; here the meta device stands in for one)
+    joins it there, and so does the weight-averaged copy that validation judges, its normalising buffers too."""
+    import copy
+    import types
+
+    import timm.utils
+
+    from transferlab.train.finetune import _weight_average
+
+    # timm's average cannot be built on the meta device (it makes a random generator there): a plain copy stands in
+    monkeypatch.setattr(timm.utils, "ModelEmaV3", lambda net, decay: types.SimpleNamespace(module=copy.deepcopy(net)))
+    model = create_backbone(TINY, weights=tiny_weights).model.to("meta")
+    model.set_head(torch.ones(3, model.num_features), torch.zeros(3), ["cat", "dog", "fox"])
+    assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+    _, judged = _weight_average(model, FAST, steps_per_epoch=2)
+    assert {t.device.type for t in [*judged.parameters(), *judged.buffers()]} == {"meta"}
+
+
 def test_train_finetune_writes_curves_and_reloads_identically(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
     ds = tl.load_dataset(photo_folder, val_frac=0.2, test_frac=0.3)
     tuned = dataclasses.replace(FAST, min_win_rate=0.0)  # keep the best fine-tuned epoch even without a clear win

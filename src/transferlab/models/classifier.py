@@ -108,8 +108,9 @@ class ImageClassifier(nn.Module):
         Shape:
             weight (C, D), bias (C,) with C = len(classes), D = num_features.
         """
+        home = next(self.net.parameters())  # the new head joins the network on its device, in its dtype
         self.net.reset_classifier(len(classes))
-        head = self.head
+        head = self.head.to(home.device, home.dtype)
         if not isinstance(head, nn.Linear):
             raise BackboneError(f"expected a linear classifier on {type(self.net).__name__}, got {type(head).__name__}")
         with torch.no_grad():

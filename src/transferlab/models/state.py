@@ -38,18 +38,39 @@ def device_of(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() else torch.contiguous_format
+
+
+def _moved_back(t: torch.Tensor, device: torch.device, dtype: torch.dtype, layout: torch.memory_format) -> torch.Tensor | None:
+    """``t`` on ``device`` in ``dtype`` and ``layout``, or None when it already is."""
+    if t.device == device and t.dtype == dtype and (t.ndim != 4 or t.is_contiguous(memory_format=layout)):
+        return None
+    return t.to(device=device, dtype=dtype, memory_format=layout if t.ndim == 4 else torch.preserve_format)
+
+
 @contextlib.contextmanager
 def preserved(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside the block a call may move ``model`` (device, channels_last) and switch its mode; after it,
-    every parameter and buffer is back where it was, in its own layout and dtype, and so is the mode."""
-    tensors = [*model.parameters(), *model.buffers()]
-    before = [(t, t.device, t.dtype, t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()) for t in tensors]
+    """Inside the block a call may move ``model`` (device, dtype, channels_last) and switch its mode; after it,
+    every parameter and buffer is back where it was, in its own layout and dtype, holding its current values,
+    and so is the mode.
+
+    Parameters are moved in place (``Module.to`` keeps the same Parameter objects), but buffers are replaced
+    by new tensors, so they are found again by module and name (a GPU run left BatchNorm statistics there).
+    """
+    params = [(p, p.device, p.dtype, _layout(p)) for p in model.parameters()]
+    buffers = [(m, name, b.device, b.dtype, _layout(b)) for m in model.modules() for name, b in m.named_buffers(recurse=False)]
     was_training = model.training
     try:
         yield model
     finally:
         model.train(was_training)
-        for t, device, dtype, channels_last in before:
-            layout = torch.channels_last if channels_last else torch.contiguous_format
-            if t.device != device or t.dtype != dtype or (t.ndim == 4 and not t.is_contiguous(memory_format=layout)):
-                t.data = t.data.to(device=device, dtype=dtype, memory_format=layout if t.ndim == 4 else torch.preserve_format)
+        for p, device, dtype, layout in params:
+            moved = _moved_back(p.data, device, dtype, layout)
+            if moved is not None:
+                p.data = moved
+        for m, name, device, dtype, layout in buffers:
+            b = getattr(m, name, None)
+            moved = _moved_back(b, device, dtype, layout) if isinstance(b, torch.Tensor) else None
+            if moved is not None:
+                setattr(m, name, moved)

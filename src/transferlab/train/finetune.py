@@ -27,6 +27,7 @@ from .._types import Progress
 from ..data.augment import train_size, train_transform
 from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
+from ..models.state import device_of, preserved
 from .depthwise import fp32_depthwise_backward
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (load_checkpoint: public here too)
 from .distributed import all_gather_lists, all_reduce_sums, world
@@ -274,7 +275,7 @@ def _weight_average(model: ImageClassifier, config: FinetuneConfig, steps_per_ep
     from timm.utils import ModelEmaV3
 
     ema = ModelEmaV3(model.net, decay=1.0 - 1.0 / max(1.0, config.ema_epochs * steps_per_epoch))
-    return ema, ImageClassifier(ema.module, model.preprocess, model.classes).to(memory_format=torch.channels_last)
+    return ema, ImageClassifier(ema.module, model.preprocess, model.classes).to(device_of(model.net), memory_format=torch.channels_last)  # its own normalising buffers too
 
 
 def _schedule(model: ImageClassifier, config: FinetuneConfig, lr: float, steps: int):
@@ -355,10 +356,21 @@ def finetune(
             keep it, e.g. with a refitted head: per-image (correct, loss) in ``val``'s order, which then
             replace the tuned head's own in the comparison with the probe.
 
+    Training runs on ``runtime.device``; ``model`` ends on its own device and in its own layout, holding the
+    kept weights, in evaluation mode.
+
     Epoch 0 is the probe's head on the untouched backbone: it competes with every fine-tuned epoch,
     and the best fine-tuned epoch is kept only when it beats epoch 0 in ``config.min_win_rate`` of the
     bootstrap resamples of the validation images.
     """
+    with preserved(model):
+        result = _finetune(model, train, val, runtime, config, seed, checkpoint, progress, resume, checkpoint_extra, deadline, probe_patience, judge)
+    model.eval()
+    return result
+
+
+def _finetune(model: ImageClassifier, train, val, runtime: Runtime, config: FinetuneConfig, seed: int, checkpoint, progress, resume, checkpoint_extra, deadline, probe_patience: bool, judge) -> FinetuneResult:
+    """``finetune`` on ``runtime.device``; leaves ``model`` there."""
     check_config(config)
     torch.manual_seed(seed)
     model.to(runtime.device, memory_format=torch.channels_last)

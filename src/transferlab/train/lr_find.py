@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ..data.augment import train_transform
 from ..features.runtime import Runtime
 from ..models.classifier import ImageClassifier
+from ..models.state import preserved
 from .depthwise import fp32_depthwise_backward
 from .finetune import FinetuneConfig, set_train_mode, frozen_modules, make_optimizer
 from .loader import ImageFiles, make_loader
@@ -40,20 +41,20 @@ def lr_find(
 ) -> LRFind:
     """Run the range test with ``config``'s optimiser, layer decay, unfreezing and augmentation.
 
-    Stops early once the smoothed loss exceeds 4x its minimum. The model's weights and mode are
-    restored before returning.
+    Stops early once the smoothed loss exceeds 4x its minimum. The model's weights, device and layout are
+    restored before returning; it is left in evaluation mode.
     """
     saved = copy.deepcopy(model.state_dict())
     torch.manual_seed(seed)
-    model.to(runtime.device, memory_format=torch.channels_last)
-    frozen = frozen_modules(model.net, config.unfreeze)
-    optimizer = make_optimizer(model.net, config, start_lr)
-    scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     pre = model.preprocess
     lrs: list[float] = []
     losses: list[float] = []
     smooth, best, epoch = math.inf, math.inf, 0
-    with fp32_depthwise_backward(model.net):  # a no-op unless training under CPU bf16 autocast
+    with preserved(model), fp32_depthwise_backward(model.net):  # (fp32: a no-op unless training under CPU bf16 autocast)
+        model.to(runtime.device, memory_format=torch.channels_last)
+        frozen = frozen_modules(model.net, config.unfreeze)
+        optimizer = make_optimizer(model.net, config, start_lr)
+        scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
         try:
             set_train_mode(model, frozen, config.bn_stats)
             while len(lrs) < steps and smooth <= 4 * best:  # stops once the loss has blown up
@@ -78,7 +79,8 @@ def lr_find(
                 epoch += 1
         finally:
             model.load_state_dict(saved)
-            model.requires_grad_(True).eval()
+            model.requires_grad_(True)
+    model.eval()
     return LRFind(lrs, losses, _suggest(lrs, losses))
 
 
