@@ -45,8 +45,9 @@ class FinetuneConfig:
     augment: str = option("light", "none | light | strong.")  # see data/augment.py
     train_size_ratio: float = option(0.875, "random training crops at this fraction of the input size (FixRes).")
     # (to a multiple of 32: 192 px for 224): objects in random crops look larger than in the centre crop, and
-    # the smaller size compensates (FixRes), with a quarter less compute. Oxford mini, one run per seed:
-    # 0.977 and 0.977 against 0.973 and 0.970 trained at 224 px
+    # the smaller size compensates (FixRes), with a quarter less compute. Checked on the dev suite's selection
+    # splits at full size (BENCHMARKS.md): 224 px tuned better networks on average, but the keep rule ended
+    # level (+1.82 against +0.875's +1.84 points over the probe) and 224 px costs about a fifth more time
     mix: str = option("none", "none | mixup | cutmix | both.")  # blend pairs of training images and their labels
     batch_size: int = option(32, "images per training step.", flag="--ft-batch-size")
     patience: int = option(2, "epochs without a better validation score before stopping.")
