@@ -2,8 +2,8 @@
 only when it beats the probe in ``--threshold`` of bootstrap resamples (else the probe), from the rows that
 ``recipes.py --select`` wrote with ``min_win_rate=0``. No training: it reads row files.
 
-    .venv/bin/python benchmarks/keep_rule.py --probe benchmarks/results/select-judge-refit-fullsize.jsonl \
-        --recipe 192px=benchmarks/results/select-judge-refit-fullsize.jsonl --recipe 224px=benchmarks/results/select-size224-fullsize.jsonl
+    R=benchmarks/results; .venv/bin/python benchmarks/keep_rule.py --probe $R/select-judge-refit-fullsize.jsonl,$R/select-default-fullsize.jsonl \
+        --recipe 192px=$R/select-judge-refit-fullsize.jsonl,$R/select-default-fullsize.jsonl --recipe 224px=$R/select-size224-fullsize.jsonl
 
 A recipe may list several files, comma-separated; a later file's row replaces an earlier one's for the same
 set and seed. Only (set, seed) pairs that every recipe and the probe have are compared. Gains are in points
