@@ -13,9 +13,12 @@ over the probe: mean over seeds per set, then the suite mean and the worst set.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipes import read_rows  # noqa: E402
 
 Key = tuple[str, int]
 
@@ -24,9 +27,10 @@ def load(paths: str, probe: bool) -> dict[Key, dict]:
     """(set, seed) -> row, from comma-separated .jsonl files: probe rows, or fine-tuning rows with a win rate."""
     rows: dict[Key, dict] = {}
     for path in paths.split(","):
-        for line in Path(path).read_text().splitlines():
-            row = json.loads(line) if line.strip() else None
-            if row and (row["strategy"] == "probe") == probe and (probe or row.get("win_rate") is not None):
+        if not Path(path).is_file():
+            raise SystemExit(f"no row file at {path}: give the .jsonl files that recipes.py --select wrote")
+        for row in read_rows(Path(path)):
+            if "error" not in row and (row["strategy"] == "probe") == probe and (probe or row.get("win_rate") is not None):
                 rows[(row["set"], row["seed"])] = row
     return rows
 
