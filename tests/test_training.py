@@ -82,6 +82,7 @@ def test_the_record_names_every_phase_and_the_images_it_saw(tiny_weights: Path, 
     phases = {p["name"]: p for p in meta["phases"]}
     assert set(phases) == {"head", "finetune", "head refit"}
     assert phases["finetune"]["fit"] + phases["finetune"]["choose"] == 96 and phases["finetune"]["choose_from"] == "holdout of train"
+    assert phases["head"]["choose_from"] == phases["head refit"]["choose_from"] == "holdout of train"  # val here is the reported split
     assert phases["head refit"]["fit"] == 96 and len(phases["head refit"]["fit_hashes"]) == 96
     # Renamed copies of the training images are recognised by content; held-out ones are not.
     moved = tmp_path / "moved"

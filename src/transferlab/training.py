@@ -476,7 +476,10 @@ def _finetune_record(tuned: FinetuneResult, config: FinetuneConfig) -> dict[str,
 
 def _head_phase(name: str, train_set: list[Sample], val_set: list[Sample], head: ProbeResult, feats: _Features, refit: bool) -> Phase:
     fit = train_set + val_set if refit and head.chosen_on == "val" else train_set
-    chosen_on = {"val": "val"}.get(head.chosen_on, f"{head.chosen_on} of train")
+    if head.chosen_on == "val":  # the data's val split, or (fine-tuning) a holdout carved from train
+        chosen_on = "val" if val_set and val_set[0].split == "val" else "holdout of train"
+    else:
+        chosen_on = f"{head.chosen_on} of train"
     choose = val_set if head.chosen_on == "val" else train_set
     return Phase(name, len(fit), len(choose), chosen_on, _hashes(fit, feats), _hashes(choose, feats))
 
