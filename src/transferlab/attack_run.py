@@ -74,12 +74,19 @@ def _judge_through_predict(run: Run, report: AdversarialExample, before: torch.T
     """Replace the attack's own verdict by ``predict``'s on the saved PNG (and its view of the original)."""
     png = tmp / f"attempt-{attempt}.png"
     png.write_bytes(png_bytes(report.adversarial))
-    after = torch.as_tensor(run.predict_proba([png], cache_dir=tmp)[0])
+    scored = run.predict_scored([png], cache_dir=tmp)
+    if not scored.ok:
+        raise RunError(f"the adversarial PNG could not be read back: {scored.failed.get(png, 'unknown reason')}")
+    after = torch.as_tensor(scored.probs[0])
     r, classes = report.record, report.classes
     top = int(after.argmax())
     r["success_in_attack"] = r["success"]
     r["success"] = top == r["target"]["index"] if r["targeted"] else top != r["label"]["index"]
     r["judged_by"] = "transferlab predict on the saved PNG"
+    # The top class can be fooled while the run's "none of these" check still flags the image as unlike its training photos.
+    inside = bool(scored.accepted[0])
+    r["predict"] = {"label": classes[top] if inside else None, "in_distribution": inside,
+                    "score": float(scored.scores[0]) if scored.threshold is not None else None, "threshold": scored.threshold, "method": scored.method}
     r["attempts"] = attempt
     b = int(before.argmax())
     r["original"] = {"class": classes[b], "index": b, "prob": float(before[b])}

@@ -55,3 +55,22 @@ def test_transfer_to_another_model_reports_each() -> None:
 def test_unknown_target_class_is_a_one_line_error(tiny_run, pet_photos) -> None:
     with pytest.raises(tl.TransferlabError, match="unknown class"):
         tl.attack(tiny_run, pet_photos / "cat" / "cat_1.jpg", "zebra")
+
+
+@pytest.mark.parametrize("flagged", [False, True])
+def test_the_report_says_when_predict_answers_none_of_these(tiny_run, pet_photos, tmp_path, flagged: bool) -> None:
+    import dataclasses
+    import math
+
+    from rich.console import Console
+
+    run = tl.load(tiny_run.directory)  # a copy: the shared run keeps its threshold
+    run.confidence = dataclasses.replace(run.confidence, method=run.confidence.method or "msp", threshold=math.inf if flagged else -math.inf)
+    report = tl.attack(run, pet_photos / "dog" / "dog_0.jpg", "fox", config=tl.AttackConfig(eps=16 / 255, steps=20), out=tmp_path / "adv.png")
+    assert report.success  # the top class is fooled either way
+    said = run.predict([tmp_path / "adv.png"], k=1)[0]
+    assert report.record["predict"]["in_distribution"] is said["in_distribution"] is (not flagged)
+    assert report.record["predict"]["label"] == said["label"] == (None if flagged else "fox")
+    console = Console(record=True, width=400)
+    console.print(report)
+    assert ("answers 'none of these'" in console.export_text()) is flagged

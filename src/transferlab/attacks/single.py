@@ -40,7 +40,7 @@ class AdversarialExample:
         verdict = "[green]success[/]" if r["success"] else "[red]failed[/]"
         lines = [
             escape(f"{r['original']['class']} ({r['original']['prob']:.2f}) {goal}: ") + f"{verdict} in {r['steps']} step(s), {r['seconds']:.1f} s; now "
-            + escape(f"{r['adversarial']['class']} ({r['adversarial']['prob']:.2f})"),
+            + escape(f"{r['adversarial']['class']} ({r['adversarial']['prob']:.2f})") + _flagged(r),
             f"L∞ {r['linf_255']:.0f}/255, L2 {r['l2']:.3f}, PSNR {r['psnr_db']:.1f} dB, SSIM {r['ssim']:.4f}",
         ]
         for t in r.get("transfer", []):
@@ -78,6 +78,15 @@ class AdversarialExample:
         self.record["files"] = {k: str(v) for k, v in self.files.items()}
         write_json(self.files["report"], self.record)
         return self.files
+
+
+def _flagged(r: dict[str, Any]) -> str:
+    """The clause saying ``predict`` answers "none of these" for the adversarial image, when it does."""
+    p = r.get("predict")
+    if not p or p["in_distribution"]:
+        return ""
+    return (f", but `predict` answers 'none of these': its {p['method']} score {p['score']:.3g} is below the run's "
+            f"threshold {p['threshold']:.3g} (the image no longer looks like the training photos)")
 
 
 def attack_image(
