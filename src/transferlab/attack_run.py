@@ -76,7 +76,7 @@ def _judge_through_predict(run: Run, report: AdversarialExample, before: torch.T
     png.write_bytes(png_bytes(report.adversarial))
     scored = run.predict_scored([png], cache_dir=tmp)
     if not scored.ok:
-        raise RunError(f"the adversarial PNG could not be read back: {scored.failed.get(png, 'unknown reason')}")
+        raise DataError(f"the adversarial PNG could not be read back: {scored.failed.get(png, 'unknown reason')}")
     after = torch.as_tensor(scored.probs[0])
     r, classes = report.record, report.classes
     top = int(after.argmax())

@@ -1,11 +1,14 @@
 """One photo attacked through the public API: the saved PNG is itself adversarial, the report says so."""
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 
 import transferlab as tl
 from transferlab.attacks.single import attack_image, transfer
@@ -59,11 +62,6 @@ def test_unknown_target_class_is_a_one_line_error(tiny_run, pet_photos) -> None:
 
 @pytest.mark.parametrize("flagged", [False, True])
 def test_the_report_says_when_predict_answers_none_of_these(tiny_run, pet_photos, tmp_path, flagged: bool) -> None:
-    import dataclasses
-    import math
-
-    from rich.console import Console
-
     run = tl.load(tiny_run.directory)  # a copy: the shared run keeps its threshold
     run.confidence = dataclasses.replace(run.confidence, method=run.confidence.method or "msp", threshold=math.inf if flagged else -math.inf)
     report = tl.attack(run, pet_photos / "dog" / "dog_0.jpg", "fox", config=tl.AttackConfig(eps=16 / 255, steps=20), out=tmp_path / "adv.png")
