@@ -131,7 +131,8 @@ def robustness(
     else all); with ``targeted``, the source -> target success matrix between the dataset's classes.
     Each photo is attacked at its own resolution, through the evaluation crop and resize inside the
     network (``models.PhotoClassifier``), and judged on its 8-bit pixels: what ``predict`` would say of
-    the saved file, to within one grey level of Pillow's resize.
+    the saved file, to within one grey level of Pillow's resize. Where the run has a "none of these"
+    threshold, the curve also says what share of the fooled images ``predict`` would reject as such.
 
     ``limit`` keeps at most that many images per class (drawn with ``seed``), since targeted matrices cost
     images x classes attacks. With ``out``, writes CSVs and figures there.
@@ -151,7 +152,8 @@ def robustness(
         raise DataError(f"no images to attack in {dataset.root}")
     labels = [run.classes.index(dataset.classes[s.label]) for s in samples]
     # photos at their own size through the evaluation crop and resize: what `predict` would say of the files
-    result = _robustness(PhotoClassifier(run.model), _Photos([s.path for s in samples], run), labels, eps, config, targeted=targeted, batch_size=batch_size, progress=progress)
+    flag = (lambda adv: torch.tensor([not row["in_distribution"] for row in run.predict(adv, k=1)])) if run.confidence.rejects else None
+    result = _robustness(PhotoClassifier(run.model), _Photos([s.path for s in samples], run), labels, eps, config, targeted=targeted, batch_size=batch_size, progress=progress, flag=flag)
     if out is not None:
         result.save(out)
     return result

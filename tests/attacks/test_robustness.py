@@ -1,8 +1,11 @@
 """Robustness over a dataset: the CSV a user plots, a curve that can only go down, the targeted matrix."""
 
 import csv
+import dataclasses
+import math
 
 import numpy as np
+import pytest
 import torch
 
 import transferlab as tl
@@ -67,3 +70,14 @@ def test_photos_of_different_sizes_are_attacked_at_their_own_size() -> None:
     assert torch.equal(_predict(net, photos, batch_size=8), expected)  # order kept across size groups
     result = robustness(net, photos, expected.tolist(), [0, 8 / 255], tl.AttackConfig(steps=3), batch_size=8)
     assert result.curve[0]["robust_accuracy"] == 1.0 and result.curve[1]["attacked"] == len(photos)
+
+
+@pytest.mark.parametrize("threshold", [math.inf, -math.inf, None])
+def test_the_curve_says_how_many_fooled_images_predict_rejects(tiny_run, pet_photos, threshold) -> None:
+    run = tl.load(tiny_run.directory)  # a copy: the shared run keeps its threshold
+    run.confidence = dataclasses.replace(run.confidence, method=run.confidence.method or "msp", threshold=threshold)
+    ds = tl.load_dataset(pet_photos, val_frac=0.2, test_frac=0.3)
+    curve = tl.robustness(run, ds, [0, 16 / 255], tl.AttackConfig(steps=10), split="all").curve
+    assert curve[0]["fooled_flagged_rate"] == ""  # nothing fooled at ε = 0
+    assert curve[1]["robust_accuracy"] < curve[0]["robust_accuracy"]  # some were fooled at 16/255
+    assert curve[1]["fooled_flagged_rate"] == {math.inf: 1.0, -math.inf: 0.0, None: ""}[threshold]  # None: the run rejects nothing

@@ -11,7 +11,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from .._io import atomic_write_bytes
 from .config import AttackConfig
 
 
-CURVE_COLUMNS = ("eps", "eps_255", "n", "clean_accuracy", "robust_accuracy", "attack_success_rate", "attacked", "mean_steps", "seconds")
+CURVE_COLUMNS = ("eps", "eps_255", "n", "clean_accuracy", "robust_accuracy", "attack_success_rate", "fooled_flagged_rate", "attacked", "mean_steps", "seconds")
 
 
 @dataclass
@@ -74,9 +74,12 @@ class Robustness:
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table("ε", "accuracy", "attack success", "attacked", "mean steps", "seconds")
+        flags = any(r["fooled_flagged_rate"] != "" for r in self.curve)
+        caption = "flagged: the share of the images fooled so far that `predict` answers 'none of these' for" if flags else None
+        table = Table("ε", "accuracy", "attack success", *(["flagged"] if flags else []), "attacked", "mean steps", "seconds", caption=caption)
         for r in self.curve:
-            table.add_row(f"{r['eps_255']:.4g}/255", f"{r['robust_accuracy']:.3f}", f"{r['attack_success_rate']:.3f}", str(r["attacked"]), f"{r['mean_steps']:.1f}", f"{r['seconds']:.1f}")
+            flagged = [] if not flags else ["—" if r["fooled_flagged_rate"] in ("", None) else f"{r['fooled_flagged_rate']:.3f}"]
+            table.add_row(f"{r['eps_255']:.4g}/255", f"{r['robust_accuracy']:.3f}", f"{r['attack_success_rate']:.3f}", *flagged, str(r["attacked"]), f"{r['mean_steps']:.1f}", f"{r['seconds']:.1f}")
         parts: list[Any] = [table]
         if self.matrix is not None:
             m = self.matrix
@@ -166,6 +169,7 @@ def robustness(
     targets: Sequence[int] | None = None,
     batch_size: int = 8,
     progress: Progress | None = None,
+    flag: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Robustness:
     """Untargeted accuracy under attack at each ε; with ``targeted``, also the success matrix between
     the classes ``targets`` (default: the distinct ``labels``).
@@ -178,6 +182,9 @@ def robustness(
         eps: budgets; ε = 0 gives the clean accuracy.
         config: the attack (its ``eps`` is replaced by each budget).
         batch_size: images attacked together (8 to 16 is fastest on CPUs).
+        flag: adversarial images (B, 3, H, W) -> (B,) bool, True where a "none of these" check rejects
+            them; the curve's ``fooled_flagged_rate`` is then the share of the images fooled so far that
+            it rejects (else "").
     """
     eps = sorted({float(e) for e in eps})
     shape_of = _shapes(images)
@@ -185,6 +192,7 @@ def robustness(
     clean = _predict(model, images, batch_size) == y
     n = len(y)
     standing = clean.nonzero()[:, 0].tolist()
+    fooled = flagged = 0
     curve = []
     for k, e in enumerate(eps):
         started, attacked, steps = time.perf_counter(), len(standing), []
@@ -195,11 +203,16 @@ def robustness(
                 result = attack(_stack(images, idx), y[idx])
                 steps += result.steps.tolist()
                 still += [i for i, ok in zip(idx, result.success.tolist()) if not ok]
+                won = result.success.cpu()
+                if flag is not None and won.any():
+                    fooled += int(won.sum())
+                    flagged += int(flag(result.images[won].cpu()).sum())
             standing = still
         correct = len(standing)
         curve.append({
             "eps": e, "eps_255": round(e * 255, 4), "n": n, "clean_accuracy": float(clean.float().mean()),
             "robust_accuracy": correct / n, "attack_success_rate": 1 - correct / max(int(clean.sum()), 1),
+            "fooled_flagged_rate": "" if flag is None or not fooled else flagged / fooled,
             "attacked": attacked if e > 0 else 0, "mean_steps": float(np.mean(steps)) if steps else 0.0,
             "seconds": round(time.perf_counter() - started, 3),
         })
