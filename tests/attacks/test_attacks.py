@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import transferlab.models.state as state
 from transferlab.attacks import BIM, FGSM, PGD, AttackConfig, margins
 from transferlab.errors import ConfigError
 
@@ -183,3 +184,11 @@ def test_uint8_images_are_pixels_too(model) -> None:
     a = BIM(model, 4 / 255, steps=2, precision="fp32", confidence=1e9)(x, 1).images
     b = BIM(model, 4 / 255, steps=2, precision="fp32", confidence=1e9)((x * 255).round().to(torch.uint8), 1).images
     assert torch.equal(a, b)
+
+
+def test_an_attack_asked_for_emulated_bf16_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(state, "bf16_available", lambda device: False)  # a CPU without native bf16
+    monkeypatch.setattr(state, "_warned", set())
+    with caplog.at_level("WARNING", logger=state.__name__):
+        FGSM(tiny_classifier(), eps=1 / 255, precision="bf16")(grid_images(1), 0)
+    assert "bf16 runs emulated" in caplog.text

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import transferlab.features.runtime as runtime_module
+import transferlab.models.state as state
 from transferlab.features.runtime import FREEZE_MIN_IMAGES, inference, optimize_for_inference, pick_runtime, single_threaded_ops
 from transferlab.models import create_backbone
 
@@ -49,19 +50,23 @@ def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, native:
     assert pick_runtime(device="cpu").precision == ("bf16" if native else "fp32")  # emulated bf16 is ~10x slower
 
 
+def _no_native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool = False) -> None:
+    monkeypatch.setattr(state, "bf16_available", lambda device: native)
+    monkeypatch.setattr(state, "_warned", set())
+
+
 def test_asking_for_emulated_bf16_warns_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(runtime_module, "cpu_has_bf16", lambda: False)
-    monkeypatch.setattr(runtime_module, "_warned", set())
-    with caplog.at_level("WARNING", logger=runtime_module.__name__):
+    _no_native_bf16(monkeypatch)
+    with caplog.at_level("WARNING", logger=state.__name__):
         assert pick_runtime(device="cpu", precision="bf16").precision == "bf16"  # the user's choice stands
         pick_runtime(device="cpu", precision="bf16")
         pick_runtime(device="cpu", precision="fp32")
+        pick_runtime(device="cpu")
     assert len(caplog.records) == 1 and "10x slower than fp32" in caplog.text and "'auto' picks fp32" in caplog.text
 
 
 def test_native_bf16_asked_for_does_not_warn(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(runtime_module, "cpu_has_bf16", lambda: True)
-    monkeypatch.setattr(runtime_module, "_warned", set())
-    with caplog.at_level("WARNING", logger=runtime_module.__name__):
+    _no_native_bf16(monkeypatch, native=True)
+    with caplog.at_level("WARNING", logger=state.__name__):
         pick_runtime(device="cpu", precision="bf16")
     assert not caplog.records

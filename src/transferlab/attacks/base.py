@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..models.state import PRECISIONS as INFERENCE_PRECISIONS
-from ..models.state import bf16_available  # noqa: F401  (public here too)
+from ..models.state import bf16_available, warn_if_emulated  # noqa: F401  (bf16_available: public here too)
 from ..errors import ConfigError
 from .metrics import per_image_norm
 
@@ -199,6 +199,7 @@ class Attack:
         return result
 
     def _use_bf16(self, device: torch.device) -> bool:
+        warn_if_emulated(self.precision, device)
         return self.precision == "bf16" or (self.precision == "auto" and bf16_available(device))
 
     def _check(self, images: torch.Tensor, labels: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.state import PRECISIONS, bf16_available
+from ..models.state import PRECISIONS, bf16_available, warn_if_emulated
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,9 @@ def pick_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
             precision = "bf16" if cpu_has_bf16() else "fp32"
-    elif dev.type == "cpu" and precision in ("bf16", "fp16") and not cpu_has_bf16() and precision not in _warned:
-        _warned.add(precision)
-        log.warning(
-            "%s runs emulated on this CPU (no AVX-512 BF16 or AMX), more than 10x slower than fp32; "
-            "precision 'auto' picks fp32 here; keep %s only if you need its numbers", precision, precision,
-        )
+    else:
+        warn_if_emulated(precision, dev)
     return Runtime(dev, precision)
-
-
-_warned: set[str] = set()  # say it once per process, not at every call
 
 
 FREEZE_MIN_IMAGES = 128  # tracing costs about 1 s: below this many images eager mode finishes sooner

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -31,6 +34,19 @@ def bf16_available(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def warn_if_emulated(precision: str, device: torch.device) -> None:
+    """Say once per process when ``precision`` (asked for, not ``auto``) has no native kernels on this CPU."""
+    if device.type == "cpu" and precision in ("bf16", "fp16") and precision not in _warned and not bf16_available(device):
+        _warned.add(precision)
+        log.warning(
+            "%s runs emulated on this CPU (no AVX-512 BF16 or AMX), more than 10x slower than fp32; "
+            "precision 'auto' picks fp32 here; keep %s only if you need its numbers", precision, precision,
+        )
+
+
+_warned: set[str] = set()
 
 
 def device_of(model: nn.Module) -> torch.device:
