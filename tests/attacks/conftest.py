@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
+import transferlab as tl
 from transferlab.models import ImageClassifier, Preprocess
 
 from ..conftest import TINY, make_photo_folder, train_tiny
@@ -64,3 +67,10 @@ def tiny_run(pet_photos, tiny_weights, tmp_path_factory: pytest.TempPathFactory)
         return train_tiny(pet_photos, tiny_weights, tmp_path_factory.mktemp("run") / "run", val_frac=0.2, test_frac=0.3)
     finally:
         torch.set_num_threads(before)
+
+
+def with_threshold(run: tl.Run, threshold: float | None) -> tl.Run:
+    """A fresh copy of the saved ``run`` whose "none of these" threshold is ``threshold`` (None: rejects nothing)."""
+    copy = tl.load(run.directory)  # the shared run keeps its own threshold
+    copy.confidence = dataclasses.replace(copy.confidence, method=copy.confidence.method or "msp", threshold=threshold)
+    return copy

@@ -1,7 +1,6 @@
 """Robustness over a dataset: the CSV a user plots, a curve that can only go down, the targeted matrix."""
 
 import csv
-import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 import transferlab as tl
 from transferlab.attacks.robustness import CURVE_COLUMNS, robustness
 
-from .conftest import grid_images, tiny_classifier
+from .conftest import grid_images, tiny_classifier, with_threshold
 
 
 def test_curve_csv_columns_and_monotone_accuracy(tiny_run, pet_photos, tmp_path) -> None:
@@ -74,8 +73,7 @@ def test_photos_of_different_sizes_are_attacked_at_their_own_size() -> None:
 
 @pytest.mark.parametrize("threshold", [math.inf, -math.inf, None])
 def test_the_curve_says_how_many_fooled_images_predict_rejects(tiny_run, pet_photos, threshold) -> None:
-    run = tl.load(tiny_run.directory)  # a copy: the shared run keeps its threshold
-    run.confidence = dataclasses.replace(run.confidence, method=run.confidence.method or "msp", threshold=threshold)
+    run = with_threshold(tiny_run, threshold)
     ds = tl.load_dataset(pet_photos, val_frac=0.2, test_frac=0.3)
     curve = tl.robustness(run, ds, [0, 16 / 255], tl.AttackConfig(steps=10), split="all").curve
     assert curve[0]["fooled_flagged_rate"] == ""  # nothing fooled at ε = 0

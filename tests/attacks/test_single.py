@@ -1,6 +1,5 @@
 """One photo attacked through the public API: the saved PNG is itself adversarial, the report says so."""
 
-import dataclasses
 import json
 import math
 
@@ -13,7 +12,7 @@ from rich.console import Console
 import transferlab as tl
 from transferlab.attacks.single import attack_image, transfer
 
-from .conftest import grid_images, tiny_classifier
+from .conftest import grid_images, tiny_classifier, with_threshold
 
 
 def png_pixels(path) -> torch.Tensor:
@@ -62,8 +61,7 @@ def test_unknown_target_class_is_a_one_line_error(tiny_run, pet_photos) -> None:
 
 @pytest.mark.parametrize("flagged", [False, True])
 def test_the_report_says_when_predict_answers_none_of_these(tiny_run, pet_photos, tmp_path, flagged: bool) -> None:
-    run = tl.load(tiny_run.directory)  # a copy: the shared run keeps its threshold
-    run.confidence = dataclasses.replace(run.confidence, method=run.confidence.method or "msp", threshold=math.inf if flagged else -math.inf)
+    run = with_threshold(tiny_run, math.inf if flagged else -math.inf)
     report = tl.attack(run, pet_photos / "dog" / "dog_0.jpg", "fox", config=tl.AttackConfig(eps=16 / 255, steps=20), out=tmp_path / "adv.png")
     assert report.success  # the top class is fooled either way
     said = run.predict([tmp_path / "adv.png"], k=1)[0]

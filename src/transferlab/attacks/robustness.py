@@ -78,7 +78,7 @@ class Robustness:
         caption = "flagged: the share of the images fooled so far that `predict` answers 'none of these' for" if flags else None
         table = Table("ε", "accuracy", "attack success", *(["flagged"] if flags else []), "attacked", "mean steps", "seconds", caption=caption)
         for r in self.curve:
-            flagged = [] if not flags else ["—" if r["fooled_flagged_rate"] in ("", None) else f"{r['fooled_flagged_rate']:.3f}"]
+            flagged = [] if not flags else ["—" if r["fooled_flagged_rate"] == "" else f"{r['fooled_flagged_rate']:.3f}"]
             table.add_row(f"{r['eps_255']:.4g}/255", f"{r['robust_accuracy']:.3f}", f"{r['attack_success_rate']:.3f}", *flagged, str(r["attacked"]), f"{r['mean_steps']:.1f}", f"{r['seconds']:.1f}")
         parts: list[Any] = [table]
         if self.matrix is not None:
