@@ -10,7 +10,7 @@ import pytest
 
 import transferlab as tl
 
-from transferlab.compare import BackboneScore, _recommend
+from transferlab.tasks.compare import BackboneScore, _recommend
 from transferlab.features import FeatureCache, cache_key, pick_runtime
 from transferlab.features.cache import content_hash
 
@@ -47,8 +47,8 @@ def test_adding_a_backbone_scores_only_that_one(photo_folder: Path, two, monkeyp
     ds = tl.load_dataset(photo_folder)
     first = tl.compare(ds, [TINY], weights={TINY: two[TINY]}, folds=3, precision="fp32")
     calls = []
-    real = sys.modules["transferlab.compare"]._kfold
-    monkeypatch.setattr(sys.modules["transferlab.compare"], "_kfold", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    real = sys.modules["transferlab.tasks.compare"]._kfold
+    monkeypatch.setattr(sys.modules["transferlab.tasks.compare"], "_kfold", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
     again = tl.compare(ds, list(two), weights=two, folds=3, precision="fp32", combine=True)
     assert len(calls) == 2  # test_vit, and the combination; the tiny EfficientNet came from the score cache
     assert again.row(TINY).accuracy == first.rows[0].accuracy

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import transferlab as tl
-from transferlab.report import SECTIONS
+from transferlab.tasks.report import SECTIONS
 
 
 class _Collect(HTMLParser):

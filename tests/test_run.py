@@ -142,7 +142,7 @@ def test_predict_takes_files_pil_images_and_tensors_alike(trained, photo_folder:
         run.predict_proba(view[0, 0])
 
 
-def test_run_answers_the_notebook_questions_itself(trained, photo_folder: Path, tmp_path: Path) -> None:
+def test_run_and_the_task_functions_answer_the_notebook_questions(trained, photo_folder: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     from transferlab.attacks import AttackConfig
@@ -155,8 +155,17 @@ def test_run_answers_the_notebook_questions_itself(trained, photo_folder: Path, 
     assert cam.class_name in run.classes and cam.heatmap.shape[-2:] == run.load_image(path).shape[-2:]
     d = run.dream("dog", DreamConfig(steps=2, size=32))
     assert d.class_name == "dog" and d.image.shape[-1] == 32
-    report = run.attack(path, "fox", config=AttackConfig(eps=8 / 255, steps=3), out=tmp_path / "adv.png")
+    report = tl.attack(run, path, "fox", config=AttackConfig(eps=8 / 255, steps=3), out=tmp_path / "adv.png")
     assert report.record["target"]["class"] == "fox" and (tmp_path / "adv.png").is_file()
-    assert run.export("torchscript", tmp_path / "m.pt", images=[path]).parity.ok
-    assert run.report(tmp_path / "r.html", gradcam_samples=1).is_file()
+    assert tl.export(run, "torchscript", tmp_path / "m.pt", images=[path]).parity.ok
+    assert tl.report(run, tmp_path / "r.html", gradcam_samples=1).is_file()
     assert run.training_data() is not None and len(run.training_data().samples) == 30
+
+
+def test_the_task_methods_that_moved_to_functions_name_the_function(trained) -> None:
+    _, run = trained
+    for name in ("attack", "robustness", "export", "report"):
+        with pytest.raises(AttributeError, match=rf"transferlab\.{name}\(run, "):
+            getattr(run, name)
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        run.nonsense  # noqa: B018

@@ -1,70 +1,110 @@
-"""The package reads top-down: no module imports from a layer above its own (README, "Development")."""
+"""The package reads top-down: no module imports from a layer above its own (README, "Development"), not even
+inside a function, and no two modules import each other, directly or around a loop."""
 
 import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 LAYERS = [  # bottom first
-    {"errors", "_io", "_lazy", "_types", "_options"},
+    {"errors", "_io", "_lazy", "_types", "_options", "_version"},
     {"data"},
     {"models"},
     {"features", "evaluate"},
     {"train", "inspect", "attacks", "audit"},
     {"run"},
-    {"training"},
-    {"serve", "report", "export", "explain_run", "attack_run", "cluster", "compare"},
+    {"tasks"},
+    {"serve", "cluster"},
     {"cli", "_cli_options", "__main__", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
-# Run's notebook methods (run.attack, .export, .report) call the modules that answer them, importing them
-# inside the method: the one sanctioned call upwards, at call time only (or for type hints), never at import.
-FACADE = {("run", "attack_run"), ("run", "export"), ("run", "report")}
 
 
-def _top(module: Path) -> str:
-    return module.relative_to(SRC).parts[0].removesuffix(".py")
+def _module(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _deferred(tree: ast.AST) -> set[ast.AST]:
-    """Nodes that run only when called (function bodies) or never (``if TYPE_CHECKING:`` blocks)."""
-    blocks = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    blocks += [b for b in ast.walk(tree) if isinstance(b, ast.If) and isinstance(b.test, ast.Name) and b.test.id == "TYPE_CHECKING"]
+def _type_checking_only(tree: ast.AST) -> set[ast.AST]:
+    """Nodes inside ``if TYPE_CHECKING:`` blocks: never run, so they cannot make a cycle or a call upwards."""
+    blocks = [b for b in ast.walk(tree) if isinstance(b, ast.If) and isinstance(b.test, ast.Name) and b.test.id == "TYPE_CHECKING"]
     return {n for b in blocks for n in ast.walk(b)}
 
 
-def _imported(module: Path, facade: set[str] = frozenset()) -> set[str]:
-    """Top-level transferlab parts each import of ``module`` reaches (relative or absolute); deferred imports
-    of a ``facade`` part (in a function, or for type checking only) are left out."""
-    here = module.relative_to(SRC).parent.parts
+def _imports(path: Path) -> set[str]:
+    """Every transferlab module ``path`` imports, at import time or inside a function (dotted, without ``transferlab.``)."""
+    package = _module(path).split(".") if path.name == "__init__.py" else _module(path).split(".")[:-1]
+    package = [p for p in package if p]
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_only(tree)
     found = set()
-    tree = ast.parse(module.read_text())
-    deferred = _deferred(tree)
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node in deferred and node.level == 1 and node.module and node.module.split(".")[0] in facade:
+        if node in skip:
             continue
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = here[: len(here) - node.level + 1] if node.level > 1 else here
-                parts = [*base, *(node.module.split(".") if node.module else [])]
-                if not parts:  # `from . import x` at the top: x is a top-level part
-                    found.update(alias.name for alias in node.names)
-                else:
-                    found.add(parts[0])
-            elif node.module and node.module.startswith("transferlab."):
-                found.add(node.module.split(".")[1])
-    return found - {"__version__"}
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1] if node.level > 1 else package
+            stem = [*base, *(node.module.split(".") if node.module else [])]
+            for alias in node.names:  # ``from . import x`` may name a module
+                candidate = ".".join([*stem, alias.name])
+                found.add(candidate if _exists(candidate) else ".".join(stem))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("transferlab."):
+            found.add(node.module.removeprefix("transferlab."))
+        elif isinstance(node, ast.Import):
+            found.update(a.name.removeprefix("transferlab.") for a in node.names if a.name.startswith("transferlab."))
+    return {m for m in found if m}
 
 
-def test_no_module_imports_from_a_layer_above_its_own() -> None:
+def _exists(module: str) -> bool:
+    path = SRC.joinpath(*module.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module(p): _imports(p) for p in sorted(SRC.rglob("*.py"))}
+
+
+def test_no_module_imports_from_a_layer_above_its_own_even_inside_a_function() -> None:
     wrong = []
-    for module in sorted(SRC.rglob("*.py")):
-        mine = LAYER[_top(module)]
-        for target in _imported(module, {up for low, up in FACADE if low == _top(module)}):
-            if target in LAYER and LAYER[target] > mine:
-                wrong.append(f"{module.relative_to(SRC)} imports {target}")
+    for module, targets in _graph().items():
+        mine = LAYER[module.split(".")[0] or "__init__"]
+        wrong += [f"{module} imports {t}" for t in sorted(targets) if LAYER.get(t.split(".")[0], -1) > mine]
     assert not wrong, wrong
 
 
+def test_no_import_cycle_between_modules() -> None:
+    """A depth-first search over module imports; a package's lazy ``__init__`` counts as importing nothing it
+    only names for later (``_EXPORTS``), so the cycles found are real ones."""
+    graph = _graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == node or nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]) if nxt in trail else f"{node} -> {nxt}")
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, cycles
+
+
 def test_every_top_level_part_has_a_layer() -> None:
-    parts = {_top(m) for m in SRC.rglob("*.py")}
+    parts = {_module(m).split(".")[0] or "__init__" for m in SRC.rglob("*.py")}
     assert parts <= set(LAYER), parts - set(LAYER)
+
+
+def test_the_layer_check_catches_a_deferred_call_upwards(tmp_path: Path) -> None:
+    """The check itself can fail: an import inside a function of a lower layer is caught."""
+    module = SRC / "models" / "_probe_upward_tmp.py"
+    module.write_text("def f():\n    from ..run import Run\n    return Run\n")
+    try:
+        assert "run" in {t.split(".")[0] for t in _imports(module)}
+        assert LAYER["run"] > LAYER["models"]
+    finally:
+        module.unlink()

@@ -123,7 +123,7 @@ def test_auto_keeps_the_probe_when_fine_tuning_cannot_pay_and_says_why(photo_fol
 
 
 def test_a_probe_run_suggests_auto_only_where_fine_tuning_could_win(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("transferlab.training.AUTO_HINT_MIN_IMAGES", 100)  # 1,000 in use: 100 keeps the test fast
+    monkeypatch.setattr("transferlab.run.fit.AUTO_HINT_MIN_IMAGES", 100)  # 1,000 in use: 100 keeps the test fast
     large = random_labels(tmp_path / "large", {"train": 100, "test": 8})  # the probe errs on most validation images
     run = tl.train(tl.load_dataset(large), TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache", out=tmp_path / "run")
     hint = run.record.decision or ""
@@ -144,7 +144,7 @@ def test_a_time_budget_ends_fine_tuning(tiny_weights: Path, tmp_path: Path) -> N
 
 
 def test_the_task_in_words_comes_from_the_run() -> None:
-    from transferlab.models.record import RunRecord
+    from transferlab.run.record import RunRecord
 
     def task(data, classes, **kw):
         return RunRecord(backbone={}, strategy=kw.get("strategy", "probe"), data=data, species=kw.get("species")).task(classes)

@@ -7,7 +7,7 @@
     tl.load("runs/pets").predict(["cat.jpg"])
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ _EXPORTS = {
     'models': '.models',
     'attacks': '.attacks',
     'data': '.data',
-    'train': '.training',
+    'train': '.run.fit',
     'features': '.features',
     'evaluate': '.evaluate',
     'Dream': '.inspect.dream',
@@ -44,38 +44,38 @@ _EXPORTS = {
     'list_layers': '.inspect.hooks',
     'create_backbone': '.models.backbones',
     'list_backbones': '.models.backbones',
-    'Evaluation': '.run',
-    'Run': '.run',
-    'Scored': '.run',
+    'Evaluation': '.run.run',
+    'Run': '.run.run',
+    'Scored': '.run.run',
     'Confidence': '.models.confidence',
-    'default_run_dir': '.run',
-    'from_backbone': '.run',
-    'load': '.run',
-    'open_model': '.run',
-    'calibrate': '.training',
-    'find_lr': '.training',
-    'resume': '.training',
+    'default_run_dir': '.run.run',
+    'from_backbone': '.run.run',
+    'load': '.run.run',
+    'open_model': '.run.run',
+    'calibrate': '.run.fit',
+    'find_lr': '.run.fit',
+    'resume': '.run.fit',
     'FinetuneConfig': '.train.config',
     'ProbeConfig': '.train.config',
-    'PointingScore': '.explain_run',
-    'explain': '.explain_run',
-    'score_explanations': '.explain_run',
+    'PointingScore': '.tasks.explain',
+    'explain': '.tasks.explain',
+    'score_explanations': '.tasks.explain',
     'AttackConfig': '.attacks.config',
-    'attack': '.attack_run',
-    'robustness': '.attack_run',
-    'Export': '.export',
-    'OnnxModel': '.export',
-    'Parity': '.export',
-    'check_parity': '.export',
-    'export': '.export',
-    'report': '.report',
+    'attack': '.tasks.attack',
+    'robustness': '.tasks.attack',
+    'Export': '.tasks.export',
+    'OnnxModel': '.tasks.export',
+    'Parity': '.tasks.export',
+    'check_parity': '.tasks.export',
+    'export': '.tasks.export',
+    'report': '.tasks.report',
     'audit': '.audit',
     'AuditConfig': '.audit',
-    'Comparison': '.compare',
-    'compare': '.compare',
+    'Comparison': '.tasks.compare',
+    'compare': '.tasks.compare',
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
-keep_functions(__name__, {"train", "explain", "export", "report", "audit", "compare"})  # functions named like their modules
+keep_functions(__name__, {"train", "audit"})  # functions named like the packages train/ and audit/
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: F401
@@ -83,7 +83,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from . import inspect  # noqa: F401
     from . import models  # noqa: F401
     from . import attacks  # noqa: F401
-    from .training import calibrate, find_lr, resume, train  # noqa: F401
+    from .run.fit import calibrate, find_lr, resume, train  # noqa: F401
     from .models.confidence import Confidence  # noqa: F401
     from .inspect.dream import Dream, dream  # noqa: F401
     from .inspect.dream.config import DreamConfig  # noqa: F401
@@ -91,15 +91,15 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .inspect.gradcam import CAM, gradcam  # noqa: F401
     from .inspect.hooks import capture, list_layers  # noqa: F401
     from .models.backbones import create_backbone, list_backbones  # noqa: F401
-    from .run import Evaluation, Run, Scored, default_run_dir, from_backbone, load, open_model  # noqa: F401
+    from .run.run import Evaluation, Run, Scored, default_run_dir, from_backbone, load, open_model  # noqa: F401
     from .train.config import FinetuneConfig, ProbeConfig  # noqa: F401
-    from .explain_run import PointingScore, explain, score_explanations  # noqa: F401
+    from .tasks.explain import PointingScore, explain, score_explanations  # noqa: F401
     from .attacks.config import AttackConfig  # noqa: F401
-    from .attack_run import attack, robustness  # noqa: F401
-    from .export import Export, OnnxModel, Parity, check_parity, export  # noqa: F401
-    from .report import report  # noqa: F401
+    from .tasks.attack import attack, robustness  # noqa: F401
+    from .tasks.export import Export, OnnxModel, Parity, check_parity, export  # noqa: F401
+    from .tasks.report import report  # noqa: F401
     from .audit import AuditConfig, audit  # noqa: F401
-    from .compare import Comparison, compare  # noqa: F401
+    from .tasks.compare import Comparison, compare  # noqa: F401
 
 __all__ = [
     "AttackConfig",

@@ -29,7 +29,9 @@ def attach(package: str, names: dict[str, str] | None = None, fallback: str | No
         try:
             value = getattr(module, name)
         except AttributeError:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+            if module.__name__ != f"{package}.{name}":
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+            value = module  # the name is the submodule itself (``tl.inspect``)
         setattr(sys.modules[package], name, value)  # later lookups skip this function
         return value
 

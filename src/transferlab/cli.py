@@ -358,7 +358,7 @@ def predict(
         raise typer.Exit(1 if done.failed else 0)
     files = expand_image_paths(paths)
     if runtime == "onnx":
-        from .export import OnnxModel
+        from .tasks.export import OnnxModel
 
         results = OnnxModel(model).predict(files, k)
         err.print("note: the ONNX export has no 'none of these' rejection (it needs the run's stored features): every image gets a label", highlight=False)
@@ -714,7 +714,7 @@ def export_(
     json_: JsonOpt = False,
 ) -> None:
     """Export a run for deployment and check the copy gives the same answers as PyTorch (exit 1 if not)."""
-    from .export import export
+    from .tasks.export import export
 
     run = tl.open_model(model, weights)
     result = export(run, format_, out_file, check=not no_check, images=expand_image_paths(images) if images else None, limit=limit, tolerance=tolerance)
@@ -762,7 +762,7 @@ def report_(
     quiet: QuietOpt = False,
 ) -> None:
     """One self-contained report.html (images embedded): data, curves, metrics, confusion, top losses, examples, Grad-CAM."""
-    from .report import report
+    from .tasks.report import report
 
     run = tl.open_model(model)
     with progress_bar(quiet) as cb:

@@ -11,7 +11,7 @@ from PIL import Image
 
 import transferlab as tl
 from transferlab.data.oxford import read_head_boxes, read_trimap
-from transferlab.explain_run import score_explanations
+from transferlab.tasks.explain import score_explanations
 from transferlab.inspect.gradcam import gradcam
 from transferlab.inspect.pointing import hit_rate, in_boxes, in_mask, to_photo
 from transferlab.models import ImageClassifier

@@ -115,7 +115,7 @@ def test_page_shows_the_breed_of_an_uploaded_oxford_photo(browser, tmp_path: Pat
 def test_report_renders_with_every_section(browser, tiny_run_dir: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    from transferlab.report import SECTIONS
+    from transferlab.tasks.report import SECTIONS
 
     path = tl.report(tl.load(tiny_run_dir), tmp_path / "report.html", dream_steps=2, gradcam_samples=2)
     browser.get(path.as_uri())

@@ -379,7 +379,7 @@ def test_judge_auto_refits_the_head_only_from_enough_training_images(photo_folde
 
 @pytest.mark.parametrize(("judged", "from_probe"), [(False, True), (True, False)])
 def test_auto_counts_patience_from_the_probe_only_when_the_tuned_head_decides(monkeypatch: pytest.MonkeyPatch, judged: bool, from_probe: bool) -> None:
-    import transferlab.training as training
+    import transferlab.run.fit as training
 
     seen = {}
     monkeypatch.setattr(training, "finetune", lambda *a, **kw: seen.update(kw) or training.FinetuneResult())

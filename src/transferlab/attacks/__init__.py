@@ -1,6 +1,6 @@
 """Adversarial attacks in [0, 1] pixel space: a base class with the shared concerns, one file per method,
 image-difference metrics, one image attacked with its record and files (``single``), and robustness over a
-dataset. Tensors in, tensors out: attacking photo files of a run is ``transferlab.attack_run``. Modules load on first use."""
+dataset. Tensors in, tensors out: attacking photo files of a run is ``transferlab.tasks.attack``. Modules load on first use."""
 
 from .._lazy import attach
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._types import Progress
 from ..errors import ConfigError, StorageError
-from ..run import Run
+from ..run.run import Run
 from .session import RayConfig, batch_rows, block_count, connected, data_context, decode_args, decode_batch, file_items, list_sources, pool_args
 
 FORMATS = (".parquet", ".csv")

@@ -1,7 +1,7 @@
 """Look inside a network: layer hooks, feature maps, ideal class images (dream) and Grad-CAM.
 
 Everything takes and returns images in [0, 1]; the model's normalisation stays inside the model.
-Imports only ``models`` (and ``errors``): files and datasets are handled one level up (``transferlab.explain_run``).
+Imports only ``models`` (and ``errors``): files and datasets are handled one level up (``transferlab.tasks.explain``).
 Modules load on first use."""
 
 from .._lazy import attach, keep_functions

@@ -7,7 +7,7 @@ import os
 import torch
 
 from ..errors import ConfigError
-from ..run import Run
+from ..run.run import Run
 from .predictor import Predictor, ServeConfig
 
 

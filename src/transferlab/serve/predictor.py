@@ -24,7 +24,7 @@ from ..inspect.hooks import last_conv_layer
 from ..models import read_meta, write_json
 from ..models.classes import top_k
 from ..models.images import png_bytes, to_pil
-from ..run import Run
+from ..run.run import Run
 
 log = logging.getLogger(__name__)
 

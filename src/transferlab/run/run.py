@@ -1,4 +1,4 @@
-"""A trained run: load it back, evaluate and predict with it (``training.train`` makes one)."""
+"""A trained run: load it back, evaluate and predict with it (``run.fit.train`` makes one)."""
 
 from __future__ import annotations
 
@@ -16,25 +16,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ._types import Progress
-from . import __version__
-from ._io import atomic_write_bytes
-from .data import Dataset, open_rgb
-from .errors import DataError, InputError, RunError
-from .features import FeatureCache, cache_key, extract_features, pick_runtime
-from .features.runtime import Runtime
-from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, resolve_class, save_model, write_json
-from .models.classes import top_k
-from .models.confidence import TENSORS_FILE, Confidence
-from .models.record import RunRecord, short_hash
+from .._types import Progress
+from .._version import __version__
+from .._io import atomic_write_bytes
+from ..data import Dataset, open_rgb
+from ..errors import DataError, InputError, RunError
+from ..features import FeatureCache, cache_key, extract_features, pick_runtime
+from ..features.runtime import Runtime
+from ..models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, resolve_class, save_model, write_json
+from ..models.classes import top_k
+from ..models.confidence import TENSORS_FILE, Confidence
+from .record import RunRecord, short_hash
 
 if TYPE_CHECKING:  # the notebook methods' result types, from the modules those methods call
-    from .attacks import AttackConfig
-    from .attacks.single import AdversarialExample
-    from .attacks.robustness import Robustness
-    from .export import Export
-    from .inspect.dream import Dream, DreamConfig
-    from .inspect.gradcam import CAM
+    from ..inspect.dream import Dream, DreamConfig
+    from ..inspect.gradcam import CAM
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +183,8 @@ class Run:
 
     def _view(self, photo: Photo) -> torch.Tensor:
         """(3, H, W) uint8 evaluation view of a file or PIL image, or of a tensor at any size (through 8 bits)."""
-        from .data.decode import to_rgb
-        from .models.images import to_pil
+        from ..data.decode import to_rgb
+        from ..models.images import to_pil
 
         if isinstance(photo, (str, Path)):
             return self.model.preprocess.to_uint8(open_rgb(Path(photo)))
@@ -232,7 +228,7 @@ class Run:
     def _mixed_scored(self, photos: list[Photo], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None):
         """Files (features cached, as ``predict`` always did) and in-memory images scored in input order:
         ({position: (probs (C,), score, accepted)}, {position: reason} for unreadable files)."""
-        from .features import features_of_images
+        from ..features import features_of_images
 
         files = [i for i, p in enumerate(photos) if isinstance(p, (str, Path))]
         memory = sorted(set(range(len(photos))) - set(files))
@@ -311,7 +307,7 @@ class Run:
         Shape:
             returns (1, 3, H, W) float32.
         """
-        from .models.photo import photo_tensor
+        from ..models.photo import photo_tensor
 
         return photo_tensor(open_rgb(Path(path)))
 
@@ -346,12 +342,12 @@ class Run:
         kept = [paths[i] for i in ex.ok]
         if not kept:
             raise DataError(f"no readable images in the {split} split of {dataset.root}")
-        from .evaluate import classification_report
+        from ..evaluate import classification_report
 
         species = self.record.species or dataset.species
         report = classification_report(y_true, probs, self.classes, species=species)
         report.update(split=split, skipped=len(ex.failed))
-        from .evaluate.confidence_report import confidence_report
+        from ..evaluate.confidence_report import confidence_report
 
         raw = torch.softmax(torch.as_tensor(ex.logits), dim=1).numpy()  # before temperature scaling
         report.update(confidence_report(y_true, raw, probs, ex.scores, ex.accepted, self.confidence))
@@ -381,7 +377,7 @@ class Run:
 
     def _evaluate_ood(self, result: Evaluation, ood: Sequence[Path | str], **kw: Any) -> None:
         """Add ``metrics["ood"]``: how well the score tells ``ood`` images from the evaluated ones."""
-        from .evaluate.confidence_report import ood_report
+        from ..evaluate.confidence_report import ood_report
 
         out = self.predict_scored(ood, **kw)
         if not out.ok:
@@ -395,62 +391,34 @@ class Run:
         data = self.meta.get("data")
         if not data or not Path(data["root"]).exists():
             return None
-        from .data import load_recorded
+        from ..data import load_recorded
 
         return load_recorded(data)
 
     # -- the notebook's questions: each a thin call into the module that answers it --------------------
     def explain(self, photo: Photo, target: int | str | None = None, layer: str | None = None) -> CAM:
         """Grad-CAM of ``target`` (default: the predicted class) on ``photo`` as the model sees it (``inspect.gradcam``)."""
-        from .inspect.gradcam import gradcam
+        from ..inspect.gradcam import gradcam
 
         return gradcam(self.model, self.load_image(photo), target, layer)
 
     def dream(self, target: int | str, config: DreamConfig | None = None, *, init: Photo | None = None, progress: Any = None) -> Dream:
         """The image that ``target``'s class is most sure of, from noise or from ``init`` (``inspect.dream``)."""
-        from .inspect.dream import DreamConfig, dream
+        from ..inspect.dream import DreamConfig, dream
 
         start = self.load_image(init) if init is not None else None
         return dream(self.model, target, config or DreamConfig(), init=start, progress=progress)
 
-    def attack(self, photo: Path | str | Image.Image, target: int | str | None = None, *, config: AttackConfig | None = None, out: Path | str | None = None, **options: Any) -> AdversarialExample:
-        """Nudge ``photo`` until the run calls it ``target``, judged on the saved 8-bit file (``transferlab.attack``)."""
-        from .attack_run import attack  # a call up, at call time: the notebook facade (tests/test_structure.py)
-        from .attacks import AttackConfig
-
-        if isinstance(photo, Image.Image):
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "photo.png"
-                photo.save(path)
-                return attack(self, path, target, config=config or AttackConfig(), out=out, **options)
-        return attack(self, photo, target, config=config or AttackConfig(), out=out, **options)
-
-    def robustness(self, dataset: Dataset, eps: Sequence[float] = (0, 1 / 255, 2 / 255, 4 / 255, 8 / 255), config: AttackConfig | None = None, **options: Any) -> Robustness:
-        """Accuracy under attack at each ε on ``dataset``'s evaluation split (``transferlab.robustness``)."""
-        from .attack_run import robustness
-        from .attacks import AttackConfig
-
-        return robustness(self, dataset, eps, config or AttackConfig(), **options)
-
-    def export(self, format: str = "onnx", out: Path | str | None = None, **options: Any) -> Export:
-        """ONNX or TorchScript copy of the run, checked against PyTorch (``transferlab.export``)."""
-        from .export import export
-
-        return export(self, format, out, **options)
-
-    def report(self, out: Path | str | None = None, **options: Any) -> Path:
-        """The self-contained ``report.html`` of the run (``transferlab.report``)."""
-        from .report import report
-
-        return report(self, out, **options)
+    def __getattr__(self, name: str) -> Any:
+        if name in _MOVED:  # 0.1's notebook methods, now the task functions that take a run
+            raise AttributeError(f"Run.{name} is now a function: call transferlab.{name}(run, {_MOVED[name]}) (import transferlab as tl)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _near_copies(self, dataset: Dataset, paths: list[Path], ex, was_seen: np.ndarray, seen: set[str], **how: Any) -> np.ndarray:
         """Which scored images (rows of ``ex``) are near copies (re-encoded, resized, cropped, recoloured,
         mirrored: ``audit.copies_in``) of an image this run learnt from, among ``dataset``'s other images."""
-        from .audit import copies_in
-        from .audit.neighbours import normalise
+        from ..audit import copies_in
+        from ..audit.neighbours import normalise
 
         near = np.zeros(len(ex.ok), dtype=bool)
         scored = set(paths)
@@ -482,6 +450,9 @@ class Run:
             atomic_write_bytes(directory / TENSORS_FILE, save({k: v.contiguous() for k, v in self.confidence.tensors.items()}))
         self.directory = directory
         return directory
+
+
+_MOVED = {"attack": "photo, target, ...", "robustness": "dataset, eps, ...", "export": "format, out, ...", "report": "out, ..."}
 
 
 def unseen_line(m: dict[str, Any]) -> str | None:
@@ -526,7 +497,7 @@ def _is_view(photo: Photo, model: ImageClassifier) -> bool:
 
 
 def _short_hash_of(path: Path) -> str | None:
-    from .data import content_hash
+    from ..data import content_hash
 
     try:
         return short_hash(content_hash(path.read_bytes()))
@@ -598,8 +569,8 @@ def default_run_dir(dataset: Dataset, backbone: str, root: Path = Path("runs")) 
 
 
 def _write_confidence(out: Path, result: Evaluation, raw: np.ndarray, confidence: Confidence) -> dict[str, Path]:
-    from .evaluate import save_figure
-    from .evaluate.calibration import plot_reliability, plot_score_histogram
+    from ..evaluate import save_figure
+    from ..evaluate.calibration import plot_reliability, plot_score_histogram
 
     files = {"calibration": save_figure(plot_reliability(result.y_true, raw, result.probs), out / "calibration.png")}
     if result.ood_scores is not None:
@@ -609,8 +580,8 @@ def _write_confidence(out: Path, result: Evaluation, raw: np.ndarray, confidence
 
 
 def _write_evaluation(out: Path, result: Evaluation, classes: list[str], n_losses: int) -> dict[str, Path]:
-    from .data import open_rgb
-    from .evaluate import plot_confusion_matrix, plot_top_losses, save_figure, top_losses
+    from ..data import open_rgb
+    from ..evaluate import plot_confusion_matrix, plot_top_losses, save_figure, top_losses
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"metrics": out / "metrics.json", "confusion_matrix": out / "confusion_matrix.png", "top_losses": out / "top_losses.png", "predictions": out / "predictions.csv"}

@@ -23,19 +23,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._io import atomic_write_bytes
-from ._types import Progress
-from .data import Dataset, Sample
-from .data.roles import split_roles, stratified_folds
-from .errors import ConfigError, DataError
-from .features import FeatureCache, cache_key, extract_features, pick_runtime
-from .features.cache import default_cache_dir
-from .features.runtime import Runtime
-from .models import ImageClassifier, create_backbone
-from .models.backbones import check_weights_available, combine_backbones
-from .models.bundled import BUNDLED
-from .models.combined import FEATURE_MODES
-from .train import ProbeConfig, fit_probe
+from .._io import atomic_write_bytes
+from .._types import Progress
+from ..data import Dataset, Sample
+from ..data.roles import split_roles, stratified_folds
+from ..errors import ConfigError, DataError
+from ..features import FeatureCache, cache_key, extract_features, pick_runtime
+from ..features.cache import default_cache_dir
+from ..features.runtime import Runtime
+from ..models import ImageClassifier, create_backbone
+from ..models.backbones import check_weights_available, combine_backbones
+from ..models.bundled import BUNDLED
+from ..models.combined import FEATURE_MODES
+from ..train import ProbeConfig, fit_probe
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -132,7 +132,7 @@ class Comparison:
 
     def figure(self) -> Figure:
         """Accuracy against images/s, one labelled point per backbone, fold spread as error bars."""
-        from .evaluate.plots import plot_tradeoff
+        from ..evaluate.plots import plot_tradeoff
 
         return plot_tradeoff(
             [r.name for r in self.rows], [r.images_per_s for r in self.rows], [r.accuracy for r in self.rows],
@@ -142,7 +142,7 @@ class Comparison:
 
     def save(self, out: Path | str) -> dict[str, Path]:
         """Write ``compare.json``, ``compare.csv`` and ``compare.png`` into ``out``."""
-        from .evaluate.plots import save_figure
+        from ..evaluate.plots import save_figure
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

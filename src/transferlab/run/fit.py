@@ -20,23 +20,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._types import Progress
-from . import __version__
-from ._io import atomic_write_bytes
-from .data import Dataset, Sample, find_leaks
-from .data.load import settle_classes
-from .data.roles import Roles, carve, split_roles
-from .errors import ConfigError, DataError, RunError
-from .features import FeatureCache, cache_key, extract_features, pick_runtime
-from .features.runtime import Runtime
-from .models import DEFAULT_BACKBONE, ImageClassifier, create_backbone
-from .models.backbones import Weights
-from .models.confidence import DEFAULT_ACCEPT, DEFAULT_METHOD, Confidence
-from .models.record import Phase, RunRecord, short_hash
+from .._types import Progress
+from .._version import __version__
+from .._io import atomic_write_bytes
+from ..data import Dataset, Sample, find_leaks
+from ..data.load import settle_classes
+from ..data.roles import Roles, carve, split_roles
+from ..errors import ConfigError, DataError, RunError
+from ..features import FeatureCache, cache_key, extract_features, pick_runtime
+from ..features.runtime import Runtime
+from ..models import DEFAULT_BACKBONE, ImageClassifier, create_backbone
+from ..models.backbones import Weights
+from ..models.confidence import DEFAULT_ACCEPT, DEFAULT_METHOD, Confidence
+from .record import Phase, RunRecord, short_hash
 from .run import Run
-from .train import FinetuneConfig, FinetuneResult, ProbeConfig, ProbeResult, finetune, fit_probe
-from .train.distributed import main_first, world
-from .train.finetune import Judge, check_config, resolve_judge
+from ..train import FinetuneConfig, FinetuneResult, ProbeConfig, ProbeResult, finetune, fit_probe
+from ..train.distributed import main_first, world
+from ..train.finetune import Judge, check_config, resolve_judge
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def _finetune(
         probe_patience=spec.get("strategy") == "auto" and judge is None, judge=judge,
     )
     if directory is not None and world().is_main:
-        from .evaluate import plot_history, save_figure
+        from ..evaluate import plot_history, save_figure
 
         keys = list(dict.fromkeys(k for row in result.history for k in row))
         lines = [",".join(keys)] + [",".join(f"{row[k]:.6g}" if k in row else "" for k in keys) for row in result.history]
@@ -309,7 +309,7 @@ def _refit_judge(setup: _Setup, train_set: list[Sample], val_set: list[Sample], 
 
 def _remove_checkpoints(directory: Path) -> None:
     """A finished run needs no training state: two full checkpoints are 10 times the model's size."""
-    from .train.checkpoint import previous_path
+    from ..train.checkpoint import previous_path
 
     path = directory / "checkpoint.pt"
     for name in (path, previous_path(path)):
@@ -334,7 +334,7 @@ def _evaluate(run: Run, data: Dataset, roles: Roles, directory: Path | None, set
 
 
 def _check_confidence_options(accept: float, method: str) -> None:
-    from .models.confidence import METHODS
+    from ..models.confidence import METHODS
 
     if not 0.0 < accept <= 1.0:
         raise ConfigError(f"expected --accept in (0, 1], the share of in-distribution images to accept, got {accept} — e.g. --accept 0.95")
@@ -349,7 +349,7 @@ def _calibrate(
     train: the one the probe chose its L2 on), with statistics of the fitting images; never the
     reported split. Where the run's head learnt from the choosing images, a stand-in head fitted on
     the fitting images alone gives their logits (``train.calibrate``)."""
-    from .train.calibrate import fit_confidence, stand_in_logits
+    from ..train.calibrate import fit_confidence, stand_in_logits
 
     fit_set, choose_set = (train_set, val_set) if val_set else carve(train_set, val_frac, setup.seed)
     choose_name = "val" if choose_set and choose_set[0].split == "val" else "holdout of train"
@@ -520,9 +520,9 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
     The data, backbone and recipe are read from the checkpoint, so the result is what the uninterrupted
     run would have given.
     """
-    from .data import load_recorded
-    from .train import load_latest_checkpoint
-    from .train.checkpoint import previous_path
+    from ..data import load_recorded
+    from ..train import load_latest_checkpoint
+    from ..train.checkpoint import previous_path
 
     directory = Path(directory)
     path = directory / "checkpoint.pt"
@@ -567,7 +567,7 @@ def find_lr(
 
     Returns a ``LRFind`` (learning rates, smoothed losses, suggested peak ``lr``).
     """
-    from .train.lr_find import lr_find
+    from ..train.lr_find import lr_find
 
     run = train(dataset, backbone, "probe", weights=weights, features=features, cache_dir=cache_dir, seed=seed, progress=progress)  # phase 1
     items = [(s.path, s.label) for s in dataset.split("train")]

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import open_rgb
-from .data.decode import BadImageError
-from .errors import ConfigError, DataError, RunError
-from .models.classes import top_k
-from .models.preprocess import Preprocess
-from .run import Run
+from ..data import open_rgb
+from ..data.decode import BadImageError
+from ..errors import ConfigError, DataError, RunError
+from ..models.classes import top_k
+from ..models.preprocess import Preprocess
+from ..run.run import Run
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import open_rgb
-from .data.oxford import TRIMAP_BORDER, TRIMAP_PET, read_head_boxes, read_trimap, split_names
-from .errors import DataError
-from .inspect.gradcam import CAM, gradcam
-from .inspect.pointing import hit_rate, in_boxes, in_mask, to_photo
-from .run import Run
+from ..data import open_rgb
+from ..data.oxford import TRIMAP_BORDER, TRIMAP_PET, read_head_boxes, read_trimap, split_names
+from ..errors import DataError
+from ..inspect.gradcam import CAM, gradcam
+from ..inspect.pointing import hit_rate, in_boxes, in_mask, to_photo
+from ..run.run import Run
 
 
 def explain(run: Run, path: Path | str, target: int | str | None = None, layer: str | None = None) -> CAM:

@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ._types import Progress
-from ._io import atomic_write_bytes
-from .data import open_rgb
-from .data.decode import BadImageError
-from .errors import ConfigError
-from .evaluate import plot_confusion_matrix, plot_history
-from .inspect.gradcam import gradcam
-from .run import Run
+from .._types import Progress
+from .._io import atomic_write_bytes
+from ..data import open_rgb
+from ..data.decode import BadImageError
+from ..errors import ConfigError
+from ..evaluate import plot_confusion_matrix, plot_history
+from ..inspect.gradcam import gradcam
+from ..run.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,8 @@ def _data_summary(run: Run) -> str:
 
 def _audit(run: Run) -> list[str]:
     """The latest ``transferlab audit`` of the run's data folder, when one was run (else no section)."""
-    from .audit import latest_audit
-    from .audit.page import SORT_JS, section_html
+    from ..audit import latest_audit
+    from ..audit.page import SORT_JS, section_html
 
     root = (run.record.data or {}).get("root")
     result = latest_audit(root) if root else None
@@ -264,8 +264,8 @@ def _gradcams(run: Run, rows: list[dict[str, Any]], n: int, progress: Progress |
 
 def _adversarial(run: Run, rows: list[dict[str, Any]]) -> str:
     """The most confidently right photo, pushed by PGD (L∞ 4/255) towards the class it is least unlike."""
-    from .attacks import AttackConfig
-    from .attacks.single import attack_image
+    from ..attacks import AttackConfig
+    from ..attacks.single import attack_image
 
     for r in sorted((r for r in rows if r["correct"]), key=lambda r: -r["prob_predicted"]):
         try:
@@ -283,7 +283,7 @@ def _adversarial(run: Run, rows: list[dict[str, Any]]) -> str:
 
 
 def _dreams(run: Run, steps: int, progress: Progress | None) -> str:
-    from .inspect.dream import DreamConfig, dream
+    from ..inspect.dream import DreamConfig, dream
 
     cards = []
     for i, name in enumerate(run.classes[:50]):

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import torch
 
-from .attacks import AttackConfig
-from .attacks.single import AdversarialExample, attack_image, transfer
-from .models.classes import top_k
-from .models.images import png_bytes
-from .models.photo import PhotoClassifier
-from .attacks.robustness import Progress, Robustness
-from .attacks.robustness import robustness as _robustness
-from .data import Dataset
-from .errors import DataError, RunError
-from .run import Run, open_model
+from ..attacks import AttackConfig
+from ..attacks.single import AdversarialExample, attack_image, transfer
+from ..models.classes import top_k
+from ..models.images import png_bytes
+from ..models.photo import PhotoClassifier
+from ..attacks.robustness import Progress, Robustness
+from ..attacks.robustness import robustness as _robustness
+from ..data import Dataset
+from ..errors import DataError, RunError
+from ..run.run import Run, open_model
 
 
 def _as_run(model: Run | str | Path, weights: Path | str | None = None) -> Run:
