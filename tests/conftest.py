@@ -3,6 +3,10 @@ the shared Oxford mini set (tests that need it skip with the reason when it is a
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +31,31 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-hub")))  # empty: as on a new machine
+
+
+@functools.cache
+def _fresh_torch_threads() -> int:
+    """torch's thread count right after import in this environment (a subprocess: asked once per session)."""
+    done = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True, text=True, timeout=120, check=True)
+    return int(done.stdout)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged() -> Iterator[None]:
+    """No test may leave torch's intra-op thread count changed: it is process-wide, and one test that set it
+    to 1 made every later test run single-threaded (and ``single_threaded_ops``'s test unable to fail).
+    Checked only where torch was imported, so tests without torch stay cheap; a test that imported torch
+    itself is held to the count a fresh import gives."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    expected = before if before is not None else _fresh_torch_threads()
+    if (after := torch.get_num_threads()) != expected:
+        torch.set_num_threads(expected)  # the next test starts clean either way
+        pytest.fail(f"the test changed torch's thread count from {expected} to {after} and did not restore it", pytrace=False)
 
 
 def make_photo(path: Path, hue: int, seed: int, size: tuple[int, int] = (48, 40)) -> Path:

@@ -597,13 +597,10 @@ class AttackFlags:
     threads: int = option(1, "CPU threads per gradient (0: torch's default). 1 was 6x faster than 2 on a busy 2-core CPU (BENCHMARKS.md).")
 
     def config(self, eps: str, seed: int) -> tl.AttackConfig:
-        """The ``AttackConfig`` for budget ``eps`` (as typed); also sets torch's CPU threads to ``threads``."""
+        """The ``AttackConfig`` for budget ``eps`` (as typed); building it changes nothing else (``threads``
+        applies while the command runs: ``intra_op_threads``)."""
         from .attacks import parse_eps
 
-        if self.threads > 0:
-            import torch
-
-            torch.set_num_threads(self.threads)
         norm = {"linf": "Linf", "l2": "L2"}.get(self.norm.lower(), self.norm)
         limit = 1.0 if norm == "Linf" else float("inf")  # an L2 budget sums over all pixels: it may exceed 1
         return tl.AttackConfig(method=self.method.lower(), norm=norm, eps=parse_eps(eps, limit), steps=self.steps, alpha=None if self.alpha is None else parse_eps(self.alpha, limit),
@@ -626,10 +623,13 @@ def attack(
     json_: JsonOpt = False,
 ) -> None:
     """Nudge IMAGE within an ε budget until MODEL calls it --target (or anything else): PNG, figure, JSON."""
+    from .features.runtime import intra_op_threads
+
     config = flags.config(eps, seed)
     others = [t.strip() for t in (transfer_to or "").split(",") if t.strip()]
     png = out_png or Path(f"{image.stem}_adv.png")
-    report = tl.attack(model, image, target, label=label, config=config, out=png, transfer_to=others, weights=weights)
+    with intra_op_threads(flags.threads):  # only while attacking: the command may run in-process (tests, notebooks)
+        report = tl.attack(model, image, target, label=label, config=config, out=png, transfer_to=others, weights=weights)
     if json_:
         return _emit_json(report.record)
     out.print(report)
@@ -655,11 +655,12 @@ def robustness(
 ) -> None:
     """Accuracy under attack at each --eps (CSV + curve), and with --targeted which class turns into which."""
     from .attacks import parse_eps_list
+    from .features.runtime import intra_op_threads
 
     config = flags.config("0", loading.seed)
     budgets = parse_eps_list(eps, 1.0 if config.norm == "Linf" else float("inf"))
     ds = tl.load_dataset(data, **loading.kwargs())
-    with progress_bar(quiet or json_) as cb:
+    with progress_bar(quiet or json_) as cb, intra_op_threads(flags.threads):
         result = tl.robustness(model, ds, budgets, config, targeted=targeted, split=None if split == "auto" else split, limit=limit, seed=loading.seed, out=out_dir, batch_size=batch_size, weights=weights, progress=cb)
     if json_:
         return _emit_json({"curve": result.curve, "matrix": result.matrix.rows() if result.matrix else None, "files": {k: str(v) for k, v in result.files.items()}})

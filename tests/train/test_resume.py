@@ -49,7 +49,7 @@ def _signal_after_first_checkpoint(data: Path, weights: Path, out: Path, sig: si
 @pytest.fixture
 def one_thread():
     """One intra-op thread here and in the killed process: the straight run and the resumed one then sum in
-    the same order (earlier tests may leave this process at another thread count, e.g. the attack CLI's --threads)."""
+    the same order (whatever count the suite runs at)."""
     import torch
 
     before = torch.get_num_threads()

@@ -107,17 +107,23 @@ def optimize_for_inference(
 
 
 @contextlib.contextmanager
-def single_threaded_ops(enabled: bool = True) -> Iterator[None]:
-    """Limit torch's intra-op threads to 1 (restored on exit), for running one stream per core."""
-    if not enabled:
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Run the block with torch's intra-op threads set to ``n`` (0: leave them), restored on exit: the
+    thread count is process-wide, so a library call or a command run in-process must give it back."""
+    if n <= 0:
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def single_threaded_ops(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Limit torch's intra-op threads to 1 (restored on exit), for running one stream per core."""
+    return intra_op_threads(1 if enabled else 0)
 
 
 @contextlib.contextmanager

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 from ..errors import ConfigError
+from ..features.runtime import intra_op_threads
 from ..run.run import Run
 from .predictor import Predictor, ServeConfig
 
@@ -24,6 +23,6 @@ def serve(run: Run, host: str = "127.0.0.1", port: int = 8000, config: ServeConf
         import uvicorn
     except ImportError as err:
         raise ConfigError("serving needs FastAPI and uvicorn — pip install 'transferlab[serve]'") from err
-    if config.workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))  # replicas share the cores
-    uvicorn.run(create_app(run, config), host=host, port=port, log_level=log_level)
+    threads = max(1, (os.cpu_count() or 1) // config.workers) if config.workers > 1 else 0  # replicas share the cores
+    with intra_op_threads(threads):  # restored when the server stops: serve() may be called from a notebook
+        uvicorn.run(create_app(run, config), host=host, port=port, log_level=log_level)
