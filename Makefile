@@ -28,7 +28,7 @@ lint: install-dev
 	$(BIN)/ruff check src tests benchmarks scripts
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 clean:
 	rm -rf $(VENV) runs
