@@ -80,9 +80,7 @@ keep_functions(__name__, {"train", "audit"})  # functions named like the package
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .data import Dataset, check_dataset, load_dataset, write_fix_list  # noqa: F401
     from .errors import BackboneError, ConfigError, DataError, InputError, RunError, StorageError, TransferlabError  # noqa: F401
-    from . import inspect  # noqa: F401
-    from . import models  # noqa: F401
-    from . import attacks  # noqa: F401
+    from . import attacks, data, evaluate, features, inspect, models  # noqa: F401
     from .run.fit import calibrate, find_lr, resume, train  # noqa: F401
     from .models.confidence import Confidence  # noqa: F401
     from .inspect.dream import Dream, dream  # noqa: F401
@@ -101,7 +99,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .audit import AuditConfig, audit  # noqa: F401
     from .tasks.compare import Comparison, compare  # noqa: F401
 
-__all__ = [
+__all__ = [  # every name of _EXPORTS (tests/test_public_api.py checks)
     "AttackConfig",
     "AuditConfig",
     "BackboneError",
@@ -145,6 +143,11 @@ __all__ = [
     "from_backbone",
     "gradcam",
     "inspect",
+    "attacks",
+    "data",
+    "evaluate",
+    "features",
+    "models",
     "list_backbones",
     "list_layers",
     "load",
