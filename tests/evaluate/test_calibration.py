@@ -75,6 +75,19 @@ def test_knn_and_mahalanobis_score_far_images_lower_and_no_threshold_rejects_not
     assert Confidence().accepted(torch.tensor([-1e9, 0.0])).all()
 
 
+def test_energy_score_is_t_logsumexp_of_logits_over_t_by_hand() -> None:
+    import math
+
+    logits = [[2.0, -1.0, 0.5], [-3.0, -3.0, -3.0], [10.0, 0.0, 0.0]]
+    for t in (1.0, 2.5):
+        want = [t * math.log(sum(math.exp(v / t) for v in row)) for row in logits]  # T·log Σ exp(l / T) (Liu et al. 2020)
+        got = Confidence(temperature=t, method="energy").score(torch.zeros(3, 4), torch.tensor(logits))
+        assert got.tolist() == pytest.approx(want, rel=1e-6), t
+    # what makes it an in-distribution score: a confident, large logit scores high; flat, low logits score low
+    assert got[2] > got[0] > got[1]
+    assert Confidence(method="energy").score(torch.zeros(1, 4), torch.tensor([[1e4, 0.0]])).item() == pytest.approx(1e4)  # no overflow
+
+
 def test_fit_confidence_threshold_accepts_the_share_of_choosing_images_and_round_trips() -> None:
     rng = np.random.default_rng(4)
     y = np.repeat(np.arange(2), 50)

@@ -47,6 +47,30 @@ def test_objectives_compose_with_arithmetic() -> None:
     assert "logit[1]" in repr(objective) and "tv" in repr(objective)
 
 
+def test_log_prob_objective_is_the_log_softmax_and_a_few_steps_raise_it(red_detector) -> None:
+    import math
+
+    from transferlab.inspect.dream import class_log_prob
+    from transferlab.inspect.dream.render import render
+
+    step = Step(logits=torch.tensor([[1.0, 5.0, -2.0], [0.0, 0.0, 0.0]]), image=torch.zeros(2, 3, 4, 4))
+    by_hand = [5.0 - math.log(math.exp(1.0) + math.exp(5.0) + math.exp(-2.0)), -math.log(3.0)]
+    assert class_log_prob(1)(step).tolist() == pytest.approx(by_hand, rel=1e-6)
+
+    def log_p_blue(image: torch.Tensor) -> float:
+        return float(torch.log(class_probabilities(red_detector, image)[0, 1]))
+
+    param = make_param("pixel", (1, 3, 32, 32), seed=0)  # starts near grey: every class about 1/3
+    start = log_p_blue(param())
+    rendered = render(red_detector, class_log_prob(1), param, steps=5, lr=0.1)
+    assert start == pytest.approx(-math.log(3.0), abs=0.05)
+    assert log_p_blue(rendered.image) > start + 0.5  # five Adam steps: well on the way to the blue class
+    assert all(later > earlier for earlier, later in zip(rendered.history, rendered.history[1:]))  # every step helped
+    # the dream's own recipe with objective="log_prob" does the same through the config
+    dreamt = dream(red_detector, "blue thing", DreamConfig(steps=5, size=32, lr=0.1, param="pixel", objective="log_prob", tv=0.0, l2=0.0, jitter=0, scale=0.0, rotate=0))
+    assert dreamt.history[-1] > dreamt.history[0] and math.log(dreamt.probability) > start + 0.5
+
+
 def test_frame_steps_are_spread_from_start_to_end() -> None:
     assert frame_steps(100, 5) == [0, 25, 50, 75, 100]
     assert frame_steps(10, 1) == [10] and frame_steps(10, 0) == []
