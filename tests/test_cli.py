@@ -44,7 +44,7 @@ def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_we
     code, out, _ = cli(capsys, monkeypatch, "predict", run, photo_folder / "dog", "--json", "-k", "2")
     results = json.loads(out)
     assert code == 0 and len(results) == 10
-    assert set(results[0]) == {"path", "label", "closest", "prob", "in_distribution", "score", "top"} and [set(t) for t in results[0]["top"]] == [{"label", "index", "prob"}] * 2
+    assert set(results[0]) == {"path", "label", "index", "closest", "prob", "in_distribution", "score", "unsure", "top"} and [set(t) for t in results[0]["top"]] == [{"label", "index", "prob"}] * 2
     assert all(r["label"] in (r["closest"], None) and isinstance(r["score"], float) and r["in_distribution"] == (r["label"] is not None) for r in results)
 
     code, out, _ = cli(capsys, monkeypatch, "predict", run, photo_folder / "dog" / "dog_0.jpg", "--csv", "-k", "1")

@@ -371,7 +371,7 @@ def predict(
     else:
         raise tl.ConfigError(f"expected --runtime torch or onnx, got {runtime!r}")
     if json_:
-        _emit_json(results)
+        _emit_json([dict(r) for r in results])  # Prediction rows (and OnnxModel's dicts) as plain JSON objects
     elif csv_:
         print("path,rank,label,prob")
         for r in results:

@@ -13,6 +13,7 @@ _EXPORTS = {
     'load': '.run',
     'open_model': '.run',
     'unseen_line': '.run',
+    'Prediction': '.prediction',
     'Phase': '.record',
     'RunRecord': '.record',
     'short_hash': '.record',

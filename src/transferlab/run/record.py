@@ -30,6 +30,13 @@ class Phase:
     choose_hashes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ServeSettings:
+    """How answers are presented (``model.json``'s ``serve``, written by ``serve --threshold X --save-threshold``)."""
+
+    unsure_below: float = 0.5  # "not sure": an accepted photo whose top calibrated probability is below this
+
+
 @dataclass
 class RunRecord:
     """``model.json`` minus the model's own fields (classes, preprocessing), which the model carries."""
@@ -51,6 +58,7 @@ class RunRecord:
     finetune: dict[str, Any] | None = None  # history, best_epoch, win_rate, ...
     phases: list[Phase] = field(default_factory=list)
     confidence: dict[str, Any] | None = None  # temperature, in-distribution score and threshold (models.confidence)
+    serve: ServeSettings | None = None  # the "not sure" setting of predict and the page (None: the default)
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know (kept as read)
     record_version: int = RECORD_VERSION
 
@@ -64,7 +72,9 @@ class RunRecord:
         values.setdefault("strategy", "probe")
         phases = [Phase(**p) for p in meta.get("phases") or []]
         extra = {k: v for k, v in meta.items() if k not in known and k not in ignored and k != "phases"}
-        record = cls(**values, phases=phases, extra=extra, record_version=int(meta.get("record_version", 1)))
+        serve = values.pop("serve", None)
+        serve = ServeSettings(**{f.name: serve[f.name] for f in fields(ServeSettings) if f.name in serve}) if serve else None
+        record = cls(**values, phases=phases, serve=serve, extra=extra, record_version=int(meta.get("record_version", 1)))
         if record.kept is None and record.strategy in ("probe", "finetune"):
             record.kept = record.strategy  # 0.1 runs kept what they were asked to train
         return record

@@ -10,22 +10,22 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .._types import Progress
 from .._version import __version__
 from .._io import atomic_write_bytes
 from ..data import Dataset, open_rgb
-from ..errors import DataError, InputError, RunError
+from ..errors import DataError, RunError
 from ..features import FeatureCache, cache_key, extract_features, pick_runtime
 from ..features.runtime import Runtime
 from ..models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, load_model, resolve_class, save_model, write_json
-from ..models.classes import top_k
 from ..models.confidence import TENSORS_FILE, Confidence
+from . import prediction
+from .prediction import Photo, Prediction, Scored
 from .record import RunRecord, short_hash
 
 if TYPE_CHECKING:  # the notebook methods' result types, from the modules those methods call
@@ -33,8 +33,6 @@ if TYPE_CHECKING:  # the notebook methods' result types, from the modules those 
     from ..inspect.gradcam import CAM
 
 log = logging.getLogger(__name__)
-
-Photo = Union[Path, str, Image.Image, torch.Tensor]  # a file, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 
 
 @dataclass
@@ -92,22 +90,6 @@ class Evaluation:
         if self.files:
             parts.append(f"wrote {', '.join(escape(str(p)) for p in self.files.values())}")
         return Group(*parts)
-
-
-@dataclass
-class Scored:
-    """Calibrated probabilities, in-distribution score and accept decision of the readable images."""
-
-    probs: np.ndarray  # (N_ok, C) temperature-scaled softmax
-    scores: np.ndarray  # (N_ok,) in-distribution score, higher: more like the training images
-    accepted: np.ndarray  # (N_ok,) bool: False means "none of these" (all True when the run has no threshold)
-    ok: list[int]  # indices into the requested paths of the rows above
-    failed: dict[Path, str]  # unreadable file -> reason
-    method: str  # the score's name (models.confidence.METHODS)
-    threshold: float | None  # None: the run rejects nothing
-    logits: np.ndarray | None = None  # (N_ok, C) before the temperature
-    hashes: list[str | None] = field(default_factory=list)
-    features: torch.Tensor | None = None  # (N_ok, D) pooled backbone features of the rows above
 
 
 class Run:
@@ -174,25 +156,7 @@ class Run:
         Shape:
             returns (1, 3, H, W) float32.
         """
-        return self._float_view(photo).unsqueeze(0)
-
-    def _float_view(self, photo: Photo) -> torch.Tensor:
-        """(3, H, W) float evaluation view in [0, 1]; a tensor already at the input size is taken as it is."""
-        view = _as_batch(photo)[0] if _is_view(photo, self.model) else self._view(photo)
-        return view.float().div(255) if view.dtype == torch.uint8 else view.float()
-
-    def _view(self, photo: Photo) -> torch.Tensor:
-        """(3, H, W) uint8 evaluation view of a file or PIL image, or of a tensor at any size (through 8 bits)."""
-        from ..data.decode import to_rgb
-        from ..models.images import to_pil
-
-        if isinstance(photo, (str, Path)):
-            return self.model.preprocess.to_uint8(open_rgb(Path(photo)))
-        if isinstance(photo, Image.Image):
-            from PIL import ImageOps
-
-            return self.model.preprocess.to_uint8(to_rgb(ImageOps.exif_transpose(photo)))
-        return self.model.preprocess.to_uint8(to_pil(_as_batch(photo)[0]))
+        return prediction.float_view(self.model, photo).unsqueeze(0)
 
     # -- features -----------------------------------------------------------------------------------
     def _cache(self, runtime: Runtime, cache_dir: Path | str | None) -> FeatureCache:
@@ -206,47 +170,13 @@ class Run:
 
         What ``predict``, ``evaluate`` and batch jobs build on; unreadable files are listed in ``failed``.
         """
-        paths = [Path(p) for p in paths]
-        runtime = pick_runtime(precision=precision)
-        cb = (lambda d, t: progress("features", d, t)) if progress else None
-        ex = extract_features(self.model, paths, cache=self._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
-        probs, scores, accepted, logits = self.score_features(ex.features)
-        conf = self.confidence
-        return Scored(probs, scores, accepted, list(ex.ok), dict(ex.failed), conf.method or "msp", conf.threshold if conf.rejects else None, logits, list(ex.hashes), ex.features)
+        return prediction.predict_scored(self, paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
 
     def score_features(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Pooled backbone features -> (calibrated probabilities (N, C), in-distribution scores (N,), accepted (N,)
         bool, raw logits (N, C)): the head in fp32 on the CPU, the run's temperature and threshold (the model stays put)."""
-        weight, bias = (t.detach().float().cpu() for t in (self.model.head.weight, self.model.head.bias))
-        conf = self.confidence
-        features = features.float().cpu()
-        with torch.no_grad():
-            logits = torch.nn.functional.linear(features, weight, bias)
-            scores = conf.score(features, logits)
-            return conf.logits_to_probs(logits).numpy(), scores.numpy(), conf.accepted(scores).numpy(), logits.numpy()
-
-    def _mixed_scored(self, photos: list[Photo], *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None):
-        """Files (features cached, as ``predict`` always did) and in-memory images scored in input order:
-        ({position: (probs (C,), score, accepted)}, {position: reason} for unreadable files)."""
-        from ..features import features_of_images
-
-        files = [i for i, p in enumerate(photos) if isinstance(p, (str, Path))]
-        memory = sorted(set(range(len(photos))) - set(files))
-        for i in memory:
-            if not isinstance(photos[i], (Image.Image, torch.Tensor)):
-                raise InputError(f"expected image paths, PIL images or [0, 1] tensors, got {type(photos[i]).__name__}")
-        found: dict[int, tuple[np.ndarray, float, bool]] = {}
-        failed: dict[int, str] = {}
-        if files:
-            paths = [Path(photos[i]) for i in files]
-            out = self.predict_scored(paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
-            found.update({files[j]: (out.probs[row], float(out.scores[row]), bool(out.accepted[row])) for row, j in enumerate(out.ok)})
-            failed.update({files[j]: out.failed.get(paths[j], "not processed") for j in range(len(files)) if files[j] not in found})
-        if memory:
-            views = torch.stack([self._float_view(photos[i]) for i in memory])
-            probs, scores, accepted, _ = self.score_features(features_of_images(self.model, views, pick_runtime(precision=precision)))
-            found.update({i: (probs[row], float(scores[row]), bool(accepted[row])) for row, i in enumerate(memory)})
-        return found, failed
+        s = prediction.score_features(self, features)
+        return s.probs, s.scores, s.accepted, s.logits  # type: ignore[return-value]
 
     # -- public -------------------------------------------------------------------------------------
     def predict(
@@ -258,30 +188,18 @@ class Run:
         precision: str = "auto",
         batch_size: int | None = None,
         progress: Progress | None = None,
-    ) -> list[dict[str, Any]]:
-        """Top-k labels per photo, with the "none of these" decision:
-        ``[{"path", "label", "closest", "prob", "in_distribution", "score", "top": [{"label", "index", "prob"}, ...]}, ...]``.
+    ) -> list[Prediction]:
+        """Top-k labels per photo, with the "none of these" decision and the "not sure" flag (``run.prediction``).
 
         ``photos``: image files (their features cached), PIL images, or tensors in [0, 1] ((3, H, W), or a
-        (B, 3, H, W) batch), one or a list; in-memory photos get ``"path": None``. ``label`` is the top class,
+        (B, 3, H, W) batch), one or a list; in-memory photos get ``path`` None. ``label`` is the top class,
         or None when the photo looks like none of the classes (``in_distribution`` False); ``closest``/``prob``
         are the top class and its calibrated probability either way; ``score`` is the in-distribution score
-        (None when the run has no threshold). Files that cannot be decoded get ``{"path": ..., "error": reason}``.
+        (None when the run has no threshold); ``unsure``: accepted, but ``prob`` is below the run's "not sure"
+        setting. Each ``Prediction`` reads like 0.1's dict (``p["top"][0]["prob"]``; ``p.to_dict()`` for JSON).
+        Files that cannot be decoded get only ``path`` and ``error``.
         """
-        photos = _photo_list(photos)
-        found, failed = self._mixed_scored(photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
-        rejects = self.confidence.rejects
-        rows = []
-        for i, photo in enumerate(photos):
-            row: dict[str, Any] = {"path": str(photo) if isinstance(photo, (str, Path)) else None}
-            if i in found:
-                probs, score, inside = found[i]
-                top = top_k(probs, self.classes, k)
-                row.update(label=top[0]["label"] if inside else None, closest=top[0]["label"], prob=top[0]["prob"], in_distribution=inside, score=score if rejects else None, top=top)
-            else:
-                row["error"] = failed[i]
-            rows.append(row)
-        return rows
+        return prediction.predict(self, photos, k, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
 
     def predict_proba(
         self, photos: Photo | Sequence[Photo], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None,
@@ -294,12 +212,7 @@ class Run:
         Raises:
             DataError: a file cannot be decoded (``predict`` reports such files in place instead).
         """
-        photos = _photo_list(photos)
-        found, failed = self._mixed_scored(photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=None)
-        if failed:
-            i, reason = next(iter(failed.items()))
-            raise DataError(f"cannot read {photos[i]}: {reason}")
-        return np.stack([found[i][0] for i in range(len(photos))]) if photos else np.zeros((0, len(self.classes)))
+        return prediction.predict_proba(self, photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
 
     def load_photo(self, path: Path | str) -> torch.Tensor:
         """A photo at its own size in [0, 1] on the 8-bit grid: what ``models.PhotoClassifier`` takes.
@@ -466,34 +379,6 @@ def unseen_line(m: dict[str, Any]) -> str | None:
     if left:
         return f"all {left} images scored are exact or near copies of training images: no unseen accuracy"
     return None
-
-
-def _photo_list(photos: Photo | Sequence[Photo]) -> list[Photo]:
-    """One photo, a list of them, or a (B, 3, H, W) batch tensor, as a list of single photos."""
-    if isinstance(photos, (str, Path, Image.Image)):
-        return [photos]
-    if isinstance(photos, torch.Tensor):
-        return list(photos) if photos.ndim == 4 else [photos]
-    return list(photos)
-
-
-def _as_batch(image: torch.Tensor) -> torch.Tensor:
-    """A (3, H, W) or (1, 3, H, W) image tensor in [0, 1] (or uint8) as (1, 3, H, W).
-
-    Raises:
-        InputError: another shape, or float values outside [0, 1].
-    """
-    batch = image.unsqueeze(0) if image.ndim == 3 else image
-    if batch.ndim != 4 or batch.shape[:2] != (1, 3):
-        raise InputError(f"expected an image tensor of shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-    if batch.dtype != torch.uint8 and (batch.min() < 0 or batch.max() > 1):
-        raise InputError("expected pixel values in [0, 1] (divide 8-bit pixels by 255)")
-    return batch.detach().cpu()
-
-
-def _is_view(photo: Photo, model: ImageClassifier) -> bool:
-    """A tensor already at the model's input size: taken as the evaluation view, not resized again."""
-    return isinstance(photo, torch.Tensor) and tuple(photo.shape[-2:]) == tuple(model.preprocess.input_size)
 
 
 def _short_hash_of(path: Path) -> str | None:
