@@ -1,6 +1,8 @@
 import dataclasses
 import importlib
+import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -138,7 +140,18 @@ def test_layer_decay_really_scales_the_learning_rate_of_lower_stages(tiny_weight
     assert make_optimizer(net, FinetuneConfig(layer_decay=1.0), lr=1e-3).param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
-def test_lr_range_test_restores_the_model_and_suggests_a_rate_inside_the_range(photo_folder: Path, tiny_weights: Path) -> None:
+def _assert_a_decade_below_the_blow_up(lrs: list[float], losses: list[float], suggestion: float) -> None:
+    """What a user takes the suggestion for: a decade below the highest rate the loss tolerated (a rate it
+    blew up at, or an arbitrary tiny rate, fails). "Tolerated": the smoothed loss stayed under twice its
+    lowest value so far, the range test's own measure of blowing up."""
+    lowest = [min(losses[: i + 1]) for i in range(len(losses))]
+    tolerated = [lr for lr, _, _ in itertools.takewhile(lambda row: row[1] <= 2 * row[2], zip(lrs, losses, lowest))]
+    step = lrs[1] / lrs[0]  # the sweep's ratio from one rate to the next
+    assert lrs[0] <= suggestion and (suggestion == lrs[0] or 10 * suggestion <= tolerated[-1] * (1 + 1e-9))  # under a tolerated rate by 10x
+    assert 10 * suggestion * step > tolerated[-1]  # ... and under the highest one, not anywhere lower
+
+
+def test_lr_range_test_restores_the_model_and_suggests_a_decade_below_the_blow_up(photo_folder: Path, tiny_weights: Path) -> None:
     from transferlab.train.lr_find import lr_find, plot_lr_find
 
     model = create_backbone(TINY, weights=tiny_weights).model
@@ -147,8 +160,13 @@ def test_lr_range_test_restores_the_model_and_suggests_a_rate_inside_the_range(p
     result = lr_find(model, _items(photo_folder), pick_runtime(precision="fp32"), FinetuneConfig(batch_size=4), steps=20)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no side effects
     assert not model.training
-    assert result.lrs == sorted(result.lrs) and 1e-7 <= result.suggestion <= 1.0 and len(result.losses) == len(result.lrs) <= 20
-    assert plot_lr_find(result).axes[0].get_xscale() == "log"
+    assert result.lrs == sorted(result.lrs) and len(result.losses) == len(result.lrs) <= 20
+    # A zero head starts at ln 3; rates up to ~1e-2 lower the loss, the sweep's last (1.0) blows it up.
+    assert result.losses[0] == pytest.approx(math.log(3), abs=1e-3) and min(result.losses) < result.losses[0]
+    assert result.losses[-1] > 2 * min(result.losses)  # it did diverge, so the check below has a blow-up to measure
+    _assert_a_decade_below_the_blow_up(result.lrs, result.losses, result.suggestion)
+    ax = plot_lr_find(result).axes[0]
+    assert ax.get_xscale() == "log" and list(ax.lines[1].get_xdata()) == [result.suggestion] * 2  # the marked rate is the suggestion
 
 
 def test_lr_find_command(capsys, monkeypatch, photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
@@ -156,7 +174,9 @@ def test_lr_find_command(capsys, monkeypatch, photo_folder: Path, tiny_weights: 
 
     code, out, _ = cli(capsys, monkeypatch, "lr-find", photo_folder, "-b", TINY, "--weights", tiny_weights, "--steps", "8", "--out", tmp_path / "lr.png", "--json")
     assert code == 0 and (tmp_path / "lr.png").stat().st_size > 0
-    assert 1e-7 <= json.loads(out)["suggested_lr"] <= 1.0
+    result = json.loads(out)
+    assert len(result["lrs"]) == len(result["losses"]) <= 8 and result["lrs"][0] == pytest.approx(1e-7)
+    _assert_a_decade_below_the_blow_up(result["lrs"], result["losses"], result["suggested_lr"])
 
 
 def test_suggestion_is_a_decade_below_the_blow_up() -> None:
@@ -379,10 +399,12 @@ def test_judge_auto_refits_the_head_only_from_enough_training_images(photo_folde
 
 @pytest.mark.parametrize(("judged", "from_probe"), [(False, True), (True, False)])
 def test_auto_counts_patience_from_the_probe_only_when_the_tuned_head_decides(monkeypatch: pytest.MonkeyPatch, judged: bool, from_probe: bool) -> None:
-    import transferlab.run.fit as training
+    from transferlab.run import steps
+    from transferlab.run.config import TrainConfig
 
     seen = {}
-    monkeypatch.setattr(training, "finetune", lambda *a, **kw: seen.update(kw) or training.FinetuneResult())
+    monkeypatch.setattr(steps, "finetune", lambda *a, **kw: seen.update(kw) or steps.FinetuneResult())
     judge = (lambda model: []) if judged else None
-    training._finetune(None, [], [], None, FinetuneConfig(), 0, None, None, None, {"strategy": "auto"}, None, judge)
+    setup = steps.Setup(TrainConfig(strategy="auto"), None, "", None, None, None, None)
+    steps.run_finetune(setup, [], [], None, resume_from=None, checkpoint_extra={}, judge=judge)
     assert seen["probe_patience"] is from_probe  # a refitted judge may keep an epoch whose own head trailed the probe
