@@ -1,8 +1,10 @@
 """Start-up: `import transferlab` and every command's --help load neither torch nor timm (PEP 562 lazy
 attributes), so a typo or a help page answers at once; the public names still resolve on first use."""
 
+import inspect
 import subprocess
 import sys
+import types
 
 HEAVY = ("torch", "timm", "torchvision", "matplotlib", "ray", "pyarrow")
 
@@ -55,4 +57,11 @@ def test_public_names_resolve_lazily_and_functions_beat_their_modules() -> None:
     assert callable(finetune)
     assert set(tl.__all__) <= set(dir(tl))
     for name in tl.__all__:
-        assert getattr(tl, name) is not None, name
+        value = getattr(tl, name)
+        if name == "__version__":
+            assert isinstance(value, str) and value[0].isdigit(), value
+        elif isinstance(value, types.ModuleType):  # tl.data, tl.inspect, ...: the subpackage itself
+            assert value is sys.modules[f"transferlab.{name}"], name
+        else:  # a class or function: the very object its module defines under that name (no stand-in)
+            assert inspect.isclass(value) or inspect.isfunction(value), (name, value)
+            assert value.__name__ == name and value is getattr(sys.modules[value.__module__], name), name
