@@ -78,7 +78,7 @@ def test_the_record_names_every_phase_and_the_images_it_saw(tiny_weights: Path, 
     ds = tl.load_dataset(root)
     tl.train(ds, TINY, "finetune", weights=tiny_weights, precision="fp32", finetune_config=ONE_EPOCH, out=tmp_path / "run", cache_dir=tmp_path / "cache")
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
-    assert meta["record_version"] == 3 and meta["metrics"]["held_out"] is True and meta["metrics"]["split"] == "val"
+    assert meta["record_version"] == 4 and meta["metrics"]["held_out"] is True and meta["metrics"]["split"] == "val"
     phases = {p["name"]: p for p in meta["phases"]}
     assert set(phases) == {"head", "finetune", "head refit"}
     assert phases["finetune"]["fit"] + phases["finetune"]["choose"] == 96 and phases["finetune"]["choose_from"] == "holdout of train"
@@ -123,7 +123,7 @@ def test_auto_keeps_the_probe_when_fine_tuning_cannot_pay_and_says_why(photo_fol
 
 
 def test_a_probe_run_suggests_auto_only_where_fine_tuning_could_win(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("transferlab.run.fit.AUTO_HINT_MIN_IMAGES", 100)  # 1,000 in use: 100 keeps the test fast
+    monkeypatch.setattr("transferlab.run.decisions.AUTO_HINT_MIN_IMAGES", 100)  # 1,000 in use: 100 keeps the test fast
     large = random_labels(tmp_path / "large", {"train": 100, "test": 8})  # the probe errs on most validation images
     run = tl.train(tl.load_dataset(large), TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache", out=tmp_path / "run")
     hint = run.record.decision or ""

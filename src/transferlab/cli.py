@@ -29,7 +29,8 @@ from .data.files import expand_image_paths
 from .data.options import LoadOptions
 from .errors import TransferlabError
 from .inspect.dream.config import DreamConfig
-from .models.defaults import DEFAULT_BACKBONE
+from .models.defaults import DEFAULT_ACCEPT, DEFAULT_BACKBONE, DEFAULT_FEATURES, DEFAULT_METHOD
+from .run.config import TrainConfig
 from .train.config import FinetuneConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown", help="Transfer learning from a folder of photos: train, evaluate, predict.")
@@ -168,7 +169,7 @@ def train(
         "Bundled efficientnet_lite0/1/2 (offline) or any timm model name; A+B concatenates their features (what `compare --combine` scores)."))] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[list[str]], typer.Option("--weights", help=(
         "Backbone weights file (.safetensors or .pth state dict); for A+B, NAME=FILE per member that uses a local file (repeatable)."))] = None,
-    features: FeaturesOpt = "pooled",
+    features: FeaturesOpt = DEFAULT_FEATURES,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-BACKBONE].")] = None,
     strategy: Annotated[str, typer.Option(help=(
         "probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation "
@@ -181,8 +182,8 @@ def train(
     precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per forward pass [default: 16 per CPU core, 64 on GPU].")] = None,
-    accept: AcceptOpt = 0.95,
-    ood_score: OodScoreOpt = "knn",
+    accept: AcceptOpt = DEFAULT_ACCEPT,
+    ood_score: OodScoreOpt = DEFAULT_METHOD,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
     exclude: Annotated[Optional[Path], typer.Option("--exclude", help="Leave out the paths listed in FILE, one a line (e.g. a reviewed `audit --fix-list`).")] = None,
@@ -191,29 +192,32 @@ def train(
     if resume is not None:
         with progress_bar(quiet or json_) as cb:
             run = tl.resume(resume, cache_dir=cache_dir, progress=cb)
-        return _report_training(run, run.meta["data"], resume, json_)
+        return _report_training(run, resume, json_)
     if data is None:
         raise tl.DataError("expected DATA (a dataset folder) or --resume RUN — see `transferlab train --help`")
+    config = TrainConfig(
+        backbone=backbone, weights=_weights_arg(weights), features=features, strategy=strategy, budget=budget, seed=loading.seed, precision="fp32" if fp32 else precision,
+        batch_size=batch_size, finetune=recipe, accept=accept, ood_score=ood_score, exclude=tuple(_read_list(exclude)), keep_checkpoints=keep_checkpoints,
+    )  # refused here, before the data is read, when a setting is wrong
     ds = tl.load_dataset(data, **loading.kwargs())
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
-        run = tl.train(ds, backbone, strategy, weights=_weights_arg(weights), features=features, out=directory, cache_dir=cache_dir, seed=loading.seed, precision="fp32" if fp32 else precision, batch_size=batch_size,
-                       finetune_config=recipe, budget=parse_duration(budget), keep_checkpoints=keep_checkpoints, progress=cb, accept=accept, ood_score=ood_score,
-                       exclude=_read_list(exclude))
-    _report_training(run, run.meta["data"], directory, json_)
+        run = tl.train(ds, config, out=directory, cache_dir=cache_dir, progress=cb)
+    _report_training(run, directory, json_)
 
 
-def _report_training(run: tl.Run, data: dict[str, Any], directory: Path, json_: bool) -> None:
+def _report_training(run: tl.Run, directory: Path, json_: bool) -> None:
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
+    record = run.record
+    skipped, warnings = record.data.problems() if record.data else ([], [])
     if json_:
-        m, t = run.meta.get("metrics", {}), run.meta["timing"]
-        _emit_json({"run": str(directory), "strategy": run.record.strategy, "kept": run.record.kept, "decision": run.record.decision, "metrics": m, "timing": t, "skipped": data["skipped_files"], "warnings": data.get("warnings", [])})
+        _emit_json({"run": str(directory), "strategy": record.strategy, "kept": record.kept, "decision": record.decision, "metrics": record.metrics or {}, "timing": record.timing.to_dict(),
+                    "skipped": [{"path": p, "reason": r} for p, r in skipped], "warnings": [{"path": p, "reason": r} for p, r in warnings]})
         return
-    if data["skipped"] or data.get("warnings"):
-        pairs = lambda key: [(x["path"], x["reason"]) for x in data.get(key, [])]  # noqa: E731
-        _print_problems(err, pairs("skipped_files"), pairs("warnings"), limit=20)
-    if (run.record.finetune or {}).get("interrupted"):
+    if skipped or warnings:
+        _print_problems(err, skipped, warnings, limit=20)
+    if record.finetune and record.finetune.interrupted:
         err.print(f"interrupted: continue with `transferlab train --resume {directory}`")
     out.print(run, highlight=False)
 
@@ -227,16 +231,6 @@ def _read_list(path: Path | None) -> list[Path]:
     from .audit import read_paths
 
     return read_paths(path)
-
-
-def parse_duration(text: str | None) -> float | None:
-    """Seconds in "90", "90s", "5m", "1.5h"; None stays None."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if not match or float(match.group(1)) <= 0:
-        raise tl.ConfigError(f"expected a time budget such as 90s, 5m or 1h, got {text!r}")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 @app.command("lr-find")
@@ -309,8 +303,8 @@ def _ray_config(address: Optional[str], workers: int, gpus: float, precision: st
 def calibrate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
     data: Annotated[Path, typer.Argument(help="The run's training data, split as it was trained (its test split is never used).")],
-    accept: AcceptOpt = 0.95,
-    ood_score: OodScoreOpt = "knn",
+    accept: AcceptOpt = DEFAULT_ACCEPT,
+    ood_score: OodScoreOpt = DEFAULT_METHOD,
     loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
@@ -360,8 +354,10 @@ def predict(
     if runtime == "onnx":
         from .tasks.export import OnnxModel
 
-        results = OnnxModel(model).predict(files, k)
-        err.print("note: the ONNX export has no 'none of these' rejection (it needs the run's stored features): every image gets a label", highlight=False)
+        exported = OnnxModel(model)
+        results = exported.predict(files, k)
+        if not exported.confidence.rejects:
+            err.print("note: this ONNX file has no 'none of these' threshold (its run had none, or it was exported before transferlab exported one): every image gets a label", highlight=False)
     elif runtime == "torch":
         run = tl.open_model(model, weights)
         with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
@@ -371,7 +367,7 @@ def predict(
     else:
         raise tl.ConfigError(f"expected --runtime torch or onnx, got {runtime!r}")
     if json_:
-        _emit_json([dict(r) for r in results])  # Prediction rows (and OnnxModel's dicts) as plain JSON objects
+        _emit_json([r.to_dict() for r in results])
     elif csv_:
         print("path,rank,label,prob")
         for r in results:
@@ -383,6 +379,8 @@ def predict(
             top = "   ".join(f"[bold]{escape(t['label'])}[/] {t['prob']:.3f}" for t in r["top"]) if "top" in r else f"[red]{r['error']}[/]"
             if r.get("in_distribution") is False:
                 top = f"[yellow]none of these[/] (closest: {escape(r['closest'])} {r['prob']:.2f})"
+            elif r.get("unsure"):
+                top += "   [yellow](not sure)[/]"
             out.print(f"{escape(r['path']):<{width}}   {top}", highlight=False)
     if any("error" in r for r in results):
         raise typer.Exit(1)
@@ -412,7 +410,7 @@ def compare(
     data: DataArg,
     backbones_: Annotated[str, typer.Option("--backbones", help="Comma-separated backbone names [default: the bundled ones, offline].")] = "",
     weights: Annotated[Optional[list[str]], typer.Option("--weights", help="NAME=FILE: local weights for backbone NAME (repeatable; NAME is added to the list).")] = None,
-    features: FeaturesOpt = "pooled",
+    features: FeaturesOpt = DEFAULT_FEATURES,
     combine: Annotated[bool, typer.Option("--combine", help="Also score the concatenated features of the best two and three.")] = False,
     folds: Annotated[int, typer.Option(help="k of the k-fold cross-validation.")] = 5,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for compare.json, compare.csv and compare.png.")] = None,
@@ -482,7 +480,7 @@ def features(
     weights: WeightsOpt = None,
     ray: Annotated[bool, typer.Option("--ray", help="`features DATA --ray`: fill the feature cache with DATA's images on Ray, for a later train.", rich_help_panel=RAY)] = False,
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="--ray: the backbone whose features are cached (A+B: several).", rich_help_panel=RAY)] = DEFAULT_BACKBONE,
-    feature_mode: Annotated[str, typer.Option("--features", help="--ray: pooled | multi, as the later train will use.", rich_help_panel=RAY)] = "pooled",
+    feature_mode: Annotated[str, typer.Option("--features", help="--ray: pooled | multi, as the later train will use.", rich_help_panel=RAY)] = DEFAULT_FEATURES,
     cache_dir: Annotated[Optional[Path], typer.Option(help="--ray: cache folder every worker reaches [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].", rich_help_panel=RAY)] = None,
     precision: Annotated[str, typer.Option(help="--ray: auto | bf16 | fp16 | fp32, as the later train will use (auto: this machine's).", rich_help_panel=RAY)] = "auto",
     address: AddressOpt = None,
@@ -737,7 +735,8 @@ def serve(
     max_files: Annotated[int, typer.Option(help="Photos per request.")] = 16,
     workers: Annotated[int, typer.Option(help="Model replicas: requests inferred at the same time (the rest wait).")] = 1,
     threshold: Annotated[Optional[float], typer.Option(help="'Not sure' below this top probability [default: the run's, else 0.5].")] = None,
-    save_threshold: Annotated[bool, typer.Option("--save-threshold", help="Store --threshold in the run folder, then serve.")] = False,
+    save_threshold: Annotated[bool, typer.Option("--save-threshold", help="Store --threshold in the run folder (predict uses it too), then serve.")] = False,
+    precision: PrecisionOpt = "auto",
     weights: WeightsOpt = None,
 ) -> None:
     """Serve the pet-nursery web page and JSON API (POST /predict, GET /model, /health, /docs) for a run."""
@@ -748,7 +747,7 @@ def serve(
             raise tl.ConfigError("--save-threshold needs --threshold and a run folder")
         set_threshold(model, threshold)
     run = tl.open_model(model, weights)
-    config = ServeConfig(max_bytes=int(max_mb * 1e6), max_files=max_files, workers=workers, threshold=threshold)
+    config = ServeConfig(max_bytes=int(max_mb * 1e6), max_files=max_files, workers=workers, threshold=threshold, precision=precision)
     err.print(f"serving {len(run.classes)} classes on http://{host}:{port}  (API docs: /docs)")
     serve_run(run, host, port, config)
 

@@ -88,7 +88,9 @@ def test_a_checkpoint_from_before_the_crop_ratio_and_weight_average_resumes(phot
     state = load_checkpoint(killed / "checkpoint.pt")
     for key in ("train_size_ratio", "ema_epochs"):
         del state["config"][key]
-    del state["ema"]  # as an earlier transferlab wrote it
+    del state["ema"]  # as an earlier transferlab wrote it, with the run's spec instead of its TrainConfig
+    config = state["run"].pop("train_config")
+    state["run"].update({k: config[k] for k in ("backbone", "weights", "features", "strategy", "precision", "batch_size", "seed", "probe", "keep_checkpoints")})
     save_checkpoint(killed / "checkpoint.pt", state)
     finished = tl.resume(killed)
     assert finished.meta["hyperparameters"]["finetune"]["train_size_ratio"] == 1.0

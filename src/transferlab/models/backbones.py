@@ -15,7 +15,7 @@ import torch
 
 from ..errors import BackboneError
 from .bundled import BUNDLED, load_bundled
-from .defaults import DEFAULT_BACKBONE
+from .defaults import DEFAULT_BACKBONE, DEFAULT_FEATURES
 from .classifier import ImageClassifier
 from .combined import FEATURE_MODES, CombinedNet
 from .imagenet import imagenet_classes
@@ -197,7 +197,7 @@ def _member_weights(names: list[str], weights: Weights) -> dict[str, str | Path 
     return {names[0]: weights}
 
 
-def create_backbone(name: str = DEFAULT_BACKBONE, weights: Weights = None, features: str = "pooled") -> Backbone:
+def create_backbone(name: str = DEFAULT_BACKBONE, weights: Weights = None, features: str = DEFAULT_FEATURES) -> Backbone:
     """Build a pretrained backbone by name.
 
     Args:
@@ -217,7 +217,7 @@ def create_backbone(name: str = DEFAULT_BACKBONE, weights: Weights = None, featu
     if len(names) > 1:
         check_weights_available(name, weights)  # every member's, before minutes of loading the first
     parts = [_single_backbone(member, files[member]) for member in names]
-    return parts[0] if len(parts) == 1 and features == "pooled" else combine_backbones(parts, features)
+    return parts[0] if len(parts) == 1 and features == DEFAULT_FEATURES else combine_backbones(parts, features)
 
 
 def _single_backbone(name: str, weights: str | Path | None) -> Backbone:
@@ -233,7 +233,7 @@ def _single_backbone(name: str, weights: str | Path | None) -> Backbone:
     return Backbone(name=name, arch=arch, model=ImageClassifier(net, Preprocess.from_timm(net), classes), weights=source)
 
 
-def combine_backbones(parts: list[Backbone], features: str = "pooled") -> Backbone:
+def combine_backbones(parts: list[Backbone], features: str = DEFAULT_FEATURES) -> Backbone:
     """One backbone whose features are the ``parts``' concatenated (their ``multi`` features for ``multi``).
 
     It takes the largest member's crop (normalised inside, per member); the members' own heads are dropped,

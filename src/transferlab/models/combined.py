@@ -20,9 +20,9 @@ from torch import nn
 
 from ..errors import BackboneError
 from .classifier import Normalize, fit_input_size
+from .defaults import DEFAULT_FEATURES, FEATURE_MODES
 from .state import eval_mode
 
-FEATURE_MODES = ("pooled", "multi")
 MULTI_STAGES = 3  # ``multi``: how many of the last feature stages (timm's ``feature_info``) are pooled too
 
 
@@ -36,7 +36,7 @@ def member_features(net: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
         x (B, 3, H, W) -> (B, D).
     """
     x = fit_input_size(net, x)
-    if mode == "pooled":
+    if mode == DEFAULT_FEATURES:
         return net.forward_head(net.forward_features(x), pre_logits=True)
     if not hasattr(net, "forward_intermediates"):
         raise BackboneError(f"--features multi needs timm's forward_intermediates, which {type(net).__name__} lacks — use --features pooled")
@@ -58,7 +58,7 @@ class CombinedNet(nn.Module):
         archs: Sequence[str],
         norms: Sequence[tuple[Sequence[float], Sequence[float]]],
         sizes: Sequence[tuple[int, int]],
-        features: str = "pooled",
+        features: str = DEFAULT_FEATURES,
         num_classes: int = 0,
     ) -> None:
         super().__init__()
@@ -157,5 +157,5 @@ class CombinedNet(nn.Module):
         nets = [timm.create_model(m["arch"], pretrained=False, num_classes=0) for m in members]
         return cls(
             nets, [m["arch"] for m in members], [(m["mean"], m["std"]) for m in members], [tuple(m["input_size"]) for m in members],
-            description.get("features", "pooled"), num_classes,
+            description.get("features", DEFAULT_FEATURES), num_classes,
         )

@@ -22,9 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-METHODS = ("msp", "energy", "mahalanobis", "knn")
-DEFAULT_METHOD = "knn"  # best AUROC/FPR95 across the development suite's selection splits (BENCHMARKS.md, "Out of distribution")
-DEFAULT_ACCEPT = 0.95  # share of in-distribution (validation) images the threshold accepts
+from .defaults import DEFAULT_ACCEPT, DEFAULT_METHOD  # noqa: F401  (import-light, for the CLI's defaults)
+from .defaults import SCORE_METHODS as METHODS
 TENSORS_FILE = "confidence.safetensors"
 ADD_HINT = "add one with `transferlab calibrate RUN DATA` (or train the run again)"
 
