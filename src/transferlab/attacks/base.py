@@ -23,6 +23,7 @@ from torch import nn
 
 from ..models.state import PRECISIONS as INFERENCE_PRECISIONS
 from ..models.state import bf16_available, warn_if_emulated  # noqa: F401  (bf16_available: public here too)
+from ..models.state import eval_mode, frozen, preserved
 from ..errors import ConfigError
 from .metrics import per_image_norm
 
@@ -282,20 +283,9 @@ def _logit_buffer(buffer: torch.Tensor, n: int, like: torch.Tensor) -> torch.Ten
 @contextlib.contextmanager
 def _attack_mode(model: nn.Module, fast: bool) -> Iterator[None]:
     """Eval mode, no parameter gradients and (fast path) channels_last for the attack; all restored after."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
     convs = [p for p in model.parameters() if p.ndim == 4]
     to_cl = fast and bool(convs) and not all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)  # gradients for the input only: skips every weight gradient
+    with preserved(model) if to_cl else contextlib.nullcontext(), eval_mode(model), frozen(model):
         if to_cl:
             model.to(memory_format=torch.channels_last)
         yield
-    finally:
-        if to_cl:
-            model.to(memory_format=torch.contiguous_format)
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)

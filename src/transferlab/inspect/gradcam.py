@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..models import ImageClassifier, resolve_class
+from ..models.state import eval_mode
 from .hooks import as_map, capture, last_conv_layer
 from ..errors import InputError
 
@@ -60,7 +61,8 @@ class CAM:
 
 def gradcam(model: ImageClassifier, image: torch.Tensor, target: int | str | None = None, layer: str | None = None) -> CAM:
     """Grad-CAM of ``target`` (index or name; default: the predicted class) at ``layer`` (default: the
-    last spatial layer, ``hooks.last_conv_layer``). The model's weights get no gradients; its mode is restored.
+    last spatial layer, ``hooks.last_conv_layer``), in the model's dtype. The model's weights get no
+    gradients; its modes are restored.
 
     Shape:
         image (1, 3, H, W) in [0, 1].
@@ -68,21 +70,18 @@ def gradcam(model: ImageClassifier, image: torch.Tensor, target: int | str | Non
     if image.ndim != 4 or image.shape[0] != 1:
         raise InputError(f"expected one image of shape (1, 3, H, W), got {tuple(image.shape)}")
     name = layer or last_conv_layer(model)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad(), capture(model.net, [name], detach=False) as acts:
-            logits = model(image.to(device).float())
-            index = int(logits.argmax(1)) if target is None else resolve_class(model.classes, target)
-            raw = acts.get(name)
-            if raw is None or as_map(model.net, raw, name) is None:
-                got = "no tensor" if raw is None else f"shape {tuple(raw.shape)}"
-                raise InputError(f"expected layer {name!r} to output a map or patch tokens, got {got} — pick one from `transferlab features MODEL --list-layers`")
-            (grad,) = torch.autograd.grad(logits[0, index], raw)
-            activation, grad = as_map(model.net, raw, name), as_map(model.net, grad, name)  # (1, K, h, w); ViT tokens on the patch grid
-    finally:
-        model.train(was_training)
+    param = next(model.parameters())
+    # the input asks for gradients, so the graph reaches the layer even when every weight is frozen
+    x = image.detach().to(param.device, param.dtype).requires_grad_(True)
+    with eval_mode(model), torch.enable_grad(), capture(model.net, [name], detach=False) as acts:
+        logits = model(x)
+        index = int(logits.argmax(1)) if target is None else resolve_class(model.classes, target)
+        raw = acts.get(name)
+        if raw is None or as_map(model.net, raw, name) is None:
+            got = "no tensor" if raw is None else f"shape {tuple(raw.shape)}"
+            raise InputError(f"expected layer {name!r} to output a map or patch tokens, got {got} — pick one from `transferlab features MODEL --list-layers`")
+        (grad,) = torch.autograd.grad(logits[0, index], raw)
+        activation, grad = as_map(model.net, raw, name), as_map(model.net, grad, name)  # (1, K, h, w); ViT tokens on the patch grid
     weights = grad.mean(dim=(2, 3), keepdim=True)  # (1, K, 1, 1): channel importance
     coarse = F.relu((weights * activation).sum(dim=1))[0].detach().float().cpu()  # (h, w)
     up = F.interpolate(coarse[None, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]

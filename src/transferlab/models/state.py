@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Iterator
 
@@ -12,15 +13,54 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
+def _modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """Each module's own ``training`` flag: a caller may train a model whose BatchNorm layers stay in eval
+    mode, which ``model.train(was_training)`` would undo by setting every submodule alike."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def _restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
+    for m, training in modes:
+        m.training = training
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode inside the block, its own mode (train or eval) again after."""
-    was_training = model.training
+    """``model`` in eval mode inside the block; after it, every submodule in its own mode (train or eval) again."""
+    modes = _modes(model)
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        _restore_modes(modes)
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with ``requires_grad`` off for every parameter inside the block (gradients for the input
+    only), each parameter's own flag again after."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def inference_copy(model: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A copy of ``model`` in eval mode on ``device``, its floating-point tensors in ``dtype``, for a caller
+    that keeps the converted model (an exporter, a server); ``model`` itself is untouched.
+
+    Each tensor is converted as it is copied, so a GPU model never needs twice its memory on the GPU.
+    """
+    def converted(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().to(device=device, dtype=dtype if t.is_floating_point() else t.dtype, copy=True)
+
+    memo: dict[int, object] = {id(p): nn.Parameter(converted(p), requires_grad=p.requires_grad) for p in model.parameters()}
+    memo.update({id(b): converted(b) for b in model.buffers()})
+    return copy.deepcopy(model, memo).eval()
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # auto: bf16 where the hardware has it, else fp32
@@ -76,11 +116,11 @@ def preserved(model: nn.Module) -> Iterator[nn.Module]:
     """
     params = [(p, p.device, p.dtype, _layout(p)) for p in model.parameters()]
     buffers = [(m, name, b.device, b.dtype, _layout(b)) for m in model.modules() for name, b in m.named_buffers(recurse=False)]
-    was_training = model.training
+    modes = _modes(model)
     try:
         yield model
     finally:
-        model.train(was_training)
+        _restore_modes(modes)
         for p, device, dtype, layout in params:
             moved = _moved_back(p.data, device, dtype, layout)
             if moved is not None:

@@ -24,6 +24,7 @@ from ..inspect.hooks import last_conv_layer
 from ..models import read_meta, write_json
 from ..models.classes import top_k
 from ..models.images import png_bytes, to_pil
+from ..models.state import inference_copy
 from ..run.run import Run
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class Predictor:
         self.run = run
         self.config = config
         self.threshold = config.threshold if config.threshold is not None else run_threshold(run)
-        model = run.model.float().cpu().eval()
+        model = inference_copy(run.model)  # fp32 on the CPU in eval mode; the caller's model stays as it is
         try:
             self.layer: str | None = last_conv_layer(model)
         except Exception as err:  # a network without a spatial map: serve without Grad-CAM

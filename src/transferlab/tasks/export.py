@@ -29,6 +29,7 @@ from ..data.decode import BadImageError
 from ..errors import ConfigError, DataError, RunError
 from ..models.classes import top_k
 from ..models.preprocess import Preprocess
+from ..models.state import inference_copy
 from ..run.run import Run
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def export(
         out = run.directory / FORMATS[format]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = run.model.float().cpu().eval()
+    model = inference_copy(run.model)  # fp32 on the CPU in eval mode; the caller's model stays as it is
     h, w = model.preprocess.input_size
     example = torch.rand(2, 3, h, w)
     meta = json.dumps({"classes": run.classes, "preprocess": model.preprocess.to_dict(), "backbone": run.meta["backbone"]["name"], "temperature": run.confidence.temperature})
@@ -146,7 +147,7 @@ def check_parity(
     limit: int | None = None, tolerance: float = TOLERANCE, batch_size: int = 16,
 ) -> Parity:
     """Logits of the exported model vs the PyTorch run on the same pixels (see ``export`` for which images)."""
-    model = run.model.float().cpu().eval()
+    model = inference_copy(run.model)  # fp32 on the CPU in eval mode; the caller's model stays as it is
     exported = _load_exported(Path(path), format)
     agree, worst, n, source = 0, 0.0, 0, ""
     for x, source in _parity_batches(run, images, limit, batch_size):  # x: (B, 3, H, W) in [0, 1]

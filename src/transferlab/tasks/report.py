@@ -28,6 +28,7 @@ from ..data.decode import BadImageError
 from ..errors import ConfigError
 from ..evaluate import plot_confusion_matrix, plot_history
 from ..inspect.gradcam import gradcam
+from ..inspect.hooks import forward_eval
 from ..run.run import Run
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def _adversarial(run: Run, rows: list[dict[str, Any]]) -> str:
         except BadImageError:
             continue
         with torch.no_grad():
-            probs = torch.softmax(run.model.eval()(x).float(), 1)[0]
+            probs = torch.softmax(forward_eval(run.model, x).float(), 1)[0]
         probs[run.classes.index(r["true"])] = -1
         attack = attack_image(run.model, x, AttackConfig(), target=int(probs.argmax()))
         return (f"<p>{_e(Path(r['path']).name)}, a {_e(r['true'])} the model was sure of, changed by at most 4/255 per pixel: "
