@@ -38,11 +38,15 @@ def _gallery(n: int, ncols: int = 4):
     return plot_top_losses(_images(n), true, pred, [0.9] * n, [0.05] * n, ncols=ncols)
 
 
-def _assert_png(path: Path) -> None:
-    assert path.stat().st_size > 0
+def _assert_png(path: Path, fig, dpi: int = 120) -> None:
+    """The file is ``fig`` drawn at ``dpi``: a PNG the figure's size in pixels, less at most the margins that
+    bbox_inches="tight" crops (plus its 0.1-inch padding), and not a blank page."""
+    full = fig.get_size_inches() * dpi  # (width, height) in pixels
     with Image.open(path) as image:
         assert image.format == "PNG"
-        assert image.width > 0 and image.height > 0
+        assert all(0.75 * f <= got <= f + 0.2 * dpi + 1 for got, f in zip(image.size, full)), (image.size, full)
+        pixels = np.asarray(image.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 2  # more than a background and one colour
 
 
 def _outside_figure(fig, texts) -> list[str]:
@@ -58,9 +62,16 @@ def _outside_figure(fig, texts) -> list[str]:
 
 @pytest.mark.parametrize("n", [2, 5, 12, 37])
 @pytest.mark.parametrize("normalize", [False, True])
-def test_confusion_matrix_saves_png(tmp_path: Path, n: int, normalize: bool) -> None:
-    fig = plot_confusion_matrix(_cm(n), PET_LIKE[:n], normalize=normalize)
-    _assert_png(save_figure(fig, tmp_path / "cm.png"))
+def test_confusion_matrix_shows_the_matrix_and_saves_it_as_png(tmp_path: Path, n: int, normalize: bool) -> None:
+    cm = _cm(n)
+    fig = plot_confusion_matrix(cm, PET_LIKE[:n], normalize=normalize)
+    ax, bar = fig.axes  # the matrix and its colour bar
+    want = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm  # rows: true classes
+    assert np.allclose(ax.images[0].get_array(), want)
+    assert ax.get_title() == "Confusion matrix" + (" (row-normalised)" if normalize else "")
+    assert [t.get_text() for t in ax.get_yticklabels()] == PET_LIKE[:n] and (ax.get_xlabel(), ax.get_ylabel()) == ("Predicted", "True")
+    assert bar.get_ylim() == (0.0, 1.0 if normalize else float(cm.max()))  # the scale runs to the largest cell
+    _assert_png(save_figure(fig, tmp_path / "cm.png"), fig)
 
 
 def test_confusion_matrix_37_long_labels_fit_inside_figure() -> None:
@@ -118,7 +129,7 @@ def test_top_losses_grid_hides_empty_cells(tmp_path: Path, n: int) -> None:
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == n
     assert len(fig.axes) == -(-n // 4) * min(4, n)  # full rows of the grid
-    _assert_png(save_figure(fig, tmp_path / "top.png"))
+    _assert_png(save_figure(fig, tmp_path / "top.png"), fig)
 
 
 def test_top_losses_titles_and_colours() -> None:
@@ -134,7 +145,7 @@ def test_top_losses_titles_and_colours() -> None:
 def test_top_losses_empty(tmp_path: Path) -> None:
     fig = plot_top_losses([], [], [], [], [])
     assert any("no misclassified images" in t.get_text() for t in fig.axes[0].texts)
-    _assert_png(save_figure(fig, tmp_path / "empty.png"))
+    _assert_png(save_figure(fig, tmp_path / "empty.png"), fig)
 
 
 def test_top_losses_validates_inputs() -> None:
@@ -150,7 +161,7 @@ def test_save_figure_creates_parents_and_rejects_other_formats(tmp_path: Path) -
     fig = plot_confusion_matrix(_cm(2), ["a", "b"])
     path = save_figure(fig, tmp_path / "nested" / "dir" / "cm.png", dpi=50)
     assert path == tmp_path / "nested" / "dir" / "cm.png"
-    _assert_png(path)
+    _assert_png(path, fig, dpi=50)
     with pytest.raises(ValueError, match="expected a path ending in .png"):
         save_figure(fig, tmp_path / "cm.jpg")
 
