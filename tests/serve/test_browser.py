@@ -7,7 +7,6 @@ skipped with the reason when any is missing.
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -48,17 +47,18 @@ def browser():
 
 
 def _serve_in_thread(app) -> tuple[str, object]:
+    """Serve ``app`` on 127.0.0.1 from a thread; the server binds port 0 and reports the port it got (a port
+    found free and bound again later can be taken in between)."""
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    for _ in range(200):
-        if server.started:
-            break
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start within 60 s"
         time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
     return f"http://127.0.0.1:{port}", server
 
 
