@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from torch import nn
 from .._types import Progress
 from ..models.state import eval_mode
 from .._io import atomic_write_bytes
+from .base import Attack, AttackResult
 from .config import AttackConfig
 
 
@@ -187,34 +189,20 @@ def robustness(
             it rejects (else "").
     """
     eps = sorted({float(e) for e in eps})
-    shape_of = _shapes(images)
     y = torch.as_tensor(list(labels), dtype=torch.long)
     clean = _predict(model, images, batch_size) == y
-    n = len(y)
     standing = clean.nonzero()[:, 0].tolist()
-    fooled = flagged = 0
+    shape_of, tally = _shapes(images), _Tally(flag)
     curve = []
     for k, e in enumerate(eps):
         started, attacked, steps = time.perf_counter(), len(standing), []
         if e > 0 and standing:
-            attack = config.build(model, targeted=False, eps=e)
-            still = []
-            for idx in _batches(standing, batch_size, shape_of):
-                result = attack(_stack(images, idx), y[idx])
-                steps += result.steps.tolist()
-                still += [i for i, ok in zip(idx, result.success.tolist()) if not ok]
-                won = result.success.cpu()
-                if flag is not None and won.any():
-                    fooled += int(won.sum())
-                    flagged += int(flag(result.images[won].cpu()).sum())
-            standing = still
-        correct = len(standing)
+            standing, steps = _attack_standing(config.build(model, targeted=False, eps=e), images, y, standing, batch_size, shape_of, tally)
         curve.append({
-            "eps": e, "eps_255": round(e * 255, 4), "n": n, "clean_accuracy": float(clean.float().mean()),
-            "robust_accuracy": correct / n, "attack_success_rate": 1 - correct / max(int(clean.sum()), 1),
-            "fooled_flagged_rate": "" if flag is None or not fooled else flagged / fooled,
-            "attacked": attacked if e > 0 else 0, "mean_steps": float(np.mean(steps)) if steps else 0.0,
-            "seconds": round(time.perf_counter() - started, 3),
+            "eps": e, "eps_255": round(e * 255, 4), "n": len(y), "clean_accuracy": float(clean.float().mean()),
+            "robust_accuracy": len(standing) / len(y), "attack_success_rate": 1 - len(standing) / max(int(clean.sum()), 1),
+            "fooled_flagged_rate": tally.rate(), "attacked": attacked if e > 0 else 0,
+            "mean_steps": float(np.mean(steps)) if steps else 0.0, "seconds": round(time.perf_counter() - started, 3),
         })
         if progress:
             progress("robustness", k + 1, len(eps))
@@ -222,6 +210,40 @@ def robustness(
     if targeted:
         result.matrix = success_matrix(model, images, y, clean, [e for e in eps if e > 0] or eps, config, targets, batch_size, progress)
     return result
+
+
+@dataclass
+class _Tally:
+    """How many adversarial images were found so far, and how many of them ``flag`` rejects."""
+
+    flag: Callable[[torch.Tensor], torch.Tensor] | None
+    fooled: int = 0
+    flagged: int = 0
+
+    def add(self, result: AttackResult) -> None:
+        won = result.success.cpu()
+        if self.flag is not None and won.any():
+            self.fooled += int(won.sum())
+            self.flagged += int(self.flag(result.images[won].cpu()).sum())
+
+    def rate(self) -> float | str:
+        """The share of the fooled images that ``flag`` rejects ("" without a flag or before any is fooled)."""
+        return "" if self.flag is None or not self.fooled else self.flagged / self.fooled
+
+
+def _attack_standing(
+    attack: Attack, images: Sequence[torch.Tensor], y: torch.Tensor, standing: list[int], batch_size: int,
+    shape_of: Callable[[int], tuple[int, int]], tally: _Tally,
+) -> tuple[list[int], list[int]]:
+    """Attack the images still classified correctly: those that withstand it, and the steps each attack took."""
+    still: list[int] = []
+    steps: list[int] = []
+    for idx in _batches(standing, batch_size, shape_of):
+        result = attack(_stack(images, idx), y[idx])
+        steps += result.steps.tolist()
+        still += [i for i, ok in zip(idx, result.success.tolist()) if not ok]
+        tally.add(result)
+    return still, steps
 
 
 def success_matrix(
@@ -242,14 +264,35 @@ def success_matrix(
     """
     classes = sorted(set(labels.tolist())) if targets is None else list(targets)
     pos = {c: i for i, c in enumerate(classes)}
-    pairs = [(i, t) for i in correct.nonzero()[:, 0].tolist() if int(labels[i]) in pos for t in classes if t != int(labels[i])]
+    sources = [i for i in correct.nonzero()[:, 0].tolist() if int(labels[i]) in pos]
+    pairs = [(i, t) for i in sources for t in classes if t != int(labels[i])]
+    minimal = _minimal_eps(model, images, pairs, eps, config, batch_size, progress)
+    n = np.bincount(np.array([pos[int(labels[i])] for i in sources], dtype=int), minlength=len(classes))
+    success = np.full((len(eps), len(classes), len(classes)), np.nan)
+    median = np.full((len(classes), len(classes)), np.nan)
+    for s, t in itertools.permutations(range(len(classes)), 2):
+        if n[s]:
+            found = np.array([minimal[(i, classes[t])] for (i, tt) in pairs if tt == classes[t] and int(labels[i]) == classes[s]])
+            success[:, s, t] = [(found <= e).mean() for e in eps]
+            med = float(np.sort(found)[(len(found) - 1) // 2])  # lower median: a budget actually tried
+            median[s, t] = med if math.isfinite(med) else np.nan
+    names = [model.classes[c] for c in classes] if hasattr(model, "classes") else [str(c) for c in classes]
+    return SuccessMatrix(names, list(eps), n, success, median)
+
+
+def _minimal_eps(
+    model: nn.Module, images: Sequence[torch.Tensor], pairs: list[tuple[int, int]], eps: Sequence[float], config: AttackConfig,
+    batch_size: int, progress: Progress | None,
+) -> dict[tuple[int, int], float]:
+    """(image, target) -> the smallest ε of ``eps`` whose targeted attack succeeds (inf: none did); each
+    budget attacks only the pairs still open."""
     minimal = {p: math.inf for p in pairs}
     open_pairs = list(pairs)
+    shape_of = _shapes(images)
     for k, e in enumerate(eps):
         if e > 0 and open_pairs:
             attack = config.build(model, targeted=True, eps=e)
-            still = []
-            shape_of = _shapes(images)
+            still = []  # in the order attacked: the next budget batches them alike
             for chunk in _batches(range(len(open_pairs)), batch_size, lambda c: shape_of(open_pairs[c][0])):
                 batch = [open_pairs[c] for c in chunk]
                 result = attack(_stack(images, [i for i, _ in batch]), torch.tensor([t for _, t in batch]))
@@ -261,20 +304,4 @@ def success_matrix(
             open_pairs = still
         if progress:
             progress("targeted", k + 1, len(eps))
-    K = len(classes)
-    n = np.zeros(K, dtype=int)
-    for i in correct.nonzero()[:, 0].tolist():
-        if int(labels[i]) in pos:
-            n[pos[int(labels[i])]] += 1
-    success = np.full((len(eps), K, K), np.nan)
-    median = np.full((K, K), np.nan)
-    for s in range(K):
-        for t in range(K):
-            if s == t or n[s] == 0:
-                continue
-            found = np.array([minimal[(i, classes[t])] for (i, tt) in pairs if tt == classes[t] and int(labels[i]) == classes[s]])
-            success[:, s, t] = [(found <= e).mean() for e in eps]
-            med = float(np.sort(found)[(len(found) - 1) // 2])  # lower median: a budget actually tried
-            median[s, t] = med if math.isfinite(med) else np.nan
-    names = [model.classes[c] for c in classes] if hasattr(model, "classes") else [str(c) for c in classes]
-    return SuccessMatrix(names, list(eps), n, success, median)
+    return minimal
