@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.state import eval_mode
+from ..models.state import device_of, eval_mode
 from .._io import atomic_write_bytes
 from ..models import write_json
 from ..models.classes import top_k
@@ -109,20 +109,13 @@ def attack_image(
     """
     x = image if image.ndim == 4 else image.unsqueeze(0)
     classes = list(model.classes)
-    device = next(model.parameters()).device
-    with eval_mode(model):
-        with torch.no_grad():
-            probs_before = model(x.to(device).float()).float().softmax(1)[0].cpu()
+    probs_before = _probabilities(model, x)[0]
     predicted = int(probs_before.argmax())
-    if target is None and label is None:
-        label = predicted
     targeted = target is not None
-    goal = target if targeted else label
-    attack = config.build(model, targeted=targeted)
-    result = attack(x, int(goal))  # type: ignore[arg-type]
-    adv = result.images.cpu()
+    goal = int(target if target is not None else predicted if label is None else label)
+    result = config.build(model, targeted=targeted)(x, goal)
+    adv, x_cpu = result.images.cpu(), x.float().cpu()
     probs_after = result.logits[0].softmax(0).cpu()
-    x_cpu = x.float().cpu()
     after = int(probs_after.argmax())
     record: dict[str, Any] = {
         "method": config.method,
@@ -134,22 +127,35 @@ def attack_image(
         "original": {"class": classes[predicted], "index": predicted, "prob": float(probs_before[predicted])},
         "adversarial": {"class": classes[after], "index": after, "prob": float(probs_after[after])},
         "success": bool(result.success[0]),
-        "margin": float(margins(result.logits[:1].float(), torch.tensor([int(goal)], device=result.logits.device), targeted)[0]),  # type: ignore[arg-type]
-        "linf": float(linf(adv, x_cpu)[0]),
-        "linf_255": round(float(linf(adv, x_cpu)[0]) * 255, 4),
-        "l2": float(l2(adv, x_cpu)[0]),
-        "psnr_db": float(psnr(adv, x_cpu)[0]),
-        "ssim": float(ssim(adv, x_cpu)[0]),
+        "margin": float(margins(result.logits[:1].float(), torch.tensor([goal], device=result.logits.device), targeted)[0]),
+        **_distances(adv, x_cpu),
         "steps": int(result.steps[0]),
         "seconds": round(result.seconds, 4),
-        "top5_before": top_k(probs_before.cpu(), classes, decimals=6),
-        "top5_after": top_k(probs_after.cpu(), classes, decimals=6),
+        "top5_before": top_k(probs_before, classes, decimals=6),
+        "top5_after": top_k(probs_after, classes, decimals=6),
     }
+    entry: dict[str, Any] = {"class": classes[goal], "index": goal}
     if targeted:
-        record["target"] = {"class": classes[target], "index": target, "prob_before": float(probs_before[target]), "prob_after": float(probs_after[target])}  # type: ignore[index]
-    else:
-        record["label"] = {"class": classes[label], "index": label, "prob_after": float(probs_after[label])}  # type: ignore[index]
+        entry["prob_before"] = float(probs_before[goal])
+    record["target" if targeted else "label"] = {**entry, "prob_after": float(probs_after[goal])}
     return AdversarialExample(x_cpu[0], adv[0], probs_before, probs_after, classes, record)
+
+
+def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model``'s class probabilities for ``x`` (fp32, on the CPU), in eval mode. Shape: x (B, 3, H, W) -> (B, C)."""
+    with eval_mode(model), torch.no_grad():
+        return model(x.to(device_of(model)).float()).float().softmax(1).cpu()
+
+
+def _distances(adv: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
+    """How far the adversarial image is from the original, by each measure the report gives. Shape: (1, 3, H, W) each."""
+    return {
+        "linf": float(linf(adv, x)[0]),
+        "linf_255": round(float(linf(adv, x)[0]) * 255, 4),
+        "l2": float(l2(adv, x)[0]),
+        "psnr_db": float(psnr(adv, x)[0]),
+        "ssim": float(ssim(adv, x)[0]),
+    }
 
 
 def transfer(model: nn.Module, report: AdversarialExample, name: str = "") -> dict[str, Any]:
@@ -164,9 +170,7 @@ def transfer(model: nn.Module, report: AdversarialExample, name: str = "") -> di
     pair = torch.stack([report.original, report.adversarial])
     if hasattr(model, "preprocess"):
         model = PhotoClassifier(model)
-    with eval_mode(model):
-        with torch.no_grad():
-            probs = model(pair.to(next(model.parameters()).device).float()).float().softmax(1).cpu()
+    probs = _probabilities(model, pair)
     classes = list(model.classes)
     before, after = int(probs[0].argmax()), int(probs[1].argmax())
     out: dict[str, Any] = {
