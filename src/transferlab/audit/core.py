@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,59 +84,96 @@ def audit_features(
         features (N, D).
     """
     timing: dict[str, float] = {}
-    t = time.perf_counter()
-    unit = normalise(features)
-    paths = [s.path for s in samples]
-    near = nearest(unit, unit, max(config.neighbours, config.outlier_k, config.label_neighbours), exclude_self=True)  # (N, k) once, for all
-    pairs = find_duplicates(paths, hashes, unit, config, near, rank=[_SPLIT_ORDER[s.split] for s in samples])
-    timing["duplicates"] = round(time.perf_counter() - t, 3)
-
-    t = time.perf_counter()
-    if progress:
-        progress("label check", 0, 1)
-    labels = np.array([s.label for s in samples])
-    present = np.unique(labels)
-    remap = np.full(len(dataset.classes), -1)
-    remap[present] = np.arange(len(present))  # classes with no readable image get no column
-    given = remap[labels]
-    probe = out_of_fold_probabilities(features.numpy(), given, len(present), config.folds, seed)
-    probs = (probe + neighbour_probabilities(given, near, len(present), config.label_neighbours)) / 2
-    issues = low_confidence_issues(given, probs, config.label_fraction) if config.label_rule == "relative" else find_label_issues(given, probs)
-    if progress:
-        progress("label check", 1, 1)
-    timing["labels"] = round(time.perf_counter() - t, 3)
-
-    t = time.perf_counter()
-    z = robust_z(outlier_scores(unit, config.outlier_k, near))
-    timing["outliers"] = round(time.perf_counter() - t, 3)
-
-    names = [dataset.classes[c] for c in present]
-    rel = lambda p: _relative(p, dataset.root)  # noqa: E731
-    findings = _duplicate_findings(pairs, samples, dataset, rel)
-    conf = self_confidence(given, probs)
-    suggested = probs.argmax(1)
-    for i in sorted(np.flatnonzero(issues), key=lambda i: conf[i]):
-        s = samples[i]
-        findings.append(Finding("label", str(s.path), s.split, dataset.classes[s.label], round(1.0 - float(conf[i]), 4),
-                                f"the out-of-fold probe and the nearest images say {names[suggested[i]]} ({probs[i, suggested[i]]:.2f}), "
-                                f"{conf[i]:.2f} for its label {dataset.classes[s.label]}",
-                                suggested_label=names[suggested[i]]))
-    for i in sorted(np.flatnonzero(z > config.outlier_z), key=lambda i: -z[i]):
-        s = samples[i]
-        findings.append(Finding("outlier", str(s.path), s.split, dataset.classes[s.label], round(float(z[i]), 2),
-                                f"far from every other image: {z[i]:.1f} robust standard deviations above the typical distance to its {config.outlier_k} nearest neighbours"))
-    predicted = probe.argmax(1)  # balance and accuracy: the probe's own answers
-    confusion = np.zeros((len(present), len(present)), dtype=int)
-    np.add.at(confusion, (given, predicted), 1)
-    confused = [{"given": names[a], "predicted": names[b], "count": int(confusion[a, b])}
-                for a, b in sorted(zip(*np.nonzero(confusion)), key=lambda ab: -confusion[ab]) if a != b][:10]
+    with _timed(timing, "duplicates"):
+        unit = normalise(features)
+        near = nearest(unit, unit, max(config.neighbours, config.outlier_k, config.label_neighbours), exclude_self=True)  # (N, k) once, for all
+        pairs = find_duplicates([s.path for s in samples], hashes, unit, config, near, rank=[_SPLIT_ORDER[s.split] for s in samples])
+    with _timed(timing, "labels"):
+        if progress:
+            progress("label check", 0, 1)
+        check = _check_labels(samples, len(dataset.classes), features, near, config, seed)
+        if progress:
+            progress("label check", 1, 1)
+    with _timed(timing, "outliers"):
+        z = robust_z(outlier_scores(unit, config.outlier_k, near))
+    names = [dataset.classes[c] for c in check.present]
+    findings = _duplicate_findings(pairs, samples, dataset, lambda p: _relative(p, dataset.root))
+    findings += _label_findings(check, samples, dataset, names)
+    findings += _outlier_findings(z, samples, dataset, config)
+    predicted = check.probe.argmax(1)  # balance and accuracy: the probe's own answers
     return AuditResult(
-        root=str(dataset.root), backbone="", n_images=len(samples), findings=findings, counts=dataset.counts(), confused=confused,
-        oof_accuracy=round(float((predicted == given).mean()), 4),
+        root=str(dataset.root), backbone="", n_images=len(samples), findings=findings, counts=dataset.counts(),
+        confused=_most_confused(check.given, predicted, names), oof_accuracy=round(float((predicted == check.given).mean()), 4),
         thresholds={"candidate_similarity": config.candidate_similarity, "near_duplicate": config.near_duplicate, "outlier_z": config.outlier_z, "folds": config.folds,
                     "label_rule": config.label_rule, "label_fraction": config.label_fraction, "label_neighbours": config.label_neighbours},
         fingerprint=dataset.fingerprint(), seconds=timing,
     )
+
+
+@contextlib.contextmanager
+def _timed(timing: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the seconds the block took as ``timing[stage]``."""
+    started = time.perf_counter()
+    yield
+    timing[stage] = round(time.perf_counter() - started, 3)
+
+
+@dataclass
+class _LabelCheck:
+    """The label check's view of the images: labels renumbered over the classes present, and its verdicts."""
+
+    present: np.ndarray  # (K,) dataset class indices with at least one readable image (the others get no column)
+    given: np.ndarray  # (N,) each image's label as an index into ``present``
+    probe: np.ndarray  # (N, K) out-of-fold probabilities of a linear probe
+    probs: np.ndarray  # (N, K) the probe's and the nearest neighbours' probabilities, averaged
+    issues: np.ndarray  # (N,) bool: a likely label error
+
+
+def _check_labels(
+    samples: Sequence[Sample], n_classes: int, features: torch.Tensor, near: tuple[np.ndarray, np.ndarray], config: AuditConfig, seed: int,
+) -> _LabelCheck:
+    """Which labels the out-of-fold probe and the nearest images (``near``: ``neighbours.nearest``'s answer)
+    disagree with. Shape: features (N, D)."""
+    labels = np.array([s.label for s in samples])
+    present = np.unique(labels)
+    remap = np.full(n_classes, -1)
+    remap[present] = np.arange(len(present))
+    given = remap[labels]
+    probe = out_of_fold_probabilities(features.numpy(), given, len(present), config.folds, seed)
+    probs = (probe + neighbour_probabilities(given, near, len(present), config.label_neighbours)) / 2
+    issues = low_confidence_issues(given, probs, config.label_fraction) if config.label_rule == "relative" else find_label_issues(given, probs)
+    return _LabelCheck(present, given, probe, probs, issues)
+
+
+def _label_findings(check: _LabelCheck, samples: Sequence[Sample], dataset: Dataset, names: list[str]) -> list[Finding]:
+    """One finding per likely label error, the least self-confident first."""
+    conf = self_confidence(check.given, check.probs)
+    suggested = check.probs.argmax(1)
+    findings = []
+    for i in sorted(np.flatnonzero(check.issues), key=lambda i: conf[i]):
+        s, label, guess = samples[i], dataset.classes[samples[i].label], names[suggested[i]]
+        findings.append(Finding("label", str(s.path), s.split, label, round(1.0 - float(conf[i]), 4),
+                                f"the out-of-fold probe and the nearest images say {guess} ({check.probs[i, suggested[i]]:.2f}), {conf[i]:.2f} for its label {label}",
+                                suggested_label=guess))
+    return findings
+
+
+def _outlier_findings(z: np.ndarray, samples: Sequence[Sample], dataset: Dataset, config: AuditConfig) -> list[Finding]:
+    """One finding per image whose robust z-score of neighbour distance is above ``config.outlier_z``, the farthest first."""
+    findings = []
+    for i in sorted(np.flatnonzero(z > config.outlier_z), key=lambda i: -z[i]):
+        s = samples[i]
+        findings.append(Finding("outlier", str(s.path), s.split, dataset.classes[s.label], round(float(z[i]), 2),
+                                f"far from every other image: {z[i]:.1f} robust standard deviations above the typical distance to its {config.outlier_k} nearest neighbours"))
+    return findings
+
+
+def _most_confused(given: np.ndarray, predicted: np.ndarray, names: list[str], n: int = 10) -> list[dict[str, object]]:
+    """The ``n`` most frequent (given, predicted) class pairs that differ."""
+    confusion = np.zeros((len(names), len(names)), dtype=int)
+    np.add.at(confusion, (given, predicted), 1)
+    return [{"given": names[a], "predicted": names[b], "count": int(confusion[a, b])}
+            for a, b in sorted(zip(*np.nonzero(confusion)), key=lambda ab: -confusion[ab]) if a != b][:n]
 
 
 def _duplicate_findings(pairs: list[Pair], samples: Sequence[Sample], dataset: Dataset, rel) -> list[Finding]:
