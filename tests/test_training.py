@@ -133,12 +133,46 @@ def test_a_probe_run_suggests_auto_only_where_fine_tuning_could_win(tiny_weights
     assert tl.train(tl.load_dataset(small), TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache").record.decision is None
 
 
-def test_a_time_budget_ends_fine_tuning(tiny_weights: Path, tmp_path: Path) -> None:
+def _epochs_take_one_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A monotonic clock that moves by exactly 1 s per fine-tuning epoch and not otherwise, for every
+    transferlab module that reads the time: what a budget decides then no longer depends on this machine."""
+    import importlib
+    import sys
+    import time
+
+    finetune = importlib.import_module("transferlab.train.finetune")  # (tl.train, the function, hides the package)
+    assert callable(tl.train)  # resolving it imports the training modules, so the loop below finds them all
+    now = [1000.0]
+
+    class Clock:  # the time module, but its monotonic clock is the test's
+        def __getattr__(self, name: str):
+            return getattr(time, name)
+
+        @staticmethod
+        def monotonic() -> float:
+            return now[0]
+
+    for module in [m for name, m in sys.modules.items() if name.startswith("transferlab.") and getattr(m, "time", None) is time]:
+        monkeypatch.setattr(module, "time", Clock())
+    real_epoch = finetune.train_one_epoch
+
+    def one_second_epoch(*args, **kwargs):
+        row = real_epoch(*args, **kwargs)
+        now[0] += 1.0
+        return row
+
+    monkeypatch.setattr(finetune, "train_one_epoch", one_second_epoch)
+
+
+def test_a_time_budget_ends_fine_tuning(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = random_labels(tmp_path / "data", LAYOUTS["train+test"])
     config = dataclasses.replace(ONE_EPOCH, epochs=50, patience=50, batch_size=8)
-    run = tl.train(tl.load_dataset(root), TINY, "auto", weights=tiny_weights, precision="fp32", finetune_config=config, budget=3.0, cache_dir=tmp_path / "cache")
+    _epochs_take_one_second(monkeypatch)
+    run = tl.train(tl.load_dataset(root), TINY, "auto", weights=tiny_weights, precision="fp32", finetune_config=config, budget=1.5, cache_dir=tmp_path / "cache")
     tuned = run.record.finetune
-    assert tuned["over_budget"] is True and len(tuned["history"]) - 1 < 50 and "time budget" in run.record.decision
+    # epoch 1 ends at 1 s; a second, judged by the first one's length, would end at 2 s > 1.5: not started
+    assert tuned["over_budget"] is True and [row["epoch"] for row in tuned["history"]] == [0, 1]
+    assert "time budget" in run.record.decision
     with pytest.raises(tl.ConfigError, match="budget"):
         tl.train(tl.load_dataset(root), TINY, "auto", weights=tiny_weights, budget=0)
 
