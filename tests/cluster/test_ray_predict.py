@@ -152,7 +152,7 @@ def test_cli_predict_ray_writes_csv_rows_with_reasons_from_paths_and_uris(local_
     assert "9 rows, 3 unreadable" in result.output
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "label_1", "prob_1", "label_2", "prob_2", "in_distribution", "error"]  # the run has a threshold
+    assert list(rows[0]) == ["path", "label", "label_1", "prob_1", "label_2", "prob_2", "in_distribution", "error"]  # the run has a threshold
     assert [r["path"] for r in rows] == sources
     for row, want in zip(rows, plain):
         if "error" in want:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
 
 import transferlab as tl
@@ -19,31 +18,20 @@ def test_without_ray_the_error_is_one_line_naming_the_extra(monkeypatch: pytest.
     assert "\n" not in str(err.value)
 
 
-class _Scored:
-    """A run with a "none of these" threshold (what calibrated runs have): its score comes from ``score_features``."""
-
-    classes = ["cat", "dog", "fox"]
-    confidence = type("Confidence", (), {"rejects": True})()
-
-    def score_features(self, features):
-        scores = np.asarray(features).sum(1)
-        return None, scores, scores > 0, None
-
-
-def test_rows_carry_top_k_reasons_and_the_in_distribution_score_only_when_the_run_has_one() -> None:
+def test_rows_carry_the_answer_top_k_reasons_and_the_in_distribution_score_only_when_the_run_has_one() -> None:
     pytest.importorskip("pyarrow", reason="pyarrow comes with ray[data]")
-    from transferlab.cluster.predict import in_distribution, prediction_rows
+    from transferlab.cluster.predict import prediction_rows
+    from transferlab.run.prediction import Prediction, Ranked
 
-    probs = np.array([[0.2, 0.5, 0.3]])
-    plain = type("Plain", (), {"classes": ["cat", "dog", "fox"]})()
-    rows = prediction_rows(plain, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(plain, np.array([4.0])), 2).to_pylist()
+    top = (Ranked("dog", 1, 0.5), Ranked("fox", 2, 0.3), Ranked("cat", 0, 0.2))
+    rejected = Prediction(path="a.jpg", label=None, index=1, closest="dog", prob=0.5, in_distribution=False, score=-1.5, top=top)
+    rows = prediction_rows(["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], [rejected], 2, with_score=False).to_pylist()
     assert rows == [
-        {"path": "a.jpg", "label_1": "dog", "prob_1": 0.5, "label_2": "fox", "prob_2": 0.3, "error": None},
-        {"path": "b.jpg", "label_1": None, "prob_1": None, "label_2": None, "prob_2": None, "error": "empty file (0 bytes)"},
+        {"path": "a.jpg", "label": None, "label_1": "dog", "prob_1": 0.5, "label_2": "fox", "prob_2": 0.3, "error": None},
+        {"path": "b.jpg", "label": None, "label_1": None, "prob_1": None, "label_2": None, "prob_2": None, "error": "empty file (0 bytes)"},
     ]
-    scored = _Scored()
-    rows = prediction_rows(scored, ["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], probs, in_distribution(scored, scored.score_features(np.ones((1, 4)))[1]), 1).to_pylist()
-    assert [r["in_distribution"] for r in rows] == [4.0, None]
+    rows = prediction_rows(["a.jpg", "b.jpg"], [None, "empty file (0 bytes)"], [rejected], 1, with_score=True).to_pylist()
+    assert [r["in_distribution"] for r in rows] == [-1.5, None]
 
 
 def test_an_address_where_no_cluster_listens_is_a_one_line_error_not_minutes_of_retries() -> None:

@@ -1,9 +1,10 @@
 """``predict`` over Ray Data: files -> decoding tasks -> a pool of model replicas -> one row per file.
 
-Each row holds the path, the top-k labels with their probabilities, the in-distribution score where the
-run has one, and ``error`` (the reason) for a file that could not be read or decoded. The numbers are
-``Run.predict``'s: the same decoding (``features.extract.load_image``), the same feature extractor and
-runtime (``features.runtime``), the same head, temperature and in-distribution score (``Run.score_features``).
+Each row holds the path, ``label`` (the answer: None for "none of these"), the top-k labels with their
+probabilities, the in-distribution score where the run has one, and ``error`` (the reason) for a file that
+could not be read or decoded. The numbers are ``Run.predict``'s: the same decoding
+(``features.extract.load_image``), the same feature extractor and runtime (``features.runtime``), and the
+same ``Prediction`` from the pooled features (``run.prediction.predict_features``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from .._types import Progress
 from ..errors import ConfigError, StorageError
+from ..run.prediction import Prediction, predict_features
 from ..run.run import Run
 from .session import RayConfig, batch_rows, block_count, connected, data_context, decode_args, decode_batch, file_items, list_sources, pool_args
 
@@ -43,16 +45,11 @@ def has_in_distribution(run: Run) -> bool:
     return bool(confidence is not None and confidence.rejects)
 
 
-def in_distribution(run: Run, scores: Any) -> np.ndarray | None:
-    """The ``in_distribution`` column: ``scores`` (from ``Run.score_features``) when the run has a threshold; else ``None``."""
-    return np.asarray(scores, dtype=np.float64).reshape(-1) if has_in_distribution(run) else None
-
-
 def row_schema(k: int, with_score: bool) -> Any:
-    """The output's columns: path, label_1, prob_1 ... label_k, prob_k, [in_distribution], error."""
+    """The output's columns: path, label, label_1, prob_1 ... label_k, prob_k, [in_distribution], error."""
     import pyarrow as pa
 
-    fields = [pa.field("path", pa.string())]
+    fields = [pa.field("path", pa.string()), pa.field("label", pa.string())]
     for rank in range(1, k + 1):
         fields += [pa.field(f"label_{rank}", pa.string()), pa.field(f"prob_{rank}", pa.float64())]
     if with_score:
@@ -60,31 +57,24 @@ def row_schema(k: int, with_score: bool) -> Any:
     return pa.schema([*fields, pa.field("error", pa.string())])
 
 
-def prediction_rows(run: Run, paths: Sequence[str], errors: Sequence[str | None], probs: np.ndarray, scores: np.ndarray | None, k: int) -> Any:
-    """One pyarrow row per file: top-k of ``probs`` for the readable ones (in order), the reason for the rest.
+def prediction_rows(paths: Sequence[str], errors: Sequence[str | None], answers: Sequence[Prediction], k: int, with_score: bool) -> Any:
+    """One pyarrow row per file: ``answers`` for the readable ones (in order), the reason for the rest.
 
-    Shape:
-        probs (N_ok, C) for the N_ok files whose error is None; scores (N_ok,) or None.
+    ``label`` is the answer (None: "none of these"); ``in_distribution`` the in-distribution score.
     """
     import pyarrow as pa
 
     ok = [i for i, e in enumerate(errors) if e is None]
-    columns: dict[str, list[Any]] = {"path": list(paths)}
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k] if len(ok) else np.zeros((0, k), dtype=int)
+    by_file: dict[int, Prediction] = dict(zip(ok, answers))
+    columns: dict[str, list[Any]] = {"path": list(paths), "label": [by_file[i].label if i in by_file else None for i in range(len(paths))]}
     for rank in range(k):
-        labels: list[Any] = [None] * len(paths)
-        values: list[Any] = [None] * len(paths)
-        for row, i in enumerate(ok):
-            j = order[row, rank]
-            labels[i], values[i] = run.classes[j], float(probs[row, j])
-        columns[f"label_{rank + 1}"], columns[f"prob_{rank + 1}"] = labels, values
-    if scores is not None:
-        values = [None] * len(paths)
-        for row, i in enumerate(ok):
-            values[i] = float(scores[row])
-        columns["in_distribution"] = values
+        ranked = [by_file[i].top[rank] if i in by_file and rank < len(by_file[i].top) else None for i in range(len(paths))]
+        columns[f"label_{rank + 1}"] = [t.label if t else None for t in ranked]
+        columns[f"prob_{rank + 1}"] = [t.prob if t else None for t in ranked]
+    if with_score:
+        columns["in_distribution"] = [by_file[i].score if i in by_file else None for i in range(len(paths))]
     columns["error"] = list(errors)
-    return pa.Table.from_pydict(columns, schema=row_schema(k, scores is not None))
+    return pa.Table.from_pydict(columns, schema=row_schema(k, with_score))
 
 
 class Predictor:
@@ -108,13 +98,13 @@ class Predictor:
 
         errors = [str(e) or None for e in batch["error"]]
         ok = [i for i, e in enumerate(errors) if e is None]
-        probs, scores = np.zeros((0, len(self.run.classes))), np.zeros(0)
+        answers: list[Prediction] = []
         if ok:
             images = torch.from_numpy(np.ascontiguousarray(batch["image"][ok]))  # (N_ok, 3, H, W) uint8
             with inference(self.runtime):
                 features = self.forward(images.to(self.runtime.device).contiguous(memory_format=torch.channels_last)).float().cpu()
-            probs, scores, _, _ = self.run.score_features(features)  # one head pass: probabilities and scores
-        return prediction_rows(self.run, [str(p) for p in batch["path"]], errors, probs, in_distribution(self.run, scores), self.k)
+            _, answers = predict_features(self.run, features, self.k)  # the Prediction predict gives
+        return prediction_rows([str(p) for p in batch["path"]], errors, answers, self.k, has_in_distribution(self.run))
 
 
 class _TableWriter:

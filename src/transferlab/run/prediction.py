@@ -142,7 +142,7 @@ def predictions(scored: Scored, classes: Sequence[str], k: int = 5, *, unsure_be
     return out
 
 
-def unsure_below(run: Run) -> float:
+def unsure_setting(run: Run) -> float:
     """The run's "not sure" setting (``RunRecord.serve``), else ``DEFAULT_UNSURE``."""
     return float((run.record.serve or ServeSettings()).unsure_below)
 
@@ -152,10 +152,15 @@ def score_features(run: Run, features: torch.Tensor) -> Scored:
     return score(run.confidence, head_logits(run.model, features), features=features)
 
 
-def predict_features(run: Run, features: torch.Tensor, k: int = 5, paths: Sequence[str | None] | None = None) -> tuple[Scored, list[Prediction]]:
-    """Pooled backbone features -> the numbers and the ``Prediction`` of each photo: what every front end calls."""
+def predict_features(
+    run: Run, features: torch.Tensor, k: int = 5, paths: Sequence[str | None] | None = None, *, unsure_below: float | None = None,
+) -> tuple[Scored, list[Prediction]]:
+    """Pooled backbone features -> the numbers and the ``Prediction`` of each photo: what every front end calls.
+
+    ``unsure_below``: the "not sure" setting (default: the run's, ``unsure_setting``).
+    """
     scored = score_features(run, features)
-    return scored, predictions(scored, run.classes, k, unsure_below=unsure_below(run), paths=paths)
+    return scored, predictions(scored, run.classes, k, unsure_below=unsure_setting(run) if unsure_below is None else unsure_below, paths=paths)
 
 
 # -- photos: files, PIL images and tensors ------------------------------------------------------------
@@ -209,7 +214,7 @@ def _mixed(run: Run, photos: list[Photo], k: int, *, cache_dir: Path | str | Non
     if files:
         paths = [Path(photos[i]) for i in files]
         scored = predict_scored(run, paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
-        rows = predictions(scored, run.classes, k, unsure_below=unsure_below(run), paths=[str(photos[files[j]]) for j in scored.ok])
+        rows = predictions(scored, run.classes, k, unsure_below=unsure_setting(run), paths=[str(photos[files[j]]) for j in scored.ok])
         found.update({files[j]: (scored.probs[row], rows[row]) for row, j in enumerate(scored.ok)})
         failed.update({files[j]: scored.failed.get(paths[j], "not processed") for j in range(len(files)) if files[j] not in found})
     if memory:

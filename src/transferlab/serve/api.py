@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
-from .predictor import ApiError, Predictor, decode_upload, page_html
+from .predictor import ApiError, Predictor, page_html
 
 FIELD = "files"
 
@@ -26,6 +26,9 @@ class Result(BaseModel):
     filename: str
     top: list[Label]
     label: Optional[str] = Field(description="the top class, or null when the photo looks like none of the classes")
+    closest: str = Field(description="the top class, also when the photo looks like none of them")
+    prob: float = Field(ge=0, le=1, description="its calibrated probability")
+    index: int = Field(ge=0, description="its position in the run's class list")
     in_distribution: bool = Field(description="false: 'none of these' (the in-distribution score is below the run's threshold); top[0] is the closest guess")
     score: Optional[float] = Field(None, description="in-distribution score (higher: more like the training photos); null when the run has no threshold")
     n_classes: int
@@ -100,7 +103,7 @@ def build(predictor: Predictor) -> FastAPI:
         for n, upload in enumerate(files):
             name = upload.filename or f"file {n + 1}"
             data = await upload.read(config.max_bytes + 1)
-            images.append(decode_upload(data, name, config))
+            images.append(predictor.decode(data, name))
             names.append(name)
         rows = await predictor.infer(images, k, gradcam)
         return {"results": [{"filename": n, **r} for n, r in zip(names, rows)], "unsure_below": predictor.threshold}

@@ -1,5 +1,8 @@
 """What the service does with a run, without any web framework: limits, decoding uploads, inference on
-replicas of the model, the model card and the page. ``api`` puts routes on it; ``app`` starts it."""
+replicas of the model, the model card and the page. ``api`` puts routes on it; ``app`` starts it.
+
+An upload is decoded as ``predict`` decodes a file (``features.load_image``), its features computed at the
+precision ``predict`` picks, and scored by ``run.prediction``: the page answers what ``predict`` answers."""
 
 from __future__ import annotations
 
@@ -19,18 +22,18 @@ from PIL import Image
 from ..data import open_rgb
 from ..data.decode import BadImageError
 from ..errors import ConfigError
+from ..features import features_of_images, pick_runtime
 from ..inspect.gradcam import gradcam
 from ..inspect.hooks import last_conv_layer
-from ..models import read_meta, write_json
-from ..models.classes import top_k
 from ..models.images import png_bytes, to_pil
 from ..models.state import inference_copy
-from ..run.run import Run
+from ..run.prediction import Prediction, predict_features, unsure_setting
+from ..run.record import ServeSettings
+from ..run.run import Run, load
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.5  # "not sure" below this top probability when the run stores none
-META_KEY = "serve"  # model.json: {"serve": {"unsure_below": 0.6}}
+DEFAULT_THRESHOLD = ServeSettings().unsure_below  # "not sure" below this top probability when the run stores none
 
 
 @dataclass(frozen=True)
@@ -43,21 +46,21 @@ class ServeConfig:
     workers: int = 1  # model replicas = requests inferred at the same time; the rest wait
     top_k: int = 5  # default k of /predict
     threshold: float | None = None  # "not sure" below this top probability; None: the run's stored one, else 0.5
+    precision: str = "auto"  # of the features, resolved as `predict` resolves it (bf16 on CPUs with native bf16, else fp32)
 
 
 def run_threshold(run: Run) -> float:
     """The "not sure" threshold stored with the run (``set_threshold``), else ``DEFAULT_THRESHOLD``."""
-    return float((run.meta.get(META_KEY) or {}).get("unsure_below", DEFAULT_THRESHOLD))
+    return unsure_setting(run)
 
 
 def set_threshold(directory: Path | str, value: float) -> None:
-    """Store the "not sure" threshold in a run folder's ``model.json``, for ``serve`` to use by default."""
+    """Store the "not sure" threshold in a run folder's record (``RunRecord.serve``), for ``serve`` and ``predict``."""
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"expected a threshold in [0, 1], got {value}")
-    directory = Path(directory)
-    meta = read_meta(directory)
-    meta[META_KEY] = {**(meta.get(META_KEY) or {}), "unsure_below": float(value)}
-    write_json(directory / "model.json", meta)
+    run = load(directory)
+    run.record.serve = ServeSettings(unsure_below=float(value))
+    run.save(directory)
 
 
 class ApiError(Exception):
@@ -68,8 +71,11 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
-def decode_upload(data: bytes, name: str, config: ServeConfig) -> Image.Image:
-    """Upload bytes -> upright RGB image, or an ``ApiError`` saying in one sentence what is wrong with it."""
+def decode_upload(data: bytes, name: str, config: ServeConfig, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Upload bytes -> upright RGB image, or an ``ApiError`` saying in one sentence what is wrong with it.
+
+    ``draft``: decode JPEGs at a reduced scale down to this size (``Preprocess.draft_size``), as ``predict`` does.
+    """
     if not data:
         raise ApiError(400, f"the upload {name!r} is empty — choose a photo file")
     if len(data) > config.max_bytes:
@@ -86,7 +92,7 @@ def decode_upload(data: bytes, name: str, config: ServeConfig) -> Image.Image:
             413, f"the upload {name!r} is {width}x{height} pixels, over the {config.max_pixels / 1e6:.0f} MP limit (decompression bomb guard) — send a smaller photo"
         )
     try:
-        return open_rgb(data)
+        return open_rgb(data, draft=draft)
     except BadImageError as err:
         raise ApiError(415, f"the upload {name!r} could not be decoded ({err.reason}) — send an intact photo") from None
 
@@ -102,6 +108,7 @@ class Predictor:
         self.run = run
         self.config = config
         self.threshold = config.threshold if config.threshold is not None else run_threshold(run)
+        self.runtime = pick_runtime(device="cpu", precision=config.precision)  # the replicas live on the CPU
         model = inference_copy(run.model)  # fp32 on the CPU in eval mode; the caller's model stays as it is
         try:
             self.layer: str | None = last_conv_layer(model)
@@ -110,6 +117,10 @@ class Predictor:
             self.layer = None
         self.replicas = [model] + [copy.deepcopy(model) for _ in range(max(1, config.workers) - 1)]
         self._pool: asyncio.Queue | None = None
+
+    def decode(self, data: bytes, name: str) -> Image.Image:
+        """An upload decoded as ``predict`` decodes a file (JPEGs at a reduced scale where the crop allows)."""
+        return decode_upload(data, name, self.config, draft=self.run.model.preprocess.draft_size())
 
     async def infer(self, images: list[Image.Image], k: int, with_cam: bool) -> list[dict[str, Any]]:
         from starlette.concurrency import run_in_threadpool
@@ -125,24 +136,15 @@ class Predictor:
             self._pool.put_nowait(replica)
 
     def _infer(self, model: torch.nn.Module, images: list[Image.Image], k: int, with_cam: bool) -> list[dict[str, Any]]:
-        x = torch.stack([model.preprocess.to_tensor(im) for im in images])  # (B, 3, H, W) in [0, 1]
-        conf = self.run.confidence
-        with torch.inference_mode():
-            features = model.features(x)
-            logits = model.head(features)
-            probs, scores = conf.logits_to_probs(logits).numpy(), conf.score(features, logits)
-            accepted = conf.accepted(scores).numpy()
+        views = torch.stack([model.preprocess.to_uint8(im) for im in images])  # (B, 3, H, W) uint8, as predict's files
+        _, answers = predict_features(self.run, features_of_images(model, views, self.runtime), k, unsure_below=self.threshold)
         rows = []
-        for i, p in enumerate(probs):
-            top = top_k(p, model.classes, k, decimals=6)
-            inside = bool(accepted[i])
-            row: dict[str, Any] = {
-                "top": top, "label": top[0]["label"] if inside else None, "in_distribution": inside, "score": float(scores[i]) if conf.rejects else None,
-                "n_classes": len(model.classes), "unsure": inside and bool(top[0]["prob"] < self.threshold), "gradcam": None,
-            }
+        for view, answer in zip(views, answers):
+            row = {**_without_path(answer), "n_classes": len(model.classes), "gradcam": None}
             if with_cam and self.layer is not None:
-                row["gradcam"] = _png_data_url(gradcam(model, x[i : i + 1], top[0]["index"], self.layer).overlay(0.45))
-                row["input"] = _png_data_url(to_pil(x[i]))  # the crop the model saw: lines up with the overlay
+                x = view.float().div(255)[None]  # (1, 3, H, W) in [0, 1]
+                row["gradcam"] = _png_data_url(gradcam(model, x, answer.index, self.layer).overlay(0.45))
+                row["input"] = _png_data_url(to_pil(x[0]))  # the crop the model saw: lines up with the overlay
             rows.append(row)
         return rows
 
@@ -164,6 +166,10 @@ class Predictor:
             "transferlab_version": meta.get("transferlab_version"),
             "data": {"counts": (meta.get("data") or {}).get("counts")},
         }
+
+
+def _without_path(answer: Prediction) -> dict[str, Any]:
+    return {k: v for k, v in answer.to_dict().items() if k != "path"}
 
 
 def page_html(run: Run | None = None) -> str:
