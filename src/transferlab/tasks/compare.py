@@ -194,14 +194,7 @@ def compare(
     started = time.perf_counter()
     weights = dict(weights or {})
     names = list(dict.fromkeys([*backbones, *weights]))
-    if not names:
-        raise ConfigError("expected at least one backbone, got none — pass e.g. --backbones efficientnet_lite0,efficientnet_lite1")
-    if features not in FEATURE_MODES:
-        raise ConfigError(f"expected --features in {', '.join(FEATURE_MODES)}, got {features!r}")
-    if folds < 2:
-        raise ConfigError(f"expected --folds of at least 2, got {folds}")
-    for name in names:  # every name's weights exist before minutes of extraction, not after
-        check_weights_available(name, weights.get(name))
+    _check_options(names, weights, features, folds)
     samples = _scored_samples(dataset, folds)
     runtime = pick_runtime(precision=precision)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -212,24 +205,42 @@ def compare(
         cb = (lambda d, t, n=name: progress(n, d, t)) if progress else None
         scored[name] = _score_backbone(name, weights.get(name), features, samples, runtime, root, batch_size, folds, seed, probe, failed, cb)
     rows = [row for row, _, _ in scored.values()]
-    if combine and len(rows) >= 2:
-        ranked = sorted(rows, key=lambda r: -r.accuracy)
-        labels = scored[ranked[0].name][2]
-        for k in (2, 3)[: len(rows) - 1]:
-            rows.append(_score_combination(ranked[:k], {r.name: scored[r.name][1] for r in ranked[:k]}, labels, folds, seed, probe))
+    if combine:
+        rows += _combined_rows(rows, scored, folds, seed, probe)
     rows.sort(key=lambda r: (-r.accuracy, -r.images_per_s))
     best, recommended, line = _recommend(rows)
-    result = Comparison(
-        rows, best.name, recommended.name, line, _distance_line(recommended, rows),
-        data={
-            "root": str(dataset.root), "images": rows[0].n_images, "classes": len(dataset.classes), "splits": sorted({s.split for s in samples}),
-            "untouched": len(dataset.samples) - len(samples), "unreadable": {str(p): r for p, r in failed.items()}, "folds": folds, "seed": seed,
-        },
-        seconds=time.perf_counter() - started,
-    )
+    data = {
+        "root": str(dataset.root), "images": rows[0].n_images, "classes": len(dataset.classes), "splits": sorted({s.split for s in samples}),
+        "untouched": len(dataset.samples) - len(samples), "unreadable": {str(p): r for p, r in failed.items()}, "folds": folds, "seed": seed,
+    }
+    result = Comparison(rows, best.name, recommended.name, line, _distance_line(recommended, rows), data=data, seconds=time.perf_counter() - started)
     if out is not None:
         result.save(out)
     return result
+
+
+def _check_options(names: list[str], weights: dict[str, Path | str], features: str, folds: int) -> None:
+    """Raise ConfigError for bad options and BackboneError for missing weights, before minutes of extraction."""
+    if not names:
+        raise ConfigError("expected at least one backbone, got none — pass e.g. --backbones efficientnet_lite0,efficientnet_lite1")
+    if features not in FEATURE_MODES:
+        raise ConfigError(f"expected --features in {', '.join(FEATURE_MODES)}, got {features!r}")
+    if folds < 2:
+        raise ConfigError(f"expected --folds of at least 2, got {folds}")
+    for name in names:
+        check_weights_available(name, weights.get(name))
+
+
+def _combined_rows(
+    rows: list[BackboneScore], scored: dict[str, tuple[BackboneScore, dict[str, torch.Tensor], dict[str, int]]], folds: int, seed: int, probe: ProbeConfig,
+) -> list[BackboneScore]:
+    """Rows for the concatenated features of the best two and the best three backbones (as many as there are)."""
+    ranked = sorted(rows, key=lambda r: -r.accuracy)
+    labels = scored[ranked[0].name][2] if ranked else {}
+    return [
+        _score_combination(ranked[:k], {r.name: scored[r.name][1] for r in ranked[:k]}, labels, folds, seed, probe)
+        for k in (2, 3)[: max(len(rows) - 1, 0)]
+    ]
 
 
 def _scored_samples(dataset: Dataset, folds: int) -> list[Sample]:
