@@ -7,6 +7,7 @@ Annotation lines read ``Image CLASS-ID SPECIES BREED-ID`` (SPECIES 1 = cat, 2 = 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,60 +69,88 @@ def scan_oxford(root: Path, label: str) -> Scan:
         DataError: species labels were asked for but some usable image has no species annotation.
     """
     scan = Scan(root=root, layout="oxford")
-    annotations = root / "annotations"
-    listed = _read_optional(annotations / "list.txt")
-    trainval = _read_optional(annotations / "trainval.txt")
-    test = _read_optional(annotations / "test.txt")
-    scan.given_split = trainval is not None and test is not None
-    in_trainval, in_test = set(trainval or ()), set(test or ())
-    species_of: dict[str, str | None] = {**(trainval or {}), **(test or {}), **(listed or {})}
+    notes = _Annotations.read(root / "annotations")
+    scan.given_split = notes.given_split
+    by_name = _images_by_name(root / "images", scan)
+    unlabelled: list[str] = []
+    for name, file in by_name.items():
+        reason = notes.skip_reason(name)
+        if reason is not None:
+            scan.skipped.append((file, reason))
+            continue
+        cls = notes.species_of.get(name) if label == "species" else breed_of(name)
+        if cls is None:
+            unlabelled.append(name)
+            continue
+        scan.items.append((file, cls, notes.split_of(name)))
+        scan.class_names.add(cls)
+    if unlabelled:
+        raise DataError(
+            f"expected a species for every image in {root / 'annotations'}/list.txt, got {len(unlabelled)} without "
+            f"(e.g. {unlabelled[0]}) — use label 'breed', or add annotations/list.txt"
+        )
+    scan.skipped.extend(
+        (root / "images" / f"{name}.jpg", "listed in annotations but file is missing")
+        for name in sorted(notes.expected() - set(by_name))
+    )
+    if label == "breed":
+        scan.species = _species_of_breeds(scan, notes.species_of)
+    return scan
 
+
+@dataclass
+class _Annotations:
+    """What ``annotations/`` says, where its files exist."""
+
+    listed: dict[str, str | None] | None  # list.txt: name -> species (None: no list.txt)
+    trainval: set[str]  # names in trainval.txt
+    test: set[str]  # names in test.txt
+    given_split: bool  # both split files exist
+    species_of: dict[str, str | None]  # name -> species, from any of the three files (list.txt wins)
+
+    @classmethod
+    def read(cls, folder: Path) -> _Annotations:
+        listed, trainval, test = (_read_optional(folder / f) for f in ("list.txt", "trainval.txt", "test.txt"))
+        species_of = {**(trainval or {}), **(test or {}), **(listed or {})}
+        return cls(listed, set(trainval or ()), set(test or ()), trainval is not None and test is not None, species_of)
+
+    def skip_reason(self, name: str) -> str | None:
+        """Why the image ``name`` cannot be used (no label or no split), or None."""
+        if self.listed is not None and name not in self.listed:
+            return "not listed in annotations/list.txt (no label)"
+        if self.given_split and name not in self.trainval and name not in self.test:
+            return "not in annotations/trainval.txt or test.txt (no split)"
+        return None
+
+    def split_of(self, name: str) -> str | None:
+        return ("test" if name in self.test else "train") if self.given_split else None
+
+    def expected(self) -> set[str]:
+        """The names the annotations promise an image for."""
+        if self.listed is not None:
+            return set(self.listed)
+        return self.trainval | self.test if self.given_split else set()
+
+
+def _images_by_name(folder: Path, scan: Scan) -> dict[str, Path]:
+    """Image files of ``folder`` by stem; non-images and a second file of the same stem go to ``scan.skipped``."""
     by_name: dict[str, Path] = {}
-    for file in list_dir(root / "images")[1]:
+    for file in list_dir(folder)[1]:
         if not is_image_name(file):
             scan.skipped.append((file, non_image_reason(file)))
         elif file.stem in by_name:
             scan.skipped.append((file, f"another image has the same name ({by_name[file.stem].name})"))
         else:
             by_name[file.stem] = file
+    return by_name
 
-    unlabelled: list[str] = []
-    for name, file in by_name.items():
-        if listed is not None and name not in listed:
-            scan.skipped.append((file, "not listed in annotations/list.txt (no label)"))
-            continue
-        split = None
-        if scan.given_split:
-            if name not in in_trainval and name not in in_test:
-                scan.skipped.append((file, "not in annotations/trainval.txt or test.txt (no split)"))
-                continue
-            split = "test" if name in in_test else "train"
-        if label == "species":
-            cls = species_of.get(name)
-            if cls is None:
-                unlabelled.append(name)
-                continue
-        else:
-            cls = breed_of(name)
-        scan.items.append((file, cls, split))
-        scan.class_names.add(cls)
 
-    if unlabelled:
-        raise DataError(
-            f"expected a species for every image in {annotations}/list.txt, got {len(unlabelled)} without "
-            f"(e.g. {unlabelled[0]}) — use label 'breed', or add annotations/list.txt"
-        )
-    expected = set(listed) if listed is not None else (in_trainval | in_test if scan.given_split else set())
-    scan.skipped.extend(
-        (root / "images" / f"{name}.jpg", "listed in annotations but file is missing")
-        for name in sorted(expected - set(by_name))
-    )
-    if label == "breed":
-        found: dict[str, str | None] = {cls: None for cls in sorted(scan.class_names)}
-        for file, cls, _ in scan.items:
-            found[cls] = found[cls] or species_of.get(file.stem)
-        scan.species = {k: v for k, v in found.items() if v} if found and all(found.values()) else None
-    return scan
+def _species_of_breeds(scan: Scan, species_of: dict[str, str | None]) -> dict[str, str] | None:
+    """Breed -> species when every breed has an image with a species annotation, else None."""
+    found: dict[str, str | None] = {cls: None for cls in sorted(scan.class_names)}
+    for file, cls, _ in scan.items:
+        found[cls] = found[cls] or species_of.get(file.stem)
+    return {k: v for k, v in found.items() if v} if found and all(found.values()) else None
 
 
 # -- localisation annotations (trimaps and head boxes), for scoring where a model looks --------------------
