@@ -44,7 +44,7 @@ _EXPORTS = {
     'list_layers': '.inspect.hooks',
     'create_backbone': '.models.backbones',
     'list_backbones': '.models.backbones',
-    'Evaluation': '.run.run',
+    'Evaluation': '.run.evaluation',
     'Run': '.run.run',
     'Scored': '.run.run',
     'Confidence': '.models.confidence',

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 from .errors import StorageError
 
@@ -35,6 +37,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON, written atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
 def display_path(path: Path | str) -> str:

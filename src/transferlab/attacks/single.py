@@ -11,7 +11,7 @@ from torch import nn
 
 from ..models.state import device_of, eval_mode
 from .._io import atomic_write_bytes
-from ..models import write_json
+from .._io import write_json
 from ..models.classes import top_k
 from ..models.images import png_bytes
 from .base import margins

@@ -1,4 +1,4 @@
-"""Backbones (timm + bundled offline weights), the classifier module, and run save/load. Modules load on first use."""
+"""Backbones (timm + bundled offline weights), the classifier module and what rebuilds it (the run folder itself: ``run.store``). Modules load on first use."""
 
 from .._lazy import attach
 
@@ -15,13 +15,11 @@ _EXPORTS = {
     'Normalize': '.classifier',
     'imagenet_classes': '.imagenet',
     'Preprocess': '.preprocess',
-    'load_model': '.saving',
-    'read_meta': '.saving',
-    'save_model': '.saving',
+    'build_classifier': '.saving',
     'write_json': '.saving',
 }
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
 __all__ = [
     'BUNDLED', 'Backbone', 'DEFAULT_BACKBONE', 'ImageClassifier', 'Normalize', 'Preprocess', 'create_backbone', 'imagenet_classes',
-    'list_backbones', 'load_model', 'read_meta', 'read_state_dict', 'resolve_class', 'save_model', 'write_json',
+    'build_classifier', 'list_backbones', 'read_state_dict', 'resolve_class', 'write_json',
 ]

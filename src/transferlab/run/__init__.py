@@ -4,15 +4,15 @@
 from .._lazy import attach
 
 _EXPORTS = {
-    'Evaluation': '.run',
+    'Evaluation': '.evaluation',
     'Run': '.run',
     'Scored': '.run',
-    'check_classes': '.run',
+    'check_classes': '.evaluation',
     'default_run_dir': '.run',
     'from_backbone': '.run',
     'load': '.run',
     'open_model': '.run',
-    'unseen_line': '.run',
+    'unseen_line': '.evaluation',
     'Prediction': '.prediction',
     'Phase': '.record',
     'RunRecord': '.record',

@@ -34,7 +34,8 @@ from ..train.finetune import check_config, resolve_judge
 from . import decisions, steps
 from .config import AUTO_BUDGET_S, STRATEGIES, TrainConfig, config_from  # noqa: F401  (0.1 found these names here)
 from .record import BackboneInfo, DataInfo, Phase, RunRecord, Timing
-from .run import Run, check_classes
+from .evaluation import check_classes
+from .run import Run
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

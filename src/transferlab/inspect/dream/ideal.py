@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw
 from ...models.state import eval_mode
 from ..._io import atomic_write_bytes
 from ...errors import ConfigError
-from ...models import ImageClassifier, resolve_class, write_json
+from ..._io import write_json
+from ...models import ImageClassifier, resolve_class
 from ...models.classes import top_k
 from ...models.images import png_bytes, to_pil
 from .objectives import Objective, Step, class_log_prob, class_logit, class_prob, l2, total_variation, tv_per_pixel
