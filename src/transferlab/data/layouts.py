@@ -109,6 +109,19 @@ def _pet_root(path: Path) -> Path | None:
     return None
 
 
+def _asked_oxford_root(path: Path) -> Path:
+    """The Oxford folder when the layout was named: annotations are optional then, ``images/`` is not."""
+    for candidate in (path, path / OXFORD_DIR):
+        if (candidate / "images").is_dir():
+            return candidate
+    raise DataError(f"expected an images/ folder (and annotations/) in {path} for layout 'oxford', got none — check the path")
+
+
+def _asked_pet_root(path: Path) -> Path:
+    """The PetImages folder when the layout was named, whatever its sub-folders."""
+    return path / PET_DIR if (path / PET_DIR).is_dir() else path
+
+
 def detect_layout(path: Path | str, layout: str = "auto") -> tuple[Path, str]:
     """The dataset folder and its layout name.
 
@@ -133,22 +146,11 @@ def detect_layout(path: Path | str, layout: str = "auto") -> tuple[Path, str]:
         what = "a file" if path.exists() else "a path that does not exist"
         raise DataError(f"{_EXPECTED}; got {what}: {path} — check the path")
     if layout in ("auto", "oxford"):
-        root = _oxford_root(path)
-        if root is None and layout == "oxford":
-            for candidate in (path, path / OXFORD_DIR):
-                if (candidate / "images").is_dir():  # annotations are optional when asked for explicitly
-                    return candidate, "oxford"
-            raise DataError(
-                f"expected an images/ folder (and annotations/) in {path} for layout 'oxford', got none — check the path"
-            )
+        root = _oxford_root(path) or (_asked_oxford_root(path) if layout == "oxford" else None)
         if root is not None:
             return root, "oxford"
     if layout in ("auto", "petimages"):
-        root = _pet_root(path)
-        if root is None and layout == "petimages":
-            if (path / PET_DIR).is_dir():
-                return path / PET_DIR, "petimages"
-            return path, "petimages"
+        root = _pet_root(path) or (_asked_pet_root(path) if layout == "petimages" else None)
         if root is not None:
             return root, "petimages"
     if not list_dir(path)[0]:
