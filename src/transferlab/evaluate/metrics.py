@@ -171,42 +171,36 @@ def classification_report(
         ValueError: If shapes or class names disagree, or a class has no species.
     """
     y_true, probs = _check_probs(y_true, probs)
-    n, n_classes = probs.shape
     classes = [str(c) for c in classes]
-    if len(classes) != n_classes:
-        raise InputError(f"expected {n_classes} class names (probs columns), got {len(classes)}")
-    if n == 0:
+    if len(classes) != probs.shape[1]:
+        raise InputError(f"expected {probs.shape[1]} class names (probs columns), got {len(classes)}")
+    if len(y_true) == 0:
         raise InputError("expected at least one sample, got 0")
-
     y_pred = probs.argmax(axis=1)
-    cm = confusion_matrix(y_true, y_pred, n_classes)
+    cm = confusion_matrix(y_true, y_pred, len(classes))
     precision, recall, f1, support = _per_class(cm)
-    in_true = support > 0
-    seen = in_true | (cm.sum(axis=0) > 0)
-
     report: dict = {
-        "n": int(n),
+        "n": len(y_true),
         "accuracy": float(np.mean(y_pred == y_true)),
-        "balanced_accuracy": float(np.mean(recall[in_true])),
+        "balanced_accuracy": float(np.mean(recall[support > 0])),
     }
-    if n_classes >= 5:
-        # Stable sort on -p: among equal probabilities the lower class index ranks first.
-        top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]  # (N, 5)
-        report["top5_accuracy"] = float(np.mean(np.any(top5 == y_true[:, None], axis=1)))
+    if len(classes) >= 5:
+        report["top5_accuracy"] = _top5_accuracy(y_true, probs)
     report["log_loss"] = float(np.mean(_sample_losses(y_true, probs)))
     report["per_class"] = [
-        {
-            "class": name,
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
+        {"class": name, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
         for i, name in enumerate(classes)
     ]
-    report["macro_f1"] = float(np.mean(f1[seen]))
+    report["macro_f1"] = float(np.mean(f1[(support > 0) | (cm.sum(axis=0) > 0)]))  # classes present in y_true or predicted
     report["confusion_matrix"] = cm.tolist()
     report["most_confused"] = _most_confused(cm, classes)
     if species is not None:
         report["species_accuracy"] = _species_accuracy(y_true, y_pred, classes, species)
     return report
+
+
+def _top5_accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Share of samples whose true class is among the 5 most probable. Shape: y_true (N,), probs (N, C)."""
+    # Stable sort on -p: among equal probabilities the lower class index ranks first.
+    top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]  # (N, 5)
+    return float(np.mean(np.any(top5 == y_true[:, None], axis=1)))
