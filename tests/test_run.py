@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import transferlab as tl
 from transferlab.errors import RunError
@@ -95,8 +96,15 @@ def test_same_seed_same_metrics(photo_folder: Path, tiny_weights: Path) -> None:
 
 def test_backbone_alone_predicts_imagenet_names(photo_folder: Path) -> None:
     run = tl.from_backbone("efficientnet_lite0")
-    (result,) = run.predict([next(photo_folder.rglob("*.jpg"))], k=5)
+    photo = next(photo_folder.rglob("*.jpg"))
+    (result,) = run.predict([photo], k=5, precision="fp32")
     assert len(result["top"]) == 5 and len(run.classes) == 1000 and "tabby cat" in run.classes
+    # the five most probable ImageNet classes by hand: the softmax of the network's logits on the photo
+    with torch.inference_mode():
+        want = torch.softmax(run.model(run.load_image(photo)).float(), dim=1)[0].topk(5)
+    assert [t["label"] for t in result["top"]] == [run.classes[i] for i in want.indices.tolist()]
+    assert [t["prob"] for t in result["top"]] == pytest.approx(want.values.tolist(), abs=1e-4)
+    assert result["label"] == result["top"][0]["label"] and result["in_distribution"]  # a bare backbone rejects nothing
 
 
 def test_open_model_takes_a_run_folder_or_a_backbone_name(trained, tmp_path: Path, photo_folder: Path) -> None:
