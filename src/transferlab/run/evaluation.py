@@ -21,7 +21,7 @@ from ..data import Dataset
 from ..errors import DataError, RunError
 from ..features import extract_features, pick_runtime
 from ..models.confidence import Confidence
-from .record import short_hash
+from .record import RunRecord, short_hash
 
 if TYPE_CHECKING:
     from .run import Run
@@ -183,6 +183,31 @@ def _near_copies(run: Run, dataset: Dataset, paths: list[Path], ex, was_seen: np
                       [others[base.ok[r]] for r in rows], [base.hashes[base.ok[r]] for r in rows], normalise(base.features[rows]))
     near[query[list(found)]] = True
     return near
+
+
+def summary(record: RunRecord, confidence: Confidence, n_classes: int, directory: Path | None) -> str:
+    """How a run was made and its held-out score, in ``rich`` markup (what ``transferlab train`` prints)."""
+    from rich.markup import escape
+
+    m, t = record.metrics or {}, record.timing
+    lines = [escape(record.decision)] if record.decision else []
+    seen = max((p.fit for p in record.phases), default=0)
+    chosen = record.phases[0].choose_from if record.phases else "?"
+    features = " (multi-stage features)" if record.backbone.feature_mode == "multi" else ""
+    line = f"trained {escape(str(record.backbone.name))}{features} {record.strategy} (kept: {record.kept}) on {seen} images, choices on {chosen}"
+    if t.features_s is not None:
+        line += f": features {t.features_s:.1f} s ({t.images_computed} computed, rest cached), head {t.head_s:.1f} s"
+    lines.append(line)
+    if m:
+        extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
+        lines.append(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
+        lines += [u for u in (unseen_line(m),) if u]
+    else:
+        lines.append("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
+    lines.append(escape(confidence.describe(n_classes)))
+    if directory:
+        lines.append(f"run saved to [bold]{escape(str(directory))}[/]")
+    return "\n".join(lines)
 
 
 def unseen_line(m: dict[str, Any]) -> str | None:

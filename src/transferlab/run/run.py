@@ -19,7 +19,7 @@ from ..features.runtime import Runtime
 from ..models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, resolve_class
 from ..models.confidence import Confidence
 from . import evaluation, prediction, store
-from .evaluation import Evaluation, check_classes, unseen_line  # noqa: F401  (0.1 found these here)
+from .evaluation import Evaluation, check_classes, summary, unseen_line  # noqa: F401  (0.1 found these here)
 from .prediction import Photo, Prediction, Scored  # noqa: F401
 from .record import BackboneInfo, RunRecord
 
@@ -55,32 +55,11 @@ class Run:
 
     def __repr__(self) -> str:
         where = f", directory={str(self.directory)!r}" if self.directory else ""
-        return f"Run(backbone={self.record.backbone.get('name')!r}, classes={len(self.classes)}{where})"
+        return f"Run(backbone={self.record.backbone.name!r}, classes={len(self.classes)}{where})"
 
     def __rich__(self) -> str:
         """How the run was made and its held-out score (what ``transferlab train`` prints)."""
-        from rich.markup import escape
-
-        record, m = self.record, self.record.metrics or {}
-        t = record.timing or {}
-        lines = [escape(record.decision)] if record.decision else []
-        seen = max((p.fit for p in record.phases), default=0)
-        chosen = record.phases[0].choose_from if record.phases else "?"
-        features = " (multi-stage features)" if record.backbone.get("features") == "multi" else ""
-        line = f"trained {escape(str(record.backbone.get('name')))}{features} {record.strategy} (kept: {record.kept}) on {seen} images, choices on {chosen}"
-        if "features_s" in t:
-            line += f": features {t['features_s']:.1f} s ({t['images_computed']} computed, rest cached), head {t['head_s']:.1f} s"
-        lines.append(line)
-        if m:
-            extra = f", species accuracy {m['species_accuracy']:.3f}" if "species_accuracy" in m else ""
-            lines.append(f"{m['split']} accuracy [bold]{m['accuracy']:.3f}[/] (balanced {m['balanced_accuracy']:.3f}, n={m['n']}{extra}): held out, never used to fit or choose")
-            lines += [u for u in (unseen_line(m),) if u]
-        else:
-            lines.append("no held-out split (the data has only training images): no accuracy to report — add a test/ folder, or let transferlab split the images")
-        lines.append(escape(self.confidence.describe(len(self.classes))))
-        if self.directory:
-            lines.append(f"run saved to [bold]{escape(str(self.directory))}[/]")
-        return "\n".join(lines)
+        return summary(self.record, self.confidence, len(self.classes), self.directory)
 
     def class_index(self, name: str | int) -> int:
         """Index of a class given by exact or fuzzy name ("siamese" -> "Siamese cat") or by number."""
@@ -96,8 +75,7 @@ class Run:
 
     # -- features -----------------------------------------------------------------------------------
     def _cache(self, runtime: Runtime, cache_dir: Path | str | None) -> FeatureCache:
-        fingerprint = self.record.backbone.get("fingerprint")
-        return FeatureCache(cache_dir, cache_key(self.model, runtime, fingerprint))
+        return FeatureCache(cache_dir, cache_key(self.model, runtime, self.record.backbone.fingerprint))
 
     def predict_scored(
         self, paths: Sequence[Path | str], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None,
@@ -181,8 +159,8 @@ class Run:
     def training_data(self) -> Dataset | None:
         """The data set this run was trained on, loaded again with the same splits; None when the run has no
         data record (a bare backbone) or the folder is gone."""
-        data = self.meta.get("data")
-        if not data or not Path(data["root"]).exists():
+        data = self.record.data
+        if not data or not Path(data.root).exists():
             return None
         from ..data import load_recorded
 

@@ -62,7 +62,7 @@ def attack(
             if report.success or not report.record["success_in_attack"]:
                 break
     report.record["image"] = str(image)
-    report.record["model"] = str(model if not isinstance(model, Run) else (model.directory or model.record.backbone.get("name")))
+    report.record["model"] = str(model if not isinstance(model, Run) else (model.directory or model.record.backbone.name))
     if transfer_to:
         report.record["transfer"] = [transfer(_as_run(name).model, report, str(name)) for name in transfer_to]
     if out is not None:

@@ -75,7 +75,7 @@ def report(
     ]
     if dream_steps > 0:
         parts.append(_section("dreams", "Ideal image of each class", _dreams(run, dream_steps, progress)))
-    title = f"{run.record.task(run.classes)} — transferlab report: {run.record.backbone.get('name')} on {Path((run.record.data or {}).get('root', '?')).name}"
+    title = f"{run.record.task(run.classes)} — transferlab report: {run.record.backbone.name} on {Path(run.record.data.root if run.record.data else '?').name}"
     atomic_write_bytes(out, _page(title, run, "".join(parts)).encode())
     return out
 
@@ -85,7 +85,7 @@ def _metrics(run: Run) -> dict[str, Any]:
     path = run.directory / "metrics.json" if run.directory else None
     if path and path.is_file():
         return json.loads(path.read_text())
-    return dict(run.meta.get("metrics") or {})
+    return dict(run.record.metrics or {})
 
 
 def _predictions(run: Run) -> list[dict[str, Any]]:
@@ -135,22 +135,22 @@ def _none(text: str) -> str:
 
 
 def _data_summary(run: Run) -> str:
-    data = run.meta.get("data")
+    data = run.record.data
     if not data:
         return _none("This model was not trained by transferlab on a dataset (a pretrained backbone), so there is no data summary.")
-    counts = data.get("counts") or {}
+    counts = data.counts
     splits = sorted({s for per in counts.values() if isinstance(per, dict) for s in per})
     head = "".join(f"<th>{_e(s)}</th>" for s in splits) or "<th>images</th>"
     body = "".join(
         f"<tr><td>{_e(c)}</td>" + ("".join(f"<td>{per.get(s, 0)}</td>" for s in splits) if isinstance(per, dict) else f"<td>{per}</td>") + "</tr>"
         for c, per in counts.items()
     )
-    skipped = data.get("skipped_files") or []
-    items = "".join(f"<li><code>{_e(s['path'])}</code>: {_e(s['reason'])}</li>" for s in skipped[:200])
+    skipped, _ = data.problems()
+    items = "".join(f"<li><code>{_e(path)}</code>: {_e(reason)}</li>" for path, reason in skipped[:200])
     more = f"<li>… and {len(skipped) - 200} more</li>" if len(skipped) > 200 else ""
     skipped_html = f"<h3>Skipped files ({len(skipped)})</h3>" + (f"<ul class='skipped'>{items}{more}</ul>" if skipped else _none("No file was skipped: every image decoded."))
     return (
-        f"<p>Folder <code>{_e(data['root'])}</code>, layout <b>{_e(data['layout'])}</b>, {len(counts)} classes.</p>"
+        f"<p>Folder <code>{_e(data.root)}</code>, layout <b>{_e(data.layout)}</b>, {len(counts)} classes.</p>"
         f"<table><tr><th>class</th>{head}</tr>{body}</table>{skipped_html}"
     )
 
@@ -172,7 +172,7 @@ def _audit(run: Run) -> list[str]:
 
 
 def _curves(run: Run) -> str:
-    history = (run.meta.get("finetune") or {}).get("history")
+    history = run.record.finetune.history if run.record.finetune else None
     parts = []
     if run.record.decision:
         parts.append(f"<p>Strategy <b>{_e(run.record.strategy)}</b>, kept <b>{_e(run.record.kept)}</b>: {_e(run.record.decision)}.</p>")
@@ -181,10 +181,10 @@ def _curves(run: Run) -> str:
         parts.append(f"<p>Phase <b>{_e(phase.name)}</b>: learnt from {phase.fit} images{chose}.</p>")
     if history:
         parts.append(_figure(plot_history(history), "training curves: loss and accuracy per epoch"))
-    validation = run.meta.get("validation") or []
+    validation = run.record.validation
     if validation:
         rows = "".join(f"<tr><td>{v['l2']:g}</td><td>{v['accuracy']:.3f}</td><td>{v['log_loss']:.3f}</td></tr>" for v in validation)
-        chosen = (run.meta.get("hyperparameters") or {}).get("chosen_l2")
+        chosen = run.record.chosen_l2
         parts.append(f"<p>Linear head on frozen features: validation score per L2 strength (chosen: {_e(chosen)}).</p>"
                      f"<table><tr><th>L2</th><th>accuracy</th><th>log loss</th></tr>{rows}</table>")
     return "".join(parts) or _none("No training history recorded (a pretrained backbone).")
@@ -305,8 +305,8 @@ section>img{max-width:100%}.none{color:#777;font-style:italic}.skipped{font-size
 
 
 def _page(title: str, run: Run, body: str) -> str:
-    meta = run.meta
-    facts = f"backbone <b>{_e(meta['backbone'].get('name'))}</b>, strategy <b>{_e(meta.get('strategy'))}</b>, {len(run.classes)} classes, created {_e(meta.get('created', '?'))}, transferlab {_e(meta.get('transferlab_version', '?'))}"
+    r = run.record
+    facts = f"backbone <b>{_e(r.backbone.name)}</b>, strategy <b>{_e(r.strategy)}</b>, {len(run.classes)} classes, created {_e(r.created or '?')}, transferlab {_e(r.transferlab_version or '?')}"
     nav = " · ".join(f'<a href="#{k}">{k}</a>' for k in ("data", "audit", *SECTIONS[1:]) if f'id="{k}"' in body)  # audit: when one was run
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title><style>{_CSS}</style></head>"
             f"<body><h1>{_e(title)}</h1><p>{facts}</p><nav>{nav}</nav>{body}</body></html>\n")
