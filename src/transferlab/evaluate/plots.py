@@ -19,6 +19,7 @@ from ..errors import InputError
 from PIL import Image
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 # Size of one confusion-matrix cell and room left for labels and colourbar, in inches.
@@ -69,6 +70,31 @@ def plot_confusion_matrix(
         ValueError: If ``cm`` is not square or does not match ``classes``.
     """
     cm = np.asarray(cm)
+    values = _confusion_values(cm, classes, normalize)
+    n = len(classes)
+    side = _CELL_IN * n
+    fig = new_figure(
+        (max(_MIN_SIDE_IN, side + _MARGIN_W_IN), max(_MIN_SIDE_IN, side + _MARGIN_H_IN))
+    )
+    ax = fig.add_subplot()
+    vmax = 1.0 if normalize else max(float(values.max()), 1.0)
+    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fontsize = _label_fontsize(n)
+    _label_confusion_axes(ax, classes, fontsize)
+    ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else ""))
+    if n <= _MAX_CLASSES_WITH_COUNTS:
+        cell_fontsize = max(fontsize - 1.0, 6.0)
+        for (i, j), value in np.ndenumerate(values):
+            text = f"{value:.2f}" if normalize else f"{int(cm[i, j])}"
+            colour = "white" if value > vmax / 2 else "black"
+            ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=cell_fontsize)
+    fig.tight_layout()
+    return fig
+
+
+def _confusion_values(cm: np.ndarray, classes: Sequence[str], normalize: bool) -> np.ndarray:
+    """``cm`` as floats, each row divided by its total with ``normalize`` (empty rows stay 0); checks its shape."""
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise InputError(f"expected a square (C, C) matrix, got shape {cm.shape}")
     n = cm.shape[0]
@@ -78,18 +104,12 @@ def plot_confusion_matrix(
     if normalize:
         totals = values.sum(axis=1, keepdims=True)  # (C, 1)
         values = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+    return values
 
-    side = _CELL_IN * n
-    fig = new_figure(
-        (max(_MIN_SIDE_IN, side + _MARGIN_W_IN), max(_MIN_SIDE_IN, side + _MARGIN_H_IN))
-    )
-    ax = fig.add_subplot()
-    vmax = 1.0 if normalize else max(float(values.max()), 1.0)
-    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
 
-    fontsize = _label_fontsize(n)
-    ticks = np.arange(n)
+def _label_confusion_axes(ax: Axes, classes: Sequence[str], fontsize: float) -> None:
+    """Class names on both axes (x rotated 45 degrees, right-aligned under its column) and the axis titles."""
+    ticks = np.arange(len(classes))
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
     # rotation_mode="anchor" turns each label about its right end, so it ends under its column.
@@ -99,17 +119,6 @@ def plot_confusion_matrix(
     ax.set_yticklabels(classes, fontsize=fontsize)
     ax.set_xlabel("Predicted", fontsize=12)
     ax.set_ylabel("True", fontsize=12)
-    ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else ""))
-
-    if n <= _MAX_CLASSES_WITH_COUNTS:
-        cell_fontsize = max(fontsize - 1.0, 6.0)
-        for (i, j), value in np.ndenumerate(values):
-            text = f"{value:.2f}" if normalize else f"{int(cm[i, j])}"
-            colour = "white" if value > vmax / 2 else "black"
-            ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=cell_fontsize)
-
-    fig.tight_layout()
-    return fig
 
 
 def _check_gallery_inputs(
