@@ -14,7 +14,7 @@ from ..errors import RunError
 from ..models.classifier import ImageClassifier
 from ..models.confidence import TENSORS_FILE, Confidence
 from ..models.saving import build_classifier, describe_network, network_state
-from .record import RunRecord, ServeSettings
+from .record import RunRecord
 
 FORMAT = "transferlab-run"
 FORMAT_VERSION = 2  # 2: may hold a ``network`` (several backbones, or multi-stage features); 1 otherwise
@@ -69,14 +69,6 @@ def write_run(directory: Path | str, model: ImageClassifier, record: RunRecord, 
     if confidence.tensors:
         atomic_write_bytes(directory / TENSORS_FILE, save({k: v.contiguous() for k, v in confidence.tensors.items()}))
     return directory
-
-
-def save_serve_settings(directory: Path | str, settings: ServeSettings) -> None:
-    """Store the page's settings in a saved run's record, leaving the rest of the folder as it is."""
-    meta = read_meta(directory)
-    record = RunRecord.from_dict(meta)
-    record.serve = settings
-    write_json(Path(directory) / META_FILE, {**meta, **record.to_dict()})
 
 
 def _read_confidence(directory: Path, record: RunRecord) -> Confidence:

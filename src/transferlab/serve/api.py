@@ -54,7 +54,7 @@ def build(predictor: Predictor) -> FastAPI:
     app = FastAPI(
         title="transferlab: pet nursery",
         version=__version__,
-        description=f"Photo classifier over {len(predictor.run.classes)} classes ({predictor.run.meta['backbone'].get('name')}).",
+        description=f"Photo classifier over {len(predictor.run.classes)} classes ({predictor.run.record.backbone.name}).",
     )
 
     @app.middleware("http")

@@ -149,22 +149,22 @@ class Predictor:
         return rows
 
     def card(self) -> dict[str, Any]:
-        meta = self.run.meta
+        record = self.run.record
         return {
-            "task": self.run.record.task(self.run.classes),
-            "backbone": meta["backbone"].get("name"),
-            "arch": meta["backbone"].get("arch"),
-            "strategy": meta.get("strategy"),
+            "task": record.task(self.run.classes),
+            "backbone": record.backbone.name,
+            "arch": record.backbone.arch,
+            "strategy": record.strategy,
             "classes": self.run.classes,
-            "metrics": meta.get("metrics"),
+            "metrics": record.metrics,
             "input_size": list(self.run.model.preprocess.input_size),
             "unsure_below": self.threshold,
             "temperature": self.run.confidence.temperature,
             "ood": {"method": self.run.confidence.method, "threshold": self.run.confidence.threshold, "accept": self.run.confidence.accept} if self.run.confidence.rejects else None,
             "gradcam_layer": self.layer,
-            "created": meta.get("created"),
-            "transferlab_version": meta.get("transferlab_version"),
-            "data": {"counts": (meta.get("data") or {}).get("counts")},
+            "created": record.created,
+            "transferlab_version": record.transferlab_version,
+            "data": {"counts": record.data.counts if record.data else None},
         }
 
 

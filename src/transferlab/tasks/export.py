@@ -118,7 +118,7 @@ def export(
     example = torch.rand(2, 3, h, w)
     scoring = ScoredClassifier(model, run.confidence)
     meta = json.dumps({
-        "classes": run.classes, "preprocess": model.preprocess.to_dict(), "backbone": run.meta["backbone"]["name"], "temperature": run.confidence.temperature,
+        "classes": run.classes, "preprocess": model.preprocess.to_dict(), "backbone": run.record.backbone.name, "temperature": run.confidence.temperature,
         "confidence": run.confidence.to_record(), "unsure_below": unsure_setting(run),
     })
     started = time.perf_counter()
@@ -261,7 +261,7 @@ def _evaluation_paths(run: Run, limit: int | None) -> tuple[list[Path], str]:
         data = run.training_data()
         if data is None:
             return [], ""
-        samples, split = data.evaluation_split((run.meta.get("metrics") or {}).get("split"))
+        samples, split = data.evaluation_split((run.record.metrics or {}).get("split"))
     except (DataError, TypeError) as err:
         log.warning("cannot reopen the run's data for the parity check: %s", err)
         return [], ""
