@@ -106,19 +106,6 @@ class TrainConfig:
             finetune=FinetuneConfig(**{**FINETUNE_BEFORE, **{k: v for k, v in tuned.items() if k in _names(FinetuneConfig)}}),
         )
 
-    @classmethod
-    def from_checkpoint(cls, state: Mapping[str, Any]) -> TrainConfig:
-        """The config a fine-tuning checkpoint was written with (``state["run"]["train_config"]``), or the one
-        rebuilt from an older checkpoint's ``state["run"]`` spec and ``state["config"]`` recipe."""
-        spec = state["run"]
-        if "train_config" in spec:
-            return cls.from_dict(spec["train_config"])
-        return cls.from_dict({
-            "backbone": spec["backbone"], "weights": spec["weights"], "features": spec.get("features", DEFAULT_FEATURES), "strategy": spec.get("strategy", "finetune"),
-            "seed": spec["seed"], "precision": spec["precision"], "batch_size": spec["batch_size"], "probe": spec["probe"], "finetune": state["config"],
-            "exclude": (spec.get("data") or {}).get("excluded", []), "keep_checkpoints": spec.get("keep_checkpoints", True),
-        })
-
 
 def _names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}

@@ -33,7 +33,7 @@ from ..train.distributed import world
 from ..train.finetune import check_config, resolve_judge
 from . import decisions, steps
 from .config import AUTO_BUDGET_S, STRATEGIES, TrainConfig, config_from  # noqa: F401  (0.1 found these names here)
-from .record import BackboneInfo, DataInfo, Phase, RunRecord, Timing
+from .record import BackboneInfo, DataInfo, Phase, RunRecord, Timing, checkpoint_run
 from .evaluation import check_classes
 from .run import Run
 
@@ -253,7 +253,7 @@ def resume(directory: Path | str, *, cache_dir: Path | str | None = None, progre
     except RunError as err:
         raise RunError(f"cannot resume: {err}") from err
     try:
-        config, data = TrainConfig.from_checkpoint(state), DataInfo.from_dict(state["run"]["data"])
+        config, data = checkpoint_run(state)
     except (KeyError, TypeError, ConfigError) as err:
         raise RunError(f"cannot resume from {used} ({type(err).__name__}: {err}) — retrain without --resume") from err
     dataset = load_recorded(data)

@@ -262,6 +262,20 @@ class RunRecord:
         return {h for p in self.phases for h in (*p.fit_hashes, *p.choose_hashes)}
 
 
+def checkpoint_run(state: Mapping[str, Any]) -> tuple[TrainConfig, DataInfo]:
+    """The config and data record a fine-tuning checkpoint was written with (``state["run"]``); an older
+    checkpoint's spec and ``state["config"]`` recipe are read into the same config."""
+    spec = state["run"]
+    if "train_config" in spec:
+        return TrainConfig.from_dict(spec["train_config"]), DataInfo.from_dict(spec["data"])
+    config = TrainConfig.from_dict({
+        "backbone": spec["backbone"], "weights": spec["weights"], "features": spec.get("features", DEFAULT_FEATURES), "strategy": spec.get("strategy", "finetune"),
+        "seed": spec["seed"], "precision": spec["precision"], "batch_size": spec["batch_size"], "probe": spec["probe"], "finetune": state["config"],
+        "exclude": (spec.get("data") or {}).get("excluded", []), "keep_checkpoints": spec.get("keep_checkpoints", True),
+    })
+    return config, DataInfo.from_dict(spec["data"])
+
+
 def _names(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
 

@@ -287,18 +287,18 @@ class OnnxModel:
             options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            meta = json.loads(self.session.get_modelmeta().custom_metadata_map[_META_KEY])
+            embedded = json.loads(self.session.get_modelmeta().custom_metadata_map[_META_KEY])
         except (KeyError, json.JSONDecodeError) as err:
             raise RunError(f"{path} was not exported by transferlab (no class names inside) — export it with `transferlab export`") from err
         except Exception as err:  # onnxruntime raises its own untyped errors for unreadable files
             raise RunError(f"cannot load {path}: {err}") from err
-        self.path = path
-        self.classes: list[str] = meta["classes"]
-        self.preprocess = Preprocess.from_dict(meta["preprocess"])
+        self.path = path  # what export wrote into the file: classes, preprocessing, confidence, 'not sure'
+        self.classes: list[str] = embedded["classes"]
+        self.preprocess = Preprocess.from_dict(embedded["preprocess"])
         self.has_score = "score" in {o.name for o in self.session.get_outputs()}  # older exports give logits only: no "none of these"
-        record = meta.get("confidence") if self.has_score else None  # temperature, score method, threshold (the score's tensors are in the graph)
-        self.confidence = Confidence.from_record(record) if record else Confidence(temperature=float(meta.get("temperature", 1.0)))
-        self.unsure_below = float(meta.get("unsure_below", DEFAULT_UNSURE))
+        record = embedded.get("confidence") if self.has_score else None  # temperature, score method, threshold (the score's tensors are in the graph)
+        self.confidence = Confidence.from_record(record) if record else Confidence(temperature=float(embedded.get("temperature", 1.0)))
+        self.unsure_below = float(embedded.get("unsure_below", DEFAULT_UNSURE))
 
     @property
     def temperature(self) -> float:
