@@ -57,6 +57,7 @@ _EXPORTS = {
     'resume': '.run.fit',
     'FinetuneConfig': '.train.config',
     'ProbeConfig': '.train.config',
+    'TrainConfig': '.run.config',
     'PointingScore': '.tasks.explain',
     'explain': '.tasks.explain',
     'score_explanations': '.tasks.explain',
@@ -91,6 +92,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .models.backbones import create_backbone, list_backbones  # noqa: F401
     from .run.run import Evaluation, Run, Scored, default_run_dir, from_backbone, load, open_model  # noqa: F401
     from .train.config import FinetuneConfig, ProbeConfig  # noqa: F401
+    from .run.config import TrainConfig  # noqa: F401
     from .tasks.explain import PointingScore, explain, score_explanations  # noqa: F401
     from .attacks.config import AttackConfig  # noqa: F401
     from .tasks.attack import attack, robustness  # noqa: F401
@@ -120,6 +122,7 @@ __all__ = [  # every name of _EXPORTS (tests/test_public_api.py checks)
     "Parity",
     "PointingScore",
     "ProbeConfig",
+    "TrainConfig",
     "Run",
     "RunError",
     "Scored",
