@@ -21,6 +21,7 @@ from ..data import Dataset
 from ..errors import DataError, RunError
 from ..features import extract_features, pick_runtime
 from ..models.confidence import Confidence
+from .prediction import Scored
 from .record import RunRecord, short_hash
 
 if TYPE_CHECKING:
@@ -126,22 +127,7 @@ def evaluate(
 
     raw = torch.softmax(torch.as_tensor(ex.logits), dim=1).numpy()  # before temperature scaling
     report.update(confidence_report(y_true, raw, probs, ex.scores, ex.accepted, run.confidence))
-    seen = run.record.seen_hashes()
-    was_seen = np.array([bool(ex.hashes[i]) and short_hash(ex.hashes[i]) in seen for i in ex.ok], dtype=bool)
-    near = _near_copies(run, dataset, paths, ex, was_seen, seen, cache_dir=cache_dir, precision=precision, batch_size=batch_size) if seen else np.zeros_like(was_seen)
-    if was_seen.any():
-        report["seen_in_training"] = int(was_seen.sum())
-    if near.any():
-        report["near_copies_of_training"] = int(near.sum())
-    left_out = was_seen | near
-    if seen and (~left_out).any():
-        unseen = classification_report(y_true[~left_out], probs[~left_out], run.classes)
-        report["unseen"] = {"n": int((~left_out).sum()), "left_out": int(left_out.sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
-    if left_out.any():
-        honest = (f"on the {report['unseen']['n']} unseen ones: accuracy {report['unseen']['accuracy']:.3f}, balanced {report['unseen']['balanced_accuracy']:.3f}"
-                  if "unseen" in report else "none is unseen, so this is no measure of how the run does on new photos")
-        log.warning("%d of the %d images scored were used to train or tune this run (%d same file contents, %d near copies); %s",
-                    left_out.sum(), len(left_out), was_seen.sum(), near.sum(), honest)
+    _mark_seen(run, dataset, paths, ex, y_true, report, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
     result = Evaluation(report, kept, y_true, probs, ex.failed, scores=ex.scores)
     if ood:
         _evaluate_ood(run, result, ood, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
@@ -149,6 +135,30 @@ def evaluate(
         result.files = _write_evaluation(Path(out), result, run.classes, top_losses)
         result.files.update(_write_confidence(Path(out), result, raw, run.confidence))
     return result
+
+
+def _mark_seen(run: Run, dataset: Dataset, paths: list[Path], ex: Scored, y_true: np.ndarray, report: dict[str, Any], **how: Any) -> None:
+    """Count the scored images the run learnt from or chose on (same file contents, or near copies of such
+    images among the data set's others) and add the accuracy on the rest (``report["unseen"]``)."""
+    from ..evaluate import classification_report
+
+    seen = run.record.seen_hashes()
+    was_seen = np.array([bool(ex.hashes[i]) and short_hash(ex.hashes[i]) in seen for i in ex.ok], dtype=bool)
+    near = _near_copies(run, dataset, paths, ex, was_seen, seen, **how) if seen else np.zeros_like(was_seen)
+    if was_seen.any():
+        report["seen_in_training"] = int(was_seen.sum())
+    if near.any():
+        report["near_copies_of_training"] = int(near.sum())
+    left_out = was_seen | near
+    if seen and (~left_out).any():
+        unseen = classification_report(y_true[~left_out], ex.probs[~left_out], run.classes)
+        report["unseen"] = {"n": int((~left_out).sum()), "left_out": int(left_out.sum()), "accuracy": unseen["accuracy"], "balanced_accuracy": unseen["balanced_accuracy"]}
+    if left_out.any():
+        honest = (f"on the {report['unseen']['n']} unseen ones: accuracy {report['unseen']['accuracy']:.3f}, balanced {report['unseen']['balanced_accuracy']:.3f}"
+                  if "unseen" in report else "none is unseen, so this is no measure of how the run does on new photos")
+        log.warning("%d of the %d images scored were used to train or tune this run (%d same file contents, %d near copies); %s",
+                    left_out.sum(), len(left_out), was_seen.sum(), near.sum(), honest)
+
 
 def _evaluate_ood(run: Run, result: Evaluation, ood: Sequence[Path | str], **kw: Any) -> None:
     """Add ``metrics["ood"]``: how well the score tells ``ood`` images from the evaluated ones."""
