@@ -30,6 +30,16 @@ Weights = Union[str, Path, Mapping[str, Union[str, Path]], None]
 class TrainConfig:
     """A training recipe with working defaults; ``transferlab train``'s flags fill it.
 
+    Strategies:
+        ``probe``: a softmax head on the frozen backbone's cached features, its L2 strength chosen on
+        val (else on a holdout of train). Seconds once features are cached.
+        ``finetune``: the probe's head, then the backbone unfrozen (``finetune``); validation images held
+        out of train judge every epoch, the probe's head included as epoch 0, and the fine-tuned weights
+        are kept only when they beat the probe clearly (``finetune.min_win_rate``). Checkpoints are
+        deleted once training ends unless ``keep_checkpoints``; an interrupted run keeps them for ``resume``.
+        ``auto``: as finetune, within ``budget`` (default 15 min), skipping fine-tuning when the probe
+        leaves nothing to win; the run records what was tried and why the kept model won.
+
     Example:
         ``tl.train(ds, TrainConfig(strategy="auto", budget="10m"))`` or ``tl.train(ds, strategy="auto", budget="10m")``.
     """

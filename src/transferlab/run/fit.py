@@ -64,25 +64,14 @@ def train(
     resume_from: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Run:
-    """Train a classifier on ``dataset`` by transfer learning, following ``config`` (a ``TrainConfig``).
+    """Train a classifier on ``dataset`` by transfer learning, following ``config`` (a ``TrainConfig``; its
+    docstring says what each strategy does).
 
     ``settings`` are ``TrainConfig`` fields by name, applied to ``config``: ``tl.train(ds, backbone=
     "efficientnet_lite1", strategy="auto", budget="10m")``. 0.1's ``tl.train(ds, BACKBONE, STRATEGY)``
-    and ``finetune_config=`` still work.
-
-    Strategies:
-        ``probe``: a softmax head on the frozen backbone's cached features, its L2 strength chosen on
-        val (else by a holdout of train). Seconds once features are cached.
-        ``finetune``: the probe's head, then the backbone unfrozen (``config.finetune``); validation
-        images held out of train judge every epoch, the probe's head included as epoch 0, and the
-        fine-tuned weights are kept only when they beat the probe clearly (``min_win_rate``).
-        ``auto``: as finetune, within ``budget`` (default 15 min), skipping fine-tuning when the probe
-        leaves nothing to win; the run records what was tried and why the kept model won.
-
-    The score printed and saved is on the held-out split (test, else a given val); see ``data.roles``.
-    The softmax temperature and the "none of these" threshold are fitted on the images used for
-    choosing, never on it. Fine-tuning checkpoints are deleted once training ends unless
-    ``keep_checkpoints``; an interrupted run keeps them for ``resume``.
+    and ``finetune_config=`` still work. The score printed and saved is on the held-out split (test, else
+    a given val; ``data.roles``); the temperature and the "none of these" threshold are fitted on the
+    images used for choosing, never on it.
 
     Raises:
         DataError, BackboneError, ConfigError: problems a user can fix (one-sentence messages).
