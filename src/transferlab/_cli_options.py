@@ -53,3 +53,9 @@ def config_options(cls: type, *, param: str, prefix: str = "", help_prefix: str 
         return command
 
     return decorate
+
+
+def field_help(cls: type, name: str) -> str:
+    """The ``option`` help of ``cls``'s field ``name``: for a command whose flag means that field but is not built
+    from the whole class (``calibrate --accept``), so the text is written once."""
+    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)

@@ -22,7 +22,7 @@ from rich.text import Text
 
 import transferlab as tl
 
-from ._cli_options import config_options
+from ._cli_options import config_options, field_help
 from ._options import option
 from ._io import display_path
 from .data.files import expand_image_paths
@@ -44,14 +44,14 @@ FT = FinetuneConfig()
 DataArg = Annotated[Path, typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for splits and training.")]
 CacheOpt = Annotated[Optional[Path], typer.Option(help="Feature cache folder [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 where the hardware has it).")]
+PrecisionOpt = Annotated[str, typer.Option(help=field_help(TrainConfig, "precision"))]
 Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Force fp32 (same as --precision fp32).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-FeaturesOpt = Annotated[str, typer.Option(help="pooled | multi (also pool the last 3 stages: textures, medical, industrial images).")]
+FeaturesOpt = Annotated[str, typer.Option(help=field_help(TrainConfig, "features"))]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")]
-AcceptOpt = Annotated[float, typer.Option(help="'None of these' threshold: the share of validation images it accepts (0.99: reject less).")]
-OodScoreOpt = Annotated[str, typer.Option("--ood-score", help="In-distribution score: knn | mahalanobis | energy | msp (BENCHMARKS.md compares them).")]
+AcceptOpt = Annotated[float, typer.Option(help=field_help(TrainConfig, "accept"))]
+OodScoreOpt = Annotated[str, typer.Option("--ood-score", help=field_help(TrainConfig, "ood_score"))]
 
 
 class RateColumn(ProgressColumn):
@@ -160,6 +160,7 @@ def _print_problems(console: Console, skipped: Problems, warnings: Problems, lim
 
 
 @app.command()
+@config_options(TrainConfig, param="config", prefix="tc_")
 @config_options(FinetuneConfig, param="recipe", prefix="ft_", help_prefix="finetune: ", panel="Fine-tuning")
 @config_options(LoadOptions, param="loading", panel="Data")
 def train(
@@ -169,21 +170,13 @@ def train(
         "Bundled efficientnet_lite0/1/2 (offline) or any timm model name; A+B concatenates their features (what `compare --combine` scores)."))] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[list[str]], typer.Option("--weights", help=(
         "Backbone weights file (.safetensors or .pth state dict); for A+B, NAME=FILE per member that uses a local file (repeatable)."))] = None,
-    features: FeaturesOpt = DEFAULT_FEATURES,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-BACKBONE].")] = None,
-    strategy: Annotated[str, typer.Option(help=(
-        "probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation "
-        "shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay."))] = "probe",
+    config: TrainConfig = TrainConfig(),
     budget: Annotated[Optional[str], typer.Option(help="auto/finetune: most training time, e.g. 90s, 5m, 1h [auto: 15m].")] = None,
-    keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="finetune: keep checkpoint.pt (and the previous epoch's) after training ends.", rich_help_panel="Fine-tuning")] = False,
     recipe: FinetuneConfig = FT,
     loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
-    precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per forward pass [default: 16 per CPU core, 64 on GPU].")] = None,
-    accept: AcceptOpt = DEFAULT_ACCEPT,
-    ood_score: OodScoreOpt = DEFAULT_METHOD,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
     exclude: Annotated[Optional[Path], typer.Option("--exclude", help="Leave out the paths listed in FILE, one a line (e.g. a reviewed `audit --fix-list`).")] = None,
@@ -195,10 +188,10 @@ def train(
         return _report_training(run, resume, json_)
     if data is None:
         raise tl.DataError("expected DATA (a dataset folder) or --resume RUN — see `transferlab train --help`")
-    config = TrainConfig(
-        backbone=backbone, weights=_weights_arg(weights), features=features, strategy=strategy, budget=budget, seed=loading.seed, precision="fp32" if fp32 else precision,
-        batch_size=batch_size, finetune=recipe, accept=accept, ood_score=ood_score, exclude=tuple(_read_list(exclude)), keep_checkpoints=keep_checkpoints,
-    )  # refused here, before the data is read, when a setting is wrong
+    config = config.replace(  # the flags the config's own fields do not make; refused here, before the data is read, when wrong
+        backbone=backbone, weights=_weights_arg(weights), budget=budget, seed=loading.seed, finetune=recipe, exclude=tuple(_read_list(exclude)),
+        **({"precision": "fp32"} if fp32 else {}),
+    )
     ds = tl.load_dataset(data, **loading.kwargs())
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:

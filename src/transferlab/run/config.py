@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from .._options import option
 from ..errors import ConfigError
 from ..models.defaults import DEFAULT_ACCEPT, DEFAULT_BACKBONE, DEFAULT_FEATURES, DEFAULT_METHOD, FEATURE_MODES, SCORE_METHODS
 from ..train.config import FinetuneConfig, ProbeConfig
@@ -28,7 +29,8 @@ Weights = Union[str, Path, Mapping[str, Union[str, Path]], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training recipe with working defaults; ``transferlab train``'s flags fill it.
+    """A training recipe with working defaults; ``transferlab train``'s flags are built from the fields that
+    carry help (``_options.option``), so each setting is declared once.
 
     Strategies:
         ``probe``: a softmax head on the frozen backbone's cached features, its L2 strength chosen on
@@ -46,18 +48,20 @@ class TrainConfig:
 
     backbone: str = DEFAULT_BACKBONE  # a bundled or timm model name; "A+B" concatenates their features
     weights: Weights = None  # a local weights file, or for "A+B" {member name: file}; None: bundled / timm's own
-    features: str = DEFAULT_FEATURES  # "pooled" | "multi" (the last stages pooled too)
-    strategy: str = "probe"  # "probe" | "finetune" | "auto" (train)
+    features: str = option(DEFAULT_FEATURES, "pooled | multi (also pool the last 3 stages: textures, medical, industrial images).")
+    strategy: str = option("probe", (
+        "probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation "
+        "shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay."))
     budget: float | str | None = None  # most training time: seconds, or "90s", "5m", "1h"; auto without one: AUTO_BUDGET_S
     seed: int = 0  # training's random numbers (the split's seed travels with the data set)
-    precision: str = "auto"  # "auto" | "bf16" | "fp16" | "fp32" (auto: bf16 where the hardware has it)
-    batch_size: int | None = None  # images per forward pass when extracting features; None: by the hardware
+    precision: str = option("auto", "auto | bf16 | fp16 | fp32 (auto: bf16 where the hardware has it).")
+    batch_size: int | None = option(None, "Images per forward pass [default: 16 per CPU core, 64 on GPU].")
     probe: ProbeConfig = ProbeConfig()  # how the head is fitted
     finetune: FinetuneConfig = FinetuneConfig()  # phase 2's recipe (strategies finetune and auto)
-    accept: float = DEFAULT_ACCEPT  # share of validation images the "none of these" threshold accepts
-    ood_score: str = DEFAULT_METHOD  # the in-distribution score: "knn" | "mahalanobis" | "energy" | "msp"
+    accept: float = option(DEFAULT_ACCEPT, "'None of these' threshold: the share of validation images it accepts (0.99: reject less).")
+    ood_score: str = option(DEFAULT_METHOD, "In-distribution score: knn | mahalanobis | energy | msp (BENCHMARKS.md compares them).", flag="--ood-score")
     exclude: tuple[str, ...] = field(default=())  # files left out of every split (e.g. a reviewed audit --fix-list)
-    keep_checkpoints: bool = False  # keep fine-tuning's checkpoint.pt files once training ends
+    keep_checkpoints: bool = option(False, "finetune: keep checkpoint.pt (and the previous epoch's) after training ends.", flag="--keep-checkpoints")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalised once, so the saved config and every reader see plain values
