@@ -38,9 +38,12 @@ runtime = pick_runtime(precision="fp32")
 cache_module.COMPACT_AFTER = int(sys.argv[6])  # small: compactions race with the other process's writes
 cache = FeatureCache(sys.argv[3], cache_key(model, runtime))
 paths = sorted(Path(sys.argv[4]).glob("*.jpg"))
-pause = float(sys.argv[7])
-ex = extract_features(model, paths, cache=cache, runtime=runtime, batch_size=4, workers=1,
-                      progress=lambda done, total: time.sleep(pause))
+pause, hold, start = float(sys.argv[7]), int(sys.argv[8]), len(cache)
+def progress(done, total):
+    time.sleep(pause)
+    if hold and len(cache) - start >= hold:  # this process's share is written: wait to be killed
+        time.sleep(300)  # (bounded: outlives a test that failed to kill it by minutes, not forever)
+ex = extract_features(model, paths, cache=cache, runtime=runtime, batch_size=4, workers=1, progress=progress)
 if sys.argv[5] != "-":
     from safetensors.torch import save_file
     save_file({"features": ex.features.contiguous()}, sys.argv[5])
@@ -57,8 +60,9 @@ def model(tiny_weights: Path):
     return create_backbone(TINY, weights=tiny_weights).model
 
 
-def _start(tiny_weights: Path, cache_root: Path, images: Path, out: str = "-", compact_after: int = 64, pause: float = 0.05) -> subprocess.Popen:
-    args = [TINY, str(tiny_weights), str(cache_root), str(images), out, str(compact_after), str(pause)]
+def _start(tiny_weights: Path, cache_root: Path, images: Path, out: str = "-", compact_after: int = 64, pause: float = 0.05, hold: int = 0) -> subprocess.Popen:
+    """The extraction in a subprocess; ``hold`` > 0: it stops and waits (to be killed) once it has added that many entries."""
+    args = [TINY, str(tiny_weights), str(cache_root), str(images), out, str(compact_after), str(pause), str(hold)]
     return subprocess.Popen([sys.executable, "-c", EXTRACT, *args], env=env_with_src(), stderr=subprocess.PIPE)
 
 
@@ -82,11 +86,14 @@ def test_sigkill_at_random_points_loses_nothing_and_nothing_half_written_is_read
     rng = random.Random(6)  # the kill points are random, but the same on every run of the suite
     kills, entries = [], [0]
     for attempt in range(4):
-        proc = _start(tiny_weights, cache_root, images[0].parent, pause=0.15)
-        # Wait for the child to start working (its first shard, or 1 s after an earlier kill's last), then a random delay.
-        start_count, deadline = len(list(cache.dir.glob("*.safetensors"))), time.monotonic() + 60
-        while len(list(cache.dir.glob("*.safetensors"))) == start_count and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # Each child adds at most 12 entries, then waits: four kills never reach the 80th, however slow this process is.
+        proc = _start(tiny_weights, cache_root, images[0].parent, pause=0.15, hold=12)
+        # Wait for the child to start working (its first new shard; generous: it says so, no guess at its speed),
+        # then a random delay.
+        start_count, deadline = len(cache), time.monotonic() + 300
+        while len(cache) == start_count and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(cache) > start_count, f"the extraction never wrote a shard (exit code {proc.poll()})"
         time.sleep(rng.uniform(0.0, 0.4))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
