@@ -26,6 +26,28 @@ def test_export_matches_pytorch_on_the_evaluation_split(tiny_run_dir: Path, tmp_
     assert result.path.is_file() and parity is not None
     assert "test split" in parity.source and parity.n >= 5  # the run's own data was found and used
     assert parity.ok and parity.top1_agree == parity.n and parity.max_abs_logit_diff <= 1e-3
+    assert parity.max_score_diff is not None and parity.max_score_diff <= 1e-3 and parity.accept_agree == parity.n  # the in-distribution score too
+
+
+@pytest.mark.parametrize("method", ["knn", "mahalanobis", "energy", "msp"])
+def test_the_onnx_graph_carries_each_in_distribution_score(tiny_run_dir: Path, tmp_path: Path, method: str) -> None:
+    run = tl.load(tiny_run_dir)
+    run = tl.calibrate(run, run.training_data(), ood_score=method, precision="fp32")
+    parity = tl.export(run, "onnx", tmp_path / "m.onnx").parity
+    assert run.confidence.method == method and parity.ok and parity.max_score_diff <= 1e-4, parity.summary()
+    photo = make_photo(tmp_path / "a.jpg", 1, seed=11)
+    (got,), (want,) = tl.OnnxModel(tmp_path / "m.onnx").predict([photo]), run.predict([photo], precision="fp32")
+    assert got["in_distribution"] == want["in_distribution"] and abs(got["score"] - want["score"]) <= 1e-4 * max(1.0, abs(want["score"]))  # Mahalanobis: hundreds
+
+
+def test_a_knn_bank_that_drifts_from_its_export_fails_the_parity_check(tiny_run_dir: Path, tmp_path: Path) -> None:
+    # regression: the check compared logits only, so an export whose "none of these" differed from predict's passed
+    run = tl.load(tiny_run_dir)
+    assert run.confidence.method == "knn"
+    path = tl.export(run, "onnx", tmp_path / "m.onnx", check=False).path
+    run.confidence.tensors["bank"] = run.confidence.tensors["bank"].roll(1, dims=1)  # the run's bank no longer the graph's
+    parity = tl.check_parity(run, path, "onnx")
+    assert parity.max_abs_logit_diff <= 1e-3 and not parity.ok and parity.max_score_diff > 1e-3
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load is deprecated upstream; the format is still asked for
@@ -36,7 +58,9 @@ def test_torchscript_file_carries_classes_and_loads_without_transferlab(tiny_run
     scripted = torch.jit.load(str(path), _extra_files=extra)
     assert json.loads(extra["transferlab.json"])["classes"] == run.classes
     x = run.load_image(next(Path(run.meta["data"]["root"]).glob("cat/*.jpg")))
-    assert torch.allclose(scripted(x), run.model(x), atol=1e-4)
+    assert torch.allclose(scripted(x), run.model(x), atol=1e-4)  # forward: the logits, as before scores were exported
+    logits, score = scripted.scored(x)
+    assert torch.allclose(logits, run.model(x), atol=1e-4) and abs(score.item() - run.predict(x, precision="fp32")[0]["score"]) <= 1e-4
 
 
 def test_onnx_predict_agrees_with_run_predict_and_reports_bad_files(tiny_run_dir: Path, tmp_path: Path) -> None:
@@ -50,6 +74,7 @@ def test_onnx_predict_agrees_with_run_predict_and_reports_bad_files(tiny_run_dir
     assert "error" in onnx_rows[-1]
     for a, b in zip(onnx_rows[:-1], torch_rows[:-1]):
         assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+        assert (a["label"], a["in_distribution"]) == (b["label"], b["in_distribution"]) and abs(a["score"] - b["score"]) <= 1e-4  # "none of these" too
         assert np.allclose([t["prob"] for t in a["top"]], [t["prob"] for t in b["top"]], atol=1e-4)
 
 
