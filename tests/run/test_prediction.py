@@ -130,14 +130,13 @@ def test_predict_and_the_page_honour_the_not_sure_setting_stored_with_the_run(ti
     run_dir = shutil.copytree(tiny_run_dir, tmp_path / "run")
     meta = json.loads((run_dir / "model.json").read_text())
     meta["confidence"]["temperature"] = 100.0  # probabilities near 1/3 (the kNN score, and so "none of these", stay as they were)
+    meta["serve"] = {"unsure_below": 0.2}  # as 0.1's set_threshold wrote it, straight into model.json
     (run_dir / "model.json").write_text(json.dumps(meta))
     photo = next(Path(meta["data"]["root"]).glob("fox/*_1.jpg"))  # one of the run's own photos: accepted
-    set_threshold(run_dir, 0.2)
-    assert json.loads((run_dir / "model.json").read_text())["serve"] == {"unsure_below": 0.2}
     for answers in (answers_of_predict(run_dir, [photo], 3), answers_of_page(run_dir, [photo], 3)):
         assert answers[0]["in_distribution"] and 0.2 < answers[0]["probs"][0] < 0.9 and answers[0]["unsure"] is False
     set_threshold(run_dir, 0.9)
-    assert tl.load(run_dir).record.serve.unsure_below == 0.9
+    assert json.loads((run_dir / "model.json").read_text())["serve"] == {"unsure_below": 0.9} and tl.load(run_dir).record.serve.unsure_below == 0.9
     assert answers_of_predict(run_dir, [photo], 3)[0]["unsure"] is True
     assert answers_of_page(run_dir, [photo], 3)[0]["unsure"] is True
     assert tl.load(run_dir).predict(photo)[0].unsure is True
