@@ -285,16 +285,16 @@ def test_a_tuned_epoch_must_win_clearly_to_replace_the_probe() -> None:
 
 
 def test_auto_counts_patience_from_the_probe_while_the_probe_leads() -> None:
-    from transferlab.train.finetune import _patience_from, _should_stop
+    from transferlab.train.finetune import _Best, _patience_from, _should_stop
 
     probe = {"val_accuracy": 0.90, "val_loss": 0.30}
-    behind = {"score": (0.85, -0.5), "epoch": 2}  # the best tuned epoch so far is worse than the probe
+    behind = _Best((0.85, -0.5), epoch=2)  # the best tuned epoch so far is worse than the probe
     assert _patience_from(behind, probe, probe_patience=False) == 2 and _patience_from(behind, probe, probe_patience=True) == 0
     assert _should_stop(3, 0, FinetuneConfig(epochs=6, patience=2)) and not _should_stop(3, 2, FinetuneConfig(epochs=6, patience=2))
-    ahead = {"score": (0.95, -0.2), "epoch": 2}
+    ahead = _Best((0.95, -0.2), epoch=2)
     assert _patience_from(ahead, probe, probe_patience=True) == 2
     # after starting again at epoch 1, both count from there, and the new schedule runs its full length
-    assert _patience_from(behind, probe, probe_patience=True, start=1) == 1 and _patience_from({"score": (-1.0, 0.0), "epoch": 0}, probe, False, start=1) == 1
+    assert _patience_from(behind, probe, probe_patience=True, start=1) == 1 and _patience_from(_Best((-1.0, 0.0)), probe, False, start=1) == 1
     assert not _should_stop(6, 5, FinetuneConfig(epochs=6, patience=2), start=1) and _should_stop(7, 5, FinetuneConfig(epochs=6, patience=2), start=1)
 
 

@@ -30,7 +30,7 @@ from ..models.classifier import ImageClassifier
 from ..models.state import device_of, preserved
 from .depthwise import fp32_depthwise_backward
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (load_checkpoint: public here too)
-from .distributed import all_gather_lists, all_reduce_sums, world
+from .distributed import World, all_gather_lists, all_reduce_sums, world
 from .loader import ImageFiles, make_loader
 from ..errors import ConfigError
 from .config import JUDGE_REFIT_MIN_IMAGES, JUDGES, MIXES, OPTIMIZERS, SCHEDULES, FinetuneConfig
@@ -66,6 +66,13 @@ def resolve_judge(config: FinetuneConfig, n_train: int) -> str:
 
 
 def check_config(config: FinetuneConfig) -> None:
+    """Raise ConfigError for a recipe value outside what fine-tuning supports."""
+    _check_choices(config)
+    train_size((224, 224), config.train_size_ratio)  # raises on a ratio outside (0, 2]
+    _check_ranges(config)
+
+
+def _check_choices(config: FinetuneConfig) -> None:
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"expected optimizer in {OPTIMIZERS}, got {config.optimizer!r}")
     if config.schedule not in SCHEDULES:
@@ -74,19 +81,21 @@ def check_config(config: FinetuneConfig) -> None:
         raise ConfigError(f"expected mix in {MIXES}, got {config.mix!r}")
     if config.bn_stats not in ("frozen", "train"):
         raise ConfigError(f"expected bn_stats 'frozen' or 'train', got {config.bn_stats!r}")
-    train_size((224, 224), config.train_size_ratio)  # raises on a ratio outside (0, 2]
+    if config.judge not in JUDGES:
+        raise ConfigError(f"expected judge in {JUDGES}, got {config.judge!r}")
+    if config.unfreeze != "all" and not (config.unfreeze.isdigit() and int(config.unfreeze) > 0):
+        raise ConfigError(f"expected unfreeze 'all' or a positive number of stages, got {config.unfreeze!r}")
+
+
+def _check_ranges(config: FinetuneConfig) -> None:
     if config.ema_epochs < 0:
         raise ConfigError(f"expected ema_epochs >= 0 (0 disables the weight average), got {config.ema_epochs!r}")
     if config.retry_lr < 0 or config.retry_lr >= 1:
         raise ConfigError(f"expected retry_lr in [0, 1) (0 never retries; 0.1 retries at a tenth of the rate), got {config.retry_lr!r}")
-    if config.judge not in JUDGES:
-        raise ConfigError(f"expected judge in {JUDGES}, got {config.judge!r}")
     if config.l2sp < 0:
         raise ConfigError(f"expected l2sp >= 0 (0 turns the pull towards the pretrained weights off), got {config.l2sp!r}")
     if not 0.0 <= config.min_win_rate <= 1.0:
         raise ConfigError(f"expected min_win_rate in [0, 1], got {config.min_win_rate!r}")
-    if config.unfreeze != "all" and not (config.unfreeze.isdigit() and int(config.unfreeze) > 0):
-        raise ConfigError(f"expected unfreeze 'all' or a positive number of stages, got {config.unfreeze!r}")
 
 
 def frozen_modules(net: nn.Module, unfreeze: str) -> list[nn.Module]:
@@ -278,16 +287,32 @@ def _weight_average(model: ImageClassifier, config: FinetuneConfig, steps_per_ep
     return ema, ImageClassifier(ema.module, model.preprocess, model.classes).to(device_of(model.net), memory_format=torch.channels_last)  # its own normalising buffers too
 
 
-def _schedule(model: ImageClassifier, config: FinetuneConfig, lr: float, steps: int):
-    """(optimizer, scheduler, weight average, the classifier validation judges) for a schedule at peak ``lr``:
-    the run's start, and a retry's."""
+@dataclass
+class _Schedule:
+    """One learning-rate schedule: the run's first, or a retry's from the probe at a lower peak rate."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: Any  # timm ``ModelEmaV3`` of ``model.net``, or None (``config.ema_epochs`` 0)
+    judged: ImageClassifier  # what validation scores and the run keeps: the weight average, else the model
+
+
+def _schedule(model: ImageClassifier, config: FinetuneConfig, lr: float, steps: int) -> _Schedule:
+    """The optimizer, scheduler and weight average of a schedule at peak ``lr`` over ``steps`` per epoch."""
     optimizer = make_optimizer(model.net, config, lr)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps)), *_weight_average(model, config, steps)
+    return _Schedule(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps)), *_weight_average(model, config, steps))
 
 
-def _no_best() -> dict[str, Any]:
-    """The best tuned epoch before any has run (epoch 0, the probe, is judged apart)."""
-    return {"score": (-1.0, -math.inf), "state": None, "epoch": 0}
+_NO_SCORE = (-1.0, -math.inf)  # below any epoch's (accuracy, -loss)
+
+
+@dataclass
+class _Best:
+    """The best tuned epoch so far (epoch 0, the probe, is judged apart)."""
+
+    score: tuple[float, float] = _NO_SCORE  # (validation accuracy, -loss), see ``_score``
+    state: dict[str, torch.Tensor] | None = None  # its weights (``model.net``'s state dict)
+    epoch: int = 0  # 0: no tuned epoch yet
 
 
 def _score(row: dict[str, float]) -> tuple[float, float]:
@@ -295,12 +320,12 @@ def _score(row: dict[str, float]) -> tuple[float, float]:
     return row["val_accuracy"], -row["val_loss"]
 
 
-def _patience_from(best: dict[str, Any], probe_row: dict[str, float], probe_patience: bool, start: int = 0) -> int:
+def _patience_from(best: _Best, probe_row: dict[str, float], probe_patience: bool, start: int = 0) -> int:
     """The epoch patience counts from: the best fine-tuned one, or epoch 0 while the probe still leads
     (``start``, the epoch a retry began after, instead of 0 for a retry)."""
-    if probe_patience and best["score"] <= _score(probe_row):
+    if probe_patience and best.score <= _score(probe_row):
         return start
-    return max(best["epoch"], start)
+    return max(best.epoch, start)
 
 
 def _should_stop(epoch: int, best_epoch: int, config: FinetuneConfig, start: int = 0) -> bool:
@@ -363,18 +388,41 @@ def finetune(
     and the best fine-tuned epoch is kept only when it beats epoch 0 in ``config.min_win_rate`` of the
     bootstrap resamples of the validation images.
     """
+    job = _Job(seed, checkpoint, progress, checkpoint_extra, deadline, probe_patience, judge)
     with preserved(model):
-        result = _finetune(model, train, val, runtime, config, seed, checkpoint, progress, resume, checkpoint_extra, deadline, probe_patience, judge)
+        result = _finetune(model, train, val, runtime, config, job, resume)
     model.eval()
     return result
 
 
-def _finetune(model: ImageClassifier, train, val, runtime: Runtime, config: FinetuneConfig, seed: int, checkpoint, progress, resume, checkpoint_extra, deadline, probe_patience: bool, judge) -> FinetuneResult:
-    """``finetune`` on ``runtime.device``; leaves ``model`` there."""
-    check_config(config)
-    torch.manual_seed(seed)
-    model.to(runtime.device, memory_format=torch.channels_last)
-    model.head_dropout = config.dropout
+@dataclass(frozen=True)
+class _Job:
+    """How one ``finetune`` call runs, beside its recipe (see ``finetune``'s arguments)."""
+
+    seed: int = 0
+    checkpoint: Path | None = None
+    progress: Progress | None = None
+    checkpoint_extra: dict[str, Any] | None = None
+    deadline: float | None = None
+    probe_patience: bool = False
+    judge: Judge | None = None
+
+
+@dataclass
+class _Loop:
+    """What every epoch uses and none changes: the network's training wrapper, the data, the settings."""
+
+    forward: nn.Module  # what training steps call: the model, or its DistributedDataParallel / compiled wrapper
+    frozen: list[nn.Module]  # modules that stay frozen (``frozen_modules``)
+    train_loader_for: Callable[[int], Any]  # epoch -> that epoch's shuffled loader (the same on a resumed run)
+    val_loader: Any  # a loader, or its batches decoded once when they fit in VAL_IN_MEMORY_BYTES
+    steps: int  # optimiser steps per epoch
+    runtime: Runtime
+    config: FinetuneConfig
+    world: World
+
+
+def _make_loop(model: ImageClassifier, train: Sequence[tuple[Path, int]], val: Sequence[tuple[Path, int]], runtime: Runtime, config: FinetuneConfig, seed: int) -> _Loop:
     frozen = frozen_modules(model.net, config.unfreeze)
     pre = model.preprocess
     w = world()
@@ -386,96 +434,169 @@ def _finetune(model: ImageClassifier, train, val, runtime: Runtime, config: Fine
     val_loader = make_loader(ImageFiles(list(val)[w.rank :: w.size], pre.to_uint8, pre.draft_size()), config.batch_size, False, seed, device_type=runtime.device.type)  # a shard per rank
     if len(val) // w.size * 3 * pre.input_size[0] * pre.input_size[1] <= VAL_IN_MEMORY_BYTES:
         val_loader = list(val_loader)  # decoded once, not once per epoch: it was 2 s of every 15 s epoch here
-    steps = len(train_loader_for(0))
-    retry = (resume or {}).get("retry") or {"start": 0, "lr": config.lr}  # a run that started again, resumed
-    start, lr = retry["start"], retry["lr"]
-    optimizer, scheduler, ema, judged = _schedule(model, config, lr, steps)  # judged: what validation scores and the run keeps
+    return _Loop(forward, frozen, train_loader_for, val_loader, len(train_loader_for(0)), runtime, config, w)
 
-    if resume is None:
-        records: dict[int, list] = {0: []}  # per-image (correct, loss) of epoch 0 and of the best epoch so far
-        result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(judged, val_loader, runtime, records[0])}])  # epoch 0: the probe's head
-        probe_state = copy.deepcopy(model.net.state_dict())
-        best = _no_best()
-        epoch = 0
-    else:
-        model.net.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if ema is not None:
-            ema.module.load_state_dict(resume["ema"])
-        torch.set_rng_state(resume["torch_rng"])
+
+@dataclass
+class _State:
+    """Where fine-tuning stands: what a checkpoint stores and a resumed run continues from."""
+
+    result: FinetuneResult  # the history so far and the retry's fields
+    lr: float  # peak learning rate of the schedule running
+    epoch: int = 0  # the last finished epoch (the one running, during an epoch)
+    start: int = 0  # the epoch a retry started after (0: the first schedule)
+    best: _Best = field(default_factory=_Best)
+    records: dict[int, list[tuple[bool, float]]] = field(default_factory=dict)  # per-image (correct, loss) of epoch 0 and of the best epoch
+    probe_state: dict[str, torch.Tensor] | None = None  # the probe's weights (None: a checkpoint from before epoch 0 competed)
+
+    @classmethod
+    def first(cls, model: ImageClassifier, schedule: _Schedule, loop: _Loop) -> _State:
+        """Epoch 0: the probe's head on the untouched backbone, scored on val; its weights kept to go back to."""
+        records: dict[int, list[tuple[bool, float]]] = {0: []}
+        result = FinetuneResult(history=[{"epoch": 0, **evaluate_epoch(schedule.judged, loop.val_loader, loop.runtime, records[0])}])
+        return cls(result, loop.config.lr, records=records, probe_state=copy.deepcopy(model.net.state_dict()))
+
+    @classmethod
+    def from_checkpoint(cls, resume: dict[str, Any], config: FinetuneConfig) -> _State:
+        """The state a checkpoint (``load_checkpoint``, any version) was written in."""
+        retry = resume.get("retry") or {"start": 0, "lr": config.lr}  # a run that started again, resumed
+        start, lr = retry["start"], retry["lr"]
         result = FinetuneResult(history=list(resume["history"]), retried_after=start, retry_reason=retry.get("reason"), retry_lr=lr if start else None)
-        records = {int(k): v for k, v in (resume.get("val_records") or {}).items()}
-        probe_state = resume.get("probe_model")
         best_tuned = resume.get("best_tuned_epoch", resume["best_epoch"])
-        best = {"score": _score(result.history[best_tuned]) if best_tuned else (-1.0, -math.inf), "state": resume["best_model"], "epoch": best_tuned}
-        epoch = resume["epoch"]
-    anchors = l2sp_anchors(model, probe_state) if config.l2sp > 0 else {}
-    last_epoch_s = 0.0
+        best = _Best(_score(result.history[best_tuned]) if best_tuned else _NO_SCORE, resume["best_model"], best_tuned)
+        records = {int(k): v for k, v in (resume.get("val_records") or {}).items()}
+        return cls(result, lr, resume["epoch"], start, best, records, resume.get("probe_model"))
+
+    def checkpoint(self, model: ImageClassifier, schedule: _Schedule, config: FinetuneConfig, extra: dict[str, Any] | None) -> dict[str, Any]:
+        """The checkpoint of the last finished epoch, in the format ``from_checkpoint`` and ``load_checkpoint`` read."""
+        return {
+            "epoch": self.epoch, "model": model.net.state_dict(), "optimizer": schedule.optimizer.state_dict(),
+            "scheduler": schedule.scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "history": self.result.history,
+            "best_epoch": self.best.epoch, "best_tuned_epoch": self.best.epoch, "best_model": self.best.state, "probe_model": self.probe_state,
+            "val_records": self.records, "ema": schedule.ema.module.state_dict() if schedule.ema is not None else None, "config": asdict(config), "run": extra or {},
+            "retry": {"start": self.start, "lr": self.lr, "reason": self.result.retry_reason} if self.start else None,
+        }
+
+
+def _restore(resume: dict[str, Any], model: ImageClassifier, schedule: _Schedule) -> None:
+    """Load a checkpoint's weights, optimiser, scheduler, weight average and random state."""
+    model.net.load_state_dict(resume["model"])
+    schedule.optimizer.load_state_dict(resume["optimizer"])
+    schedule.scheduler.load_state_dict(resume["scheduler"])
+    if schedule.ema is not None:
+        schedule.ema.module.load_state_dict(resume["ema"])
+    torch.set_rng_state(resume["torch_rng"])
+
+
+def _finetune(
+    model: ImageClassifier, train: Sequence[tuple[Path, int]], val: Sequence[tuple[Path, int]], runtime: Runtime, config: FinetuneConfig,
+    job: _Job, resume: dict[str, Any] | None,
+) -> FinetuneResult:
+    """``finetune`` on ``runtime.device``; leaves ``model`` there."""
+    check_config(config)
+    torch.manual_seed(job.seed)
+    model.to(runtime.device, memory_format=torch.channels_last)
+    model.head_dropout = config.dropout
+    loop = _make_loop(model, train, val, runtime, config, job.seed)
+    if resume is None:
+        schedule = _schedule(model, config, config.lr, loop.steps)
+        state = _State.first(model, schedule, loop)
+    else:
+        state = _State.from_checkpoint(resume, config)
+        schedule = _schedule(model, config, state.lr, loop.steps)  # a retried run resumes at the retry's rate
+        _restore(resume, model, schedule)
     try:
-        while True:
-            if _should_stop(epoch, _patience_from(best, result.history[0], probe_patience, start), config, start):
-                worse = _should_retry(config, start, records.get(0, []), records.get(best["epoch"], [])) if probe_state is not None and best["epoch"] else None
-                if worse is None:
-                    break
-                # start again from the probe's weights at a lower rate, with a full schedule of its own
-                start, lr = epoch, lr * config.retry_lr
-                result.retried_after, result.retry_reason, result.retry_lr = epoch, worse, lr
-                log.info("the best tuned epoch fell below the probe in %.0f%% of validation resamples: starting again from the probe at lr %.2g", 100 * worse, lr)
-                model.net.load_state_dict(probe_state)
-                optimizer, scheduler, ema, judged = _schedule(model, config, lr, steps)
-                best, records = _no_best(), {0: records.get(0, [])}
-            if deadline is not None and _out_of_time(time.monotonic() + last_epoch_s > deadline, runtime):
-                result.over_budget = True
-                break
-            epoch += 1
-            started = time.monotonic()
-            on_step = _step_callback(progress, epoch, deadline if not w.distributed else None)
-            try:
-                row = {"epoch": epoch, **train_one_epoch(model, train_loader_for(epoch), optimizer, scheduler, config, runtime, frozen, on_step, forward, ema, anchors)}
-            except _OverBudget:
-                result.over_budget, epoch = True, epoch - 1  # the unfinished epoch is abandoned
-                break
-            per_image: list = []
-            row.update(evaluate_epoch(judged, val_loader, runtime, per_image), lr=max(group["lr"] for group in optimizer.param_groups))
-            result.history.append(row)
-            if _score(row) > best["score"]:
-                best = {"score": _score(row), "state": copy.deepcopy(judged.net.state_dict()), "epoch": epoch}
-                records = {0: records.get(0, []), epoch: per_image}
-            last_epoch_s = time.monotonic() - started
-            if checkpoint is not None and w.is_main:
-                save_checkpoint(checkpoint, {
-                    "epoch": epoch, "model": model.net.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "history": result.history,
-                    "best_epoch": best["epoch"], "best_tuned_epoch": best["epoch"], "best_model": best["state"], "probe_model": probe_state,
-                    "val_records": records, "ema": ema.module.state_dict() if ema is not None else None, "config": asdict(config), "run": checkpoint_extra or {},
-                    "retry": {"start": start, "lr": lr, "reason": result.retry_reason} if start else None,
-                })
+        _run_epochs(model, state, loop, schedule, job)
     except KeyboardInterrupt:
         # Ctrl-C: the checkpoint of the last finished epoch is intact; keep the best weights so far.
-        result.interrupted = True
-        log.warning("interrupted during epoch %d; the last finished epoch is checkpointed", epoch)
-        if best["state"] is None and not start:
+        state.result.interrupted = True
+        log.warning("interrupted during epoch %d; the last finished epoch is checkpointed", state.epoch)
+        if state.best.state is None and not state.start:
             raise  # no epoch finished: nothing to keep or resume
-    result.stopped_early = epoch - start < config.epochs and not result.interrupted
-    result.best_tuned_epoch = best["epoch"]
-    if judge is not None and best["epoch"] and best["state"] is not None and records.get(0) and not result.interrupted:
-        model.net.load_state_dict(best["state"])
-        model.head_dropout = 0.0
-        model.eval()
-        scored = judge(model)  # in val's order; the epochs' records are gathered shard by shard (rank order)
-        result.head_win_rate = win_rate(records[0], records[best["epoch"]], seed=seed)
-        records[best["epoch"]] = [x for r in range(w.size) for x in scored[r :: w.size]]
-        result.judged_accuracy = sum(right for right, _ in records[best["epoch"]]) / max(1, len(records[best["epoch"]]))
-    if best["epoch"] and records.get(0) and records.get(best["epoch"]):
-        result.win_rate = win_rate(records[0], records[best["epoch"]], seed=seed)
+    return _finish(model, state, loop, job)
+
+
+def _run_epochs(model: ImageClassifier, state: _State, loop: _Loop, schedule: _Schedule, job: _Job) -> None:
+    """Train epoch after epoch until early stopping, the last epoch or the time budget; start again from
+    the probe at a lower rate once, when the best tuned epoch ends clearly below it."""
+    anchors = l2sp_anchors(model, state.probe_state) if loop.config.l2sp > 0 else {}
+    last_epoch_s = 0.0
+    while True:
+        if _should_stop(state.epoch, _patience_from(state.best, state.result.history[0], job.probe_patience, state.start), loop.config, state.start):
+            worse = _should_retry(loop.config, state.start, state.records.get(0, []), state.records.get(state.best.epoch, [])) if state.probe_state is not None and state.best.epoch else None
+            if worse is None:
+                break
+            schedule = _retry(model, state, loop, worse)
+        if job.deadline is not None and _out_of_time(time.monotonic() + last_epoch_s > job.deadline, loop.runtime):
+            state.result.over_budget = True
+            break
+        started = time.monotonic()
+        if not _epoch(model, state, loop, schedule, job, anchors):
+            break
+        last_epoch_s = time.monotonic() - started
+        if job.checkpoint is not None and loop.world.is_main:
+            save_checkpoint(job.checkpoint, state.checkpoint(model, schedule, loop.config, job.checkpoint_extra))
+
+
+def _retry(model: ImageClassifier, state: _State, loop: _Loop, worse: float) -> _Schedule:
+    """Start again from the probe's weights at ``lr x retry_lr``, with a full schedule of its own."""
+    state.start, state.lr = state.epoch, state.lr * loop.config.retry_lr
+    state.result.retried_after, state.result.retry_reason, state.result.retry_lr = state.epoch, worse, state.lr
+    log.info("the best tuned epoch fell below the probe in %.0f%% of validation resamples: starting again from the probe at lr %.2g", 100 * worse, state.lr)
+    model.net.load_state_dict(state.probe_state)
+    state.best, state.records = _Best(), {0: state.records.get(0, [])}
+    return _schedule(model, loop.config, state.lr, loop.steps)
+
+
+def _epoch(model: ImageClassifier, state: _State, loop: _Loop, schedule: _Schedule, job: _Job, anchors: dict[nn.Parameter, torch.Tensor]) -> bool:
+    """Train and validate one epoch, keeping it when it is the best so far; False when the time budget ran
+    out inside it (the epoch is abandoned)."""
+    state.epoch += 1
+    on_step = _step_callback(job.progress, state.epoch, job.deadline if not loop.world.distributed else None)
+    try:
+        losses = train_one_epoch(model, loop.train_loader_for(state.epoch), schedule.optimizer, schedule.scheduler, loop.config, loop.runtime, loop.frozen, on_step, loop.forward, schedule.ema, anchors)
+    except _OverBudget:
+        state.result.over_budget, state.epoch = True, state.epoch - 1
+        return False
+    per_image: list[tuple[bool, float]] = []
+    row = {"epoch": state.epoch, **losses, **evaluate_epoch(schedule.judged, loop.val_loader, loop.runtime, per_image)}
+    row["lr"] = max(group["lr"] for group in schedule.optimizer.param_groups)
+    state.result.history.append(row)
+    if _score(row) > state.best.score:
+        state.best = _Best(_score(row), copy.deepcopy(schedule.judged.net.state_dict()), state.epoch)
+        state.records = {0: state.records.get(0, []), state.epoch: per_image}
+    return True
+
+
+def _finish(model: ImageClassifier, state: _State, loop: _Loop, job: _Job) -> FinetuneResult:
+    """Weigh the best tuned epoch against the probe (bootstrap win rate) and load the weights the run keeps."""
+    result, best, records = state.result, state.best, state.records
+    result.stopped_early = state.epoch - state.start < loop.config.epochs and not result.interrupted
+    result.best_tuned_epoch = best.epoch
+    if job.judge is not None and best.epoch and best.state is not None and records.get(0) and not result.interrupted:
+        _judge_best(model, state, job.judge, job.seed, loop.world)
+    if best.epoch and records.get(0) and records.get(best.epoch):
+        result.win_rate = win_rate(records[0], records[best.epoch], seed=job.seed)
     # (a checkpoint from before epoch 0 competed has no probe weights to go back to: it keeps its best epoch)
-    keep_tuned = best["epoch"] > 0 and (probe_state is None or result.win_rate is None or result.win_rate >= config.min_win_rate)
-    result.best_epoch = best["epoch"] if keep_tuned else 0
-    model.net.load_state_dict(best["state"] if keep_tuned else probe_state)
+    keep_tuned = best.epoch > 0 and (state.probe_state is None or result.win_rate is None or result.win_rate >= loop.config.min_win_rate)
+    result.best_epoch = best.epoch if keep_tuned else 0
+    model.net.load_state_dict(best.state if keep_tuned else state.probe_state)
     model.head_dropout = 0.0
     model.requires_grad_(True).eval()
     return result
+
+
+def _judge_best(model: ImageClassifier, state: _State, judge: Judge, seed: int, w: World) -> None:
+    """Score the best tuned weights with ``judge`` (e.g. with a refitted head): its per-image records
+    replace the tuned head's own in the comparison with the probe."""
+    epoch = state.best.epoch
+    model.net.load_state_dict(state.best.state)
+    model.head_dropout = 0.0
+    model.eval()
+    scored = judge(model)  # in val's order; the epochs' records are gathered shard by shard (rank order)
+    state.result.head_win_rate = win_rate(state.records[0], state.records[epoch], seed=seed)
+    state.records[epoch] = [x for r in range(w.size) for x in scored[r :: w.size]]
+    state.result.judged_accuracy = sum(right for right, _ in state.records[epoch]) / max(1, len(state.records[epoch]))
 
 
 class _OverBudget(Exception):
