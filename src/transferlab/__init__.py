@@ -90,7 +90,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .inspect.gradcam import CAM, gradcam  # noqa: F401
     from .inspect.hooks import capture, list_layers  # noqa: F401
     from .models.backbones import create_backbone, list_backbones  # noqa: F401
-    from .run.run import Evaluation, Run, Scored, default_run_dir, from_backbone, load, open_model  # noqa: F401
+    from .run.evaluation import Evaluation  # noqa: F401
+    from .run.run import Run, Scored, default_run_dir, from_backbone, load, open_model  # noqa: F401
     from .train.config import FinetuneConfig, ProbeConfig  # noqa: F401
     from .run.config import TrainConfig  # noqa: F401
     from .tasks.explain import PointingScore, explain, score_explanations  # noqa: F401
