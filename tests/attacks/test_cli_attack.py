@@ -19,6 +19,20 @@ def test_attack_command_prints_the_verdict_and_the_change(capsys, monkeypatch, t
     assert code == 0 and "success" in out and "→ fox" in out and "PSNR" in out and "wrote" in out, err
 
 
+def test_attack_threads_apply_while_the_command_runs_and_are_given_back(capsys, monkeypatch, tiny_run, pet_photos, tmp_path) -> None:
+    # regression: building the flags' AttackConfig set torch's thread count for the rest of the process
+    import torch
+
+    import transferlab as tl
+
+    seen, attack = [], tl.attack
+    monkeypatch.setattr(tl, "attack", lambda *args, **kwargs: seen.append(torch.get_num_threads()) or attack(*args, **kwargs))
+    before = torch.get_num_threads()
+    code, _, err = cli(capsys, monkeypatch, "attack", tiny_run.directory, pet_photos / "dog" / "dog_2.jpg", "--eps", "4/255", "--steps", "2", "--threads", str(before + 1), "-o", tmp_path / "adv.png", "--json")
+    assert code == 0, err
+    assert seen == [before + 1] and torch.get_num_threads() == before
+
+
 def test_attack_command_rejects_eps_in_levels(capsys, monkeypatch, tiny_run, pet_photos) -> None:
     code, _, err = cli(capsys, monkeypatch, "attack", tiny_run.directory, pet_photos / "dog" / "dog_2.jpg", "--eps", "8")
     assert code == 1 and "8/255" in err and "Traceback" not in err

@@ -37,6 +37,17 @@ def test_single_threaded_ops_restores_the_thread_count() -> None:
     assert torch.get_num_threads() == before
 
 
+def test_intra_op_threads_sets_and_restores_any_count() -> None:
+    from transferlab.features.runtime import intra_op_threads
+
+    before = torch.get_num_threads()
+    with intra_op_threads(before + 1):  # another count than the current one, on any machine
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with intra_op_threads(0):  # 0: leave torch's count alone
+        assert torch.get_num_threads() == before
+
+
 def test_precision_choices() -> None:
     assert pick_runtime(precision="fp32").dtype is None
     assert pick_runtime(device="cpu", precision="bf16").dtype == torch.bfloat16
