@@ -116,7 +116,12 @@ def score(confidence: Confidence, logits: torch.Tensor, *, features: torch.Tenso
 
     Shape:
         logits (N, C); features (N, D); scores (N,). The result's ``ok`` is ``range(N)``.
+
+    Raises:
+        InputError: neither ``features`` nor ``scores`` for a score that needs the features (knn, mahalanobis).
     """
+    if scores is None and features is None and confidence.method in ("knn", "mahalanobis"):
+        raise InputError(f"expected pooled features or scores for the {confidence.method} score, got neither")
     logits = torch.as_tensor(logits).float().cpu()
     with torch.no_grad():
         if scores is None:
