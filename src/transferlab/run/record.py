@@ -28,6 +28,7 @@ class _Section(Mapping):
     does not know are kept in ``extra`` and written back."""
 
     extra: dict[str, Any]
+    _optional: tuple[str, ...] = ()  # fields written only when set (the rest are written as null, as 0.1 wrote them)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> Any:
@@ -37,7 +38,7 @@ class _Section(Mapping):
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}  # type: ignore[arg-type]
-        return {**{k: v for k, v in out.items() if v is not None}, **self.extra}
+        return {**{k: v for k, v in out.items() if v is not None or k not in self._optional}, **self.extra}
 
     def __getitem__(self, key: str) -> Any:
         return self.to_dict()[key]
@@ -59,6 +60,7 @@ class BackboneInfo(_Section):
     fingerprint: str | None = None  # of the backbone's weights: the feature cache's key
     features: str | None = None  # "pooled" | "multi"; None in runs before multi-stage features ("pooled")
     extra: dict[str, Any] = field(default_factory=dict)
+    _optional = ("fingerprint", "features")
 
     @property
     def feature_mode(self) -> str:
@@ -80,6 +82,7 @@ class DataInfo(_Section):
     split_options: dict[str, Any] | None = None
     excluded: list[str] | None = None  # files left out of every split (``TrainConfig.exclude``)
     extra: dict[str, Any] = field(default_factory=dict)
+    _optional = ("excluded",)
 
     def problems(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(skipped files, warnings) as (path, reason) pairs."""
@@ -97,6 +100,7 @@ class Timing(_Section):
     finetune_s: float | None = None
     total_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    _optional = ("backbone_s", "features_s", "images_computed", "head_s", "finetune_s", "total_s")
 
 
 @dataclass(eq=False)
