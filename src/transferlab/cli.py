@@ -333,24 +333,10 @@ def predict(
     if ray or out_file is not None:
         if not (ray and out_file is not None and runtime == "torch"):
             raise tl.ConfigError("--ray and --out go together (with the torch runtime): `predict RUN DIR --ray --out predictions.parquet`")
-        from .cluster import ray_predict
-
-        with progress_bar(quiet or json_) as cb:
-            done = ray_predict(tl.open_model(model, weights), paths, out_file, k, config=_ray_config(address, workers, gpus_per_worker, precision), progress=cb)
-        summary = {"out": str(done.path), "rows": done.rows, "failed": len(done.failed), "seconds": round(done.seconds, 2), "workers": done.workers}
-        if json_:
-            _emit_json(summary)
-        else:
-            out.print(f"wrote [bold]{escape(str(done.path))}[/]: {done.rows} rows, {len(done.failed)} unreadable (reasons in the error column), in {done.seconds:.1f} s on {done.workers} worker(s)", highlight=False)
-        raise typer.Exit(1 if done.failed else 0)
+        _predict_ray(tl.open_model(model, weights), paths, out_file, k, _ray_config(address, workers, gpus_per_worker, precision), quiet or json_, json_)
     files = expand_image_paths(paths)
     if runtime == "onnx":
-        from .tasks.export import OnnxModel
-
-        exported = OnnxModel(model)
-        results = exported.predict(files, k)
-        if not exported.confidence.rejects:
-            err.print("note: this ONNX file has no 'none of these' threshold (its run had none, or it was exported before transferlab exported one): every image gets a label", highlight=False)
+        results = _predict_onnx(model, files, k)
     elif runtime == "torch":
         run = tl.open_model(model, weights)
         with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
@@ -359,6 +345,36 @@ def predict(
             err.print("note: this run has no 'none of these' threshold (made before transferlab had one): nothing is rejected — add one with `transferlab calibrate RUN DATA`", highlight=False)
     else:
         raise tl.ConfigError(f"expected --runtime torch or onnx, got {runtime!r}")
+    _print_predictions(results, json_, csv_)
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+def _predict_ray(run: tl.Run, paths: list[str], out_file: Path, k: int, config: Any, quiet: bool, json_: bool) -> None:
+    """``predict --ray``: the table written by a Ray job; exits 1 when a file could not be read."""
+    from .cluster import ray_predict
+
+    with progress_bar(quiet) as cb:
+        done = ray_predict(run, paths, out_file, k, config=config, progress=cb)
+    if json_:
+        _emit_json({"out": str(done.path), "rows": done.rows, "failed": len(done.failed), "seconds": round(done.seconds, 2), "workers": done.workers})
+    else:
+        out.print(f"wrote [bold]{escape(str(done.path))}[/]: {done.rows} rows, {len(done.failed)} unreadable (reasons in the error column), in {done.seconds:.1f} s on {done.workers} worker(s)", highlight=False)
+    raise typer.Exit(1 if done.failed else 0)
+
+
+def _predict_onnx(model: str, files: list[Path], k: int) -> list[Any]:
+    from .tasks.export import OnnxModel
+
+    exported = OnnxModel(model)
+    results = exported.predict(files, k)
+    if not exported.confidence.rejects:
+        err.print("note: this ONNX file has no 'none of these' threshold (its run had none, or it was exported before transferlab exported one): every image gets a label", highlight=False)
+    return results
+
+
+def _print_predictions(results: list[Any], json_: bool, csv_: bool) -> None:
+    """One line per photo (top labels, "none of these", "not sure"), or JSON, or CSV rows."""
     if json_:
         _emit_json([r.to_dict() for r in results])
     elif csv_:
@@ -375,8 +391,6 @@ def predict(
             elif r.get("unsure"):
                 top += "   [yellow](not sure)[/]"
             out.print(f"{escape(r['path']):<{width}}   {top}", highlight=False)
-    if any("error" in r for r in results):
-        raise typer.Exit(1)
 
 
 @app.command()

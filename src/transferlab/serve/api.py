@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
-from .predictor import ApiError, Predictor, page_html
+from .predictor import ApiError, Predictor, ServeConfig, page_html
 
 FIELD = "files"
 
@@ -57,25 +57,7 @@ def build(predictor: Predictor) -> FastAPI:
         description=f"Photo classifier over {len(predictor.run.classes)} classes ({predictor.run.record.backbone.name}).",
     )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        overhead = 64 * 1024 * config.max_files  # multipart boundaries and part headers
-        if size and size.isdigit() and int(size) > config.max_bytes * config.max_files + overhead:
-            return JSONResponse({"error": f"the request is larger than {config.max_files} x {config.max_bytes / 1e6:.0f} MB — send fewer or smaller photos"}, 413)
-        return await call_next(request)
-
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _one_sentence(exc.errors())}, 422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=getattr(exc, "headers", None))
+    _add_error_handling(app, config)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -109,6 +91,31 @@ def build(predictor: Predictor) -> FastAPI:
         return {"results": [{"filename": n, **r} for n, r in zip(names, rows)], "unsure_below": predictor.threshold}
 
     return app
+
+
+def _add_error_handling(app: FastAPI, config: ServeConfig) -> None:
+    """Every bad request gets a 4xx ``{"error": "<one sentence>"}``: oversized bodies before they are read,
+    our own ``ApiError``s, FastAPI's validation errors and Starlette's HTTP errors."""
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        size = request.headers.get("content-length")
+        overhead = 64 * 1024 * config.max_files  # multipart boundaries and part headers
+        if size and size.isdigit() and int(size) > config.max_bytes * config.max_files + overhead:
+            return JSONResponse({"error": f"the request is larger than {config.max_files} x {config.max_bytes / 1e6:.0f} MB — send fewer or smaller photos"}, 413)
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _one_sentence(exc.errors())}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=getattr(exc, "headers", None))
 
 
 def _one_sentence(errors: list[dict[str, Any]]) -> str:
