@@ -58,6 +58,7 @@ _EXPORTS = {
     'FinetuneConfig': '.train.config',
     'ProbeConfig': '.train.config',
     'TrainConfig': '.run.config',
+    'Prediction': '.run.prediction',
     'PointingScore': '.tasks.explain',
     'explain': '.tasks.explain',
     'score_explanations': '.tasks.explain',
@@ -94,6 +95,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .run.run import Run, Scored, default_run_dir, from_backbone, load, open_model  # noqa: F401
     from .train.config import FinetuneConfig, ProbeConfig  # noqa: F401
     from .run.config import TrainConfig  # noqa: F401
+    from .run.prediction import Prediction  # noqa: F401
     from .tasks.explain import PointingScore, explain, score_explanations  # noqa: F401
     from .attacks.config import AttackConfig  # noqa: F401
     from .tasks.attack import attack, robustness  # noqa: F401
@@ -122,6 +124,7 @@ __all__ = [  # every name of _EXPORTS (tests/test_public_api.py checks)
     "OnnxModel",
     "Parity",
     "PointingScore",
+    "Prediction",
     "ProbeConfig",
     "TrainConfig",
     "Run",
