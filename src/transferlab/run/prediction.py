@@ -8,7 +8,7 @@ photos reach the network through one decoding rule (``features.load_image`` for 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .._types import Progress
+from .._types import AsMapping, Progress
 from ..errors import DataError, InputError
 from ..models import ImageClassifier
 from ..models.classes import top_k
@@ -31,24 +31,8 @@ Photo = Union[Path, str, Image.Image, torch.Tensor]  # a file, a PIL image, or a
 DEFAULT_UNSURE = ServeSettings().unsure_below  # "not sure" below this top probability when the run stores no setting
 
 
-class _AsMapping(Mapping[str, Any]):
-    """Read-only mapping over ``to_dict()``: 0.1 code indexed the dicts ``predict`` returned."""
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
-
-
 @dataclass(frozen=True, eq=False)  # eq from Mapping: a prediction equals its dict form
-class Ranked(_AsMapping):
+class Ranked(AsMapping):
     """One of the top-k classes of a photo."""
 
     label: str
@@ -60,10 +44,13 @@ class Ranked(_AsMapping):
 
 
 @dataclass(frozen=True, eq=False)
-class Prediction(_AsMapping):
-    """What a run answers for one photo; ``to_dict()`` is its JSON form (``predict --json``, ``/predict``).
+class Prediction(AsMapping):
+    """What a run answers for one photo; ``to_dict()`` is its JSON form (``predict --json``, ``/predict``), and it
+    reads like the dict 0.1 returned (``p["top"][0]["prob"]``).
 
-    A file that could not be read has only ``path`` and ``error``.
+    ``label`` is the top class, or None when the photo looks like none of the classes (``in_distribution``
+    False); ``closest``/``prob`` are the top class and its calibrated probability either way. A file that
+    could not be read has only ``path`` and ``error``.
     """
 
     path: str | None  # None for an in-memory photo

@@ -11,11 +11,12 @@ Versions, all read into the same classes: 1 (transferlab 0.1) lacks ``phases`` a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import PurePath
 from typing import Any
 
+from .._types import AsMapping
 from ..models.defaults import DEFAULT_FEATURES
 from ..train.config import FinetuneConfig, ProbeConfig
 from .config import TrainConfig
@@ -23,7 +24,7 @@ from .config import TrainConfig
 RECORD_VERSION = 4
 
 
-class _Section(Mapping):
+class _Section(AsMapping):
     """A record section: typed attributes, readable as the JSON mapping it is written as; fields this version
     does not know are kept in ``extra`` and written back."""
 
@@ -39,15 +40,6 @@ class _Section(Mapping):
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}  # type: ignore[arg-type]
         return {**{k: v for k, v in out.items() if v is not None or k not in self._optional}, **self.extra}
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
 
 
 @dataclass(eq=False)

@@ -103,15 +103,10 @@ class Run:
         batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> list[Prediction]:
-        """Top-k labels per photo, with the "none of these" decision and the "not sure" flag (``run.prediction``).
+        """One ``Prediction`` per photo: the top-k labels, "none of these" and "not sure" (its docstring says each field).
 
         ``photos``: image files (their features cached), PIL images, or tensors in [0, 1] ((3, H, W), or a
-        (B, 3, H, W) batch), one or a list; in-memory photos get ``path`` None. ``label`` is the top class,
-        or None when the photo looks like none of the classes (``in_distribution`` False); ``closest``/``prob``
-        are the top class and its calibrated probability either way; ``score`` is the in-distribution score
-        (None when the run has no threshold); ``unsure``: accepted, but ``prob`` is below the run's "not sure"
-        setting. Each ``Prediction`` reads like 0.1's dict (``p["top"][0]["prob"]``; ``p.to_dict()`` for JSON).
-        Files that cannot be decoded get only ``path`` and ``error``.
+        (B, 3, H, W) batch), one or a list. Files that cannot be decoded get only ``path`` and ``error``.
         """
         return prediction.predict(self, photos, k, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
 
