@@ -1,11 +1,16 @@
-"""Shared fixtures: generated photo folders, a tiny timm backbone with a weights file, a tiny trained run, and
-the shared Oxford mini set (tests that need it skip with the reason when it is absent)."""
+"""Shared fixtures: generated photo folders, a tiny timm backbone with a weights file, a tiny trained run, the
+shared Oxford mini set (tests that need it skip with the reason when it is absent), and a local HTTP server with
+the archives it serves (downloads)."""
 
 from __future__ import annotations
 
 import functools
+import http.server
+import io
 import subprocess
 import sys
+import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +153,81 @@ def family_weights(tmp_path_factory: pytest.TempPathFactory):
         return made[name]
 
     return weights
+
+
+def tar_gz(members: dict[str, bytes], links: dict[str, tuple[str, str]] | None = None) -> bytes:
+    """A .tar.gz of files (name -> bytes) and links (name -> ("sym"|"hard", target))."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+class ArchiveServer:
+    """A local HTTP server for the download tests: serves ``files`` with HTTP Range support.
+
+    ``cut[name] = n`` makes the next response for ``name`` stop after n bytes (a dropped connection);
+    ``requests`` records (path, Range header) of every request.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.cut: dict[str, int] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                name = self.path.lstrip("/")
+                server.requests.append((name, self.headers.get("Range")))
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                data, start = server.files[name], 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0])
+                    if start >= len(data):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                body = data[start:]
+                if name in server.cut:
+                    body = body[: server.cut.pop(name)]
+                    self.wfile.write(body)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def archive_server() -> Iterator[ArchiveServer]:
+    server = ArchiveServer()
+    yield server
+    server.close()

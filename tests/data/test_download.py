@@ -3,66 +3,27 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import io
-import tarfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 import transferlab as tl
 from transferlab.data import download
 from transferlab.data.download import Resource
 
-from ..conftest import make_photo
+from ..conftest import ArchiveServer, make_photo, tar_gz
 from ..test_cli import cli
 
 NAMES = [f"{breed}_{i}" for breed in ("Bengal", "beagle") for i in range(1, 4)]  # Oxford's naming: cats capitalised
 
 
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:  # keep the test output clean
-        pass
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(base URL, folder it serves): a static HTTP server on 127.0.0.1, on a port the OS picked (no race)."""
-    folder = tmp_path / "site"
-    folder.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
-
-
-def test_datasets_get_downloads_verifies_and_extracts_oxford(capsys, monkeypatch, tmp_path: Path, site) -> None:
-    url, folder = site
+def test_datasets_get_downloads_verifies_and_extracts_oxford(capsys, monkeypatch, tmp_path: Path, archive_server: ArchiveServer) -> None:
+    url = archive_server.url
     photos = {n: make_photo(tmp_path / "photos" / f"{n}.jpg", hue=i // 3, seed=i).read_bytes() for i, n in enumerate(NAMES)}
     listing = "".join(f"{n} {1 + i // 3} {1 if n[0].isupper() else 2} 1\n" for i, n in enumerate(NAMES)).encode()
     archives = {"images.tar.gz": tar_gz({f"images/{n}.jpg": data for n, data in photos.items()}),
                 "annotations.tar.gz": tar_gz({"annotations/list.txt": listing})}
-    for name, data in archives.items():
-        (folder / name).write_bytes(data)
+    archive_server.files.update(archives)
     table = tuple(Resource(f"{url}/{name}", "md5:" + hashlib.md5(data).hexdigest()) for name, data in archives.items())  # as torchvision's table
     monkeypatch.setitem(download.DATASETS, "oxford-iiit-pet", lambda: table)
 
@@ -77,7 +38,7 @@ def test_datasets_get_downloads_verifies_and_extracts_oxford(capsys, monkeypatch
     assert ds.layout == "oxford" and len(ds.samples) == 6 and len(ds.classes) == 2
 
     # The checksum is checked: the server now sends other bytes under the same name; nothing lands.
-    (folder / "images.tar.gz").write_bytes(tar_gz({f"images/{n}.jpg": b"not a photo" for n in NAMES}))
+    archive_server.files["images.tar.gz"] = tar_gz({f"images/{n}.jpg": b"not a photo" for n in NAMES})
     code, out, err = cli(capsys, monkeypatch, "datasets", "get", "oxford-iiit-pet", "--dest", tmp_path / "other", "--quiet")
     assert code == 1 and "images.tar.gz" in err and "expected " + table[0].checksum[4:] in err and "Traceback" not in err
     assert not (tmp_path / "other" / "oxford-iiit-pet").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import stat
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -14,26 +13,10 @@ import pytest
 import transferlab as tl
 from transferlab.data.download import Resource, get_dataset
 
-from ..conftest import make_photo
-from .conftest import ArchiveServer, run_cli
+from ..conftest import ArchiveServer, make_photo, tar_gz
+from .conftest import run_cli
 
 pytestmark = pytest.mark.reliability
-
-
-def tar_gz(members: dict[str, bytes], links: dict[str, tuple[str, str]] | None = None) -> bytes:
-    """A .tar.gz of files (name -> bytes) and links (name -> ("sym"|"hard", target))."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, (kind, target) in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE
-            info.linkname = target
-            tar.addfile(info)
-    return buf.getvalue()
 
 
 def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
