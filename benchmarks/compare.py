@@ -2,7 +2,7 @@
 features, with combinations, then the test accuracy of each recommended choice; or the timing check.
 
     python benchmarks/compare.py [--sets oxford,clothing,...] [--max-train 600] [--max-eval 600] [--devdata ~/devdata]
-        [--cache-dir DIR] [--out benchmarks/results/compare.jsonl] [--table-only]
+        [--cache-dir DIR] [--out benchmarks/results/compare/compare.jsonl] [--table-only]
     python benchmarks/compare.py --timing clothing --timing-images 3000 --cache-dir /tmp/compare-timing
 
 Sets are loaded with split seed 0 and capped as ``recipes.py`` caps them (stratified: --max-train train images,
@@ -90,7 +90,7 @@ def main() -> None:
     p.add_argument("--max-eval", type=int, default=600)
     p.add_argument("--devdata", default="~/devdata")
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--out", default="benchmarks/results/compare.jsonl")
+    p.add_argument("--out", default="benchmarks/results/compare/compare.jsonl")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--timing", default=None, help="a set name: time compare cold and warm on it instead")
     p.add_argument("--timing-images", type=int, default=3000)

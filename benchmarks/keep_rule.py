@@ -3,7 +3,7 @@ only when it beats the probe in ``--threshold`` of bootstrap resamples (else the
 knows the scored images (the most any keep rule could gain), from the rows that
 ``recipes.py --select`` wrote with ``min_win_rate=0``. No training: it reads row files.
 
-    R=benchmarks/results; .venv/bin/python benchmarks/keep_rule.py --probe $R/select-judge-refit-fullsize.jsonl,$R/select-default-fullsize.jsonl \
+    R=benchmarks/results/recipes-select; .venv/bin/python benchmarks/keep_rule.py --probe $R/select-judge-refit-fullsize.jsonl,$R/select-default-fullsize.jsonl \
         --recipe 192px=$R/select-judge-refit-fullsize.jsonl,$R/select-default-fullsize.jsonl --recipe 224px=$R/select-size224-fullsize.jsonl
 
 A recipe may list several files, comma-separated; a later file's row replaces an earlier one's for the same

@@ -1,7 +1,7 @@
 """"None of these": how well each in-distribution score tells a run's own kind of photo from others.
 
     PYTHONPATH=src .venv/bin/python benchmarks/ood.py [--pairs oxford:dtd10,oxford:brain-mri,...] [--methods msp,energy,mahalanobis,knn]
-        [--max-train 300] [--max-eval 600] [--devdata ~/devdata] [--cache-dir DIR] [--select] [--out benchmarks/results/ood.json]
+        [--max-train 300] [--max-eval 600] [--devdata ~/devdata] [--cache-dir DIR] [--select] [--out benchmarks/results/ood/ood.json]
 
 For each pair IN:OUT a probe run is trained on IN (split seed 0, capped as ``recipes.py`` caps it), its
 temperature and threshold fitted on IN's choosing images (``tl.calibrate`` with each score in turn), and

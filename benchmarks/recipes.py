@@ -3,7 +3,7 @@ on several photo datasets over several training seeds, printed as a markdown tab
 
     .venv/bin/python benchmarks/recipes.py [--sets oxford,clothing,sign-digits,dtd10,brain-mri,magnetic-tiles,caltech101]
         [--strategies probe,finetune,auto] [--seeds 0,1,2] [--max-train 300] [--max-eval 600] [--devdata ~/devdata]
-        [--out benchmarks/results/recipes.json] [--jobs 1] [--cache-dir DIR] [--resume] [--table-only] [--select]
+        [--out benchmarks/results/recipes/recipes.json] [--jobs 1] [--cache-dir DIR] [--resume] [--table-only] [--select]
 
 A strategy may carry recipe changes, ``finetune:lr=3e-4;unfreeze=3``, to compare variants. ``--select``
 scores a stratified quarter of each set's training images instead of its test split: the mode for
@@ -238,7 +238,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-train", type=int, default=300)
     p.add_argument("--max-eval", type=int, default=600)
     p.add_argument("--devdata", type=Path, default=Path("~/devdata"))
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/recipes.json"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/recipes/recipes.json"))
     p.add_argument("--jobs", type=int, default=1, help="sets run in parallel processes")
     p.add_argument("--cache-dir", default=None, help="feature cache (default: transferlab's)")
     p.add_argument("--resume", action="store_true", help="skip (set, strategy, seed) rows already done in <out>.jsonl")

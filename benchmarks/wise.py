@@ -2,7 +2,7 @@
 fine-tuned weights better than either? Evidence for choosing a default (issue 12), never a test split.
 
     TRANSFERLAB_CACHE=/root/.cache/transferlab-bench .venv/bin/python benchmarks/wise.py \
-        --sets oxford,dtd10,magnetic-tiles --seeds 0 --out benchmarks/results/select-wise.jsonl
+        --sets oxford,dtd10,magnetic-tiles --seeds 0 --out benchmarks/results/recipes-select/select-wise.jsonl
 
 For each set (its selection split, as ``recipes.py --select``: a stratified quarter of train scored, test
 unused) and seed: the default fine-tuning with the tuned network always kept, then for each ``alpha`` the
@@ -128,7 +128,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--devdata", type=Path, default=Path("~/devdata"))
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/select-wise.jsonl"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/recipes-select/select-wise.jsonl"))
     p.add_argument("--table-only", action="store_true")
     args = p.parse_args()
     if not args.table_only:
