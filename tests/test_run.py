@@ -141,8 +141,8 @@ def test_predict_takes_files_pil_images_and_tensors_alike(trained, photo_folder:
     view = run.load_image(path)  # (1, 3, H, W) in [0, 1]: the evaluation view, taken as it is
     from_file, from_pil, from_view = run.predict_proba([path, pil, view[0]], precision="fp32")
     assert np.allclose(from_file, from_pil, atol=1e-4) and np.allclose(from_file, from_view, atol=1e-4)
-    rows = run.predict(pil, k=2)  # one photo without a list
-    assert len(rows) == 1 and rows[0]["path"] is None and rows[0]["top"][0]["label"] == run.classes[int(np.argmax(from_file))]
+    one = run.predict(pil, k=2)  # one photo without a list: one prediction
+    assert one["path"] is None and one["top"][0]["label"] == run.classes[int(np.argmax(from_file))]
     assert len(run.predict(view.repeat(3, 1, 1, 1), k=1)) == 3  # a batch tensor is three photos
     with pytest.raises(tl.InputError, match=r"\[0, 1\]"):
         run.predict_proba(view * 255)

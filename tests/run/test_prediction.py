@@ -139,12 +139,12 @@ def test_predict_and_the_page_honour_the_not_sure_setting_stored_with_the_run(ti
     assert json.loads((run_dir / "model.json").read_text())["serve"] == {"unsure_below": 0.9} and tl.load(run_dir).record.serve.unsure_below == 0.9
     assert answers_of_predict(run_dir, [photo], 3)[0]["unsure"] is True
     assert answers_of_page(run_dir, [photo], 3)[0]["unsure"] is True
-    assert tl.load(run_dir).predict(photo)[0].unsure is True
+    assert tl.load(run_dir).predict(photo).unsure is True
 
 
 def test_a_prediction_reads_like_the_dict_predict_returned_in_0_1(tiny_run_dir: Path, tmp_path: Path) -> None:
     run = tl.load(tiny_run_dir)
-    (p,) = run.predict(make_photo(tmp_path / "cat.jpg", 0, seed=702), k=2)
+    p = run.predict(make_photo(tmp_path / "cat.jpg", 0, seed=702), k=2)
     assert p["label"] == p.label and p["top"][0]["prob"] == p.top[0].prob == p.prob and p["path"] == str(tmp_path / "cat.jpg")
     assert p == p.to_dict() and json.loads(json.dumps(p.to_dict())) == p.to_dict()
     assert {"path", "label", "closest", "prob", "in_distribution", "score", "top"} <= set(p) and p.get("error") is None

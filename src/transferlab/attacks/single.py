@@ -50,6 +50,23 @@ class AdversarialExample:
             lines.append(f"wrote {', '.join(escape(str(p)) for p in self.files.values())}")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """Original, perturbation (amplified as in ``figure``) and adversarial side by side, under what ``__rich__`` says."""
+        from .. import _html
+        from ..models.images import to_pil
+
+        r = self.record
+        delta = (self.adversarial - self.original).float()
+        peak = float(delta.abs().max())
+        gain = 0.5 / peak if peak > 0 else 1.0  # the largest change at full contrast, grey = no change
+        width = max(224, int(self.original.shape[-1]))
+        images = "".join((
+            _html.img(to_pil(self.original), "original", width, f"original: {r['original']['class']} {r['original']['prob']:.2f}"),
+            _html.img(to_pil((delta * gain + 0.5).clamp(0, 1)), "perturbation", width, f"perturbation ×{gain:.0f} (max {peak * 255:.0f}/255)"),
+            _html.img(to_pil(self.adversarial), "adversarial", width, f"adversarial: {r['adversarial']['class']} {r['adversarial']['prob']:.2f}"),
+        ))
+        return _html.block(images, _html.markup(self.__rich__()), title=f"{r['method'].upper()} {r['norm']} ε={r['eps_255']:.3g}/255")
+
     def success(self) -> bool:
         return bool(self.record["success"])
 

@@ -13,6 +13,7 @@ from typing import Any
 from .._io import atomic_write_bytes
 
 KINDS = ("exact duplicate", "near duplicate", "label", "outlier")
+_HEADER = ("finding", "score", "image", "split", "label", "suggested label / partner")
 AUDIT_VERSION = 1
 
 
@@ -71,20 +72,38 @@ class AuditResult:
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table("finding", "score")
-        for name in ("image", "split", "label", "suggested label / partner"):
+        table = Table(*_HEADER[:2])
+        for name in _HEADER[2:]:
             table.add_column(name, overflow="fold")  # whole names, wrapped, rather than cut
-        for kind in self.summary():
-            for f in self.of(kind)[:limit]:
-                table.add_row(kind, f"{f.score:.3f}", escape(Path(f.path).name), f.split, escape(f.label), escape(f.suggested_label or Path(f.partner).name))
+        for row in self._rows(limit):
+            table.add_row(*(escape(cell) for cell in row))
         parts: list[Any] = [table] if self.findings else []
-        parts.append(escape(f"{self.n_images} images: " + ", ".join(f"{n} {k}" for k, n in self.summary().items()) + f"; out-of-fold probe accuracy {self.oof_accuracy:.3f}"))
+        parts.append(escape(self._counts_line()))
         if self.files:
             parts.append(escape(f"wrote {', '.join(str(p) for p in self.files.values())}"))
         return Group(*parts)
 
     def __rich__(self) -> Any:
         return self.table()
+
+    def _repr_html_(self) -> str:
+        """What ``table()`` shows (the findings, at most 10 per kind, the counts line and the files written), for Jupyter."""
+        from .. import _html
+
+        return _html.block(
+            _html.table(_HEADER, self._rows(10)) if self.findings else "",
+            _html.text(self._counts_line()),
+            _html.text(f"wrote {', '.join(str(p) for p in self.files.values())}") if self.files else "",
+            title=f"Audit of {self.root}",
+        )
+
+    def _rows(self, limit: int) -> list[tuple[str, ...]]:
+        """At most ``limit`` findings per kind, as text in ``_HEADER``'s order."""
+        return [(kind, f"{f.score:.3f}", Path(f.path).name, f.split, f.label, f.suggested_label or Path(f.partner).name)
+                for kind in self.summary() for f in self.of(kind)[:limit]]
+
+    def _counts_line(self) -> str:
+        return f"{self.n_images} images: " + ", ".join(f"{n} {k}" for k, n in self.summary().items()) + f"; out-of-fold probe accuracy {self.oof_accuracy:.3f}"
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("findings", "files")}

@@ -48,6 +48,15 @@ class CAM:
         """The image with the heat map blended over it, as an RGB PIL image."""
         return overlay(self.image[0], self.heatmap, alpha, cmap)
 
+    def _repr_html_(self) -> str:
+        """The model's view and the overlay side by side, under the class, its probability and the layer."""
+        from .. import _html
+
+        width = max(224, int(self.image.shape[-1]))
+        caption = f"Grad-CAM: {self.class_name} (p={self.probability:.2f}) at {self.layer}"
+        images = _html.img(overlay(self.image[0], self.heatmap, 0.0), alt="the model's view", width=width) + " " + _html.img(self.overlay(), alt=caption, width=width)
+        return _html.block(images, _html.text(caption), title="Grad-CAM")
+
     def sheet(self, alpha: float = 0.5) -> Image.Image:
         """The model's view of the photo beside the overlay, captioned with class, probability and layer."""
         view = overlay(self.image[0], self.heatmap, 0.0)

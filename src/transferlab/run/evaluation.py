@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(repr=False)  # the default repr would print every array
 class Evaluation:
     """Metrics of a run on one split of a dataset, and the files written for it."""
 
@@ -51,6 +51,29 @@ class Evaluation:
     def report(self) -> dict[str, Any]:
         """0.1's name for ``metrics``."""
         return self.metrics
+
+    def __repr__(self) -> str:
+        r = self.metrics
+        return f"Evaluation(split={r.get('split')!r}, n={r.get('n')}, accuracy={self.accuracy:.3f}, classes={len(r.get('per_class', ()))}, files={len(self.files)})"
+
+    def _repr_html_(self) -> str:
+        """The summary table, the per-class table and the confusion matrix (an inline PNG), for Jupyter."""
+        from .. import _html
+        from ..evaluate import plot_confusion_matrix
+
+        r = self.metrics
+        classes = [c["class"] for c in r["per_class"]]
+        per_class = [(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]) for c in r["per_class"]]
+        confused = "; ".join(f"{p['true']} → {p['predicted']} ({p['count']})" for p in r["most_confused"][:5])
+        figure = plot_confusion_matrix(np.array(r["confusion_matrix"]), classes)
+        return _html.block(
+            _html.table(("measure", "value"), _summary_rows(r), caption=f"{r['split']} split, {r['n']} images"),
+            _html.table(("class", "precision", "recall", "F1", "support"), per_class),
+            _html.text(f"most confused: {confused}") if confused else "",
+            _html.img(figure, alt="confusion matrix", width=min(640, 90 * len(classes) + 320)),
+            _html.text(f"wrote {', '.join(str(p) for p in self.files.values())}") if self.files else "",
+            title="Evaluation",
+        )
 
     def __rich__(self) -> Any:
         """The summary line, the per-class table and the most confused pairs, as ``rich`` renders them."""
@@ -85,6 +108,25 @@ class Evaluation:
         if self.files:
             parts.append(f"wrote {', '.join(escape(str(p)) for p in self.files.values())}")
         return Group(*parts)
+
+
+def _summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """(measure, value) rows of what ``Evaluation.__rich__`` says in its lines, for the HTML table."""
+    rows = [("accuracy", f"{r['accuracy']:.3f}"), ("balanced accuracy", f"{r['balanced_accuracy']:.3f}"), ("macro F1", f"{r['macro_f1']:.3f}")]
+    rows += [(name, f"{r[key]:.3f}") for key, name in (("top5_accuracy", "top-5 accuracy"), ("species_accuracy", "species accuracy"), ("log_loss", "log-loss")) if key in r]
+    if "unseen" in r:
+        u = r["unseen"]
+        rows.append((f"unseen accuracy (n={u['n']}, {u['left_out']} copies of training images left out)", f"{u['accuracy']:.3f}"))
+    if "calibration" in r:
+        c = r["calibration"]
+        rows.append((f"ECE, temperature {c['temperature']:.2f} (before → after)", f"{c['ece_before']:.3f} → {c['ece_after']:.3f}"))
+    i = r.get("in_distribution") or {}
+    if i.get("method") and i.get("threshold") is not None:
+        rows.append((f"accepted as one of the classes ({i['method']} score; threshold accepts {100 * i['accept']:.0f} % of validation)", f"{100 * i['accepted']:.1f} %"))
+    if "ood" in r:
+        o = r["ood"]
+        rows.append((f"out of distribution, {o['n_out']} images: {o['method']} AUROC / FPR95", f"{o['auroc']:.3f} / {o['fpr95']:.3f}"))
+    return rows
 
 
 def evaluate(

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .._html import notebook_progress
 from .._types import Progress
 from .._version import __version__
 from ..data import Dataset, Sample
@@ -73,10 +74,13 @@ def train(
     a given val; ``data.roles``); the temperature and the "none of these" threshold are fitted on the
     images used for choosing, never on it.
 
+    In a Jupyter notebook without ``progress``, progress bars (elsewhere nothing is printed).
+
     Raises:
         DataError, BackboneError, ConfigError: problems a user can fix (one-sentence messages).
     """
     config = config_from(config, {**settings, **({"strategy": strategy} if strategy else {})})
+    progress = notebook_progress(progress)
     if config.tuning:
         check_config(config.finetune)  # before minutes of work, not after
     started = time.perf_counter()

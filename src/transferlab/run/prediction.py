@@ -8,6 +8,7 @@ photos reach the network through one decoding rule (``features.load_image`` for 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,12 @@ class Prediction(AsMapping):
     top: tuple[Ranked, ...] = ()
     unsure: bool = False  # accepted, but the top probability is below the run's "not sure" setting
     error: str | None = None  # why the file could not be read
+
+    def __getitem__(self, key: str) -> Any:
+        if isinstance(key, int) and not isinstance(key, bool) and key == 0:  # integer keys are otherwise never valid
+            warnings.warn("run.predict(one_photo) returns the Prediction itself since 0.2, not a one-item list: drop the [0]", DeprecationWarning, stacklevel=2)
+            return self
+        return super().__getitem__(key)
 
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
@@ -174,11 +181,14 @@ def predict_scored(
 def predict(
     run: Run, photos: Photo | Sequence[Photo], k: int = 5, *,
     cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None,
-) -> list[Prediction]:
-    """``Run.predict``: one ``Prediction`` per photo, in input order (a file that cannot be read: ``path`` and ``error``)."""
+) -> Prediction | list[Prediction]:
+    """``Run.predict``: one ``Prediction`` for one photo, else one per photo in input order (a file that cannot
+    be read: ``path`` and ``error``)."""
+    single = is_one_photo(photos)
     photos = photo_list(photos)
     found, failed = _mixed(run, photos, k, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
-    return [found[i][1] if i in found else Prediction(path=str(photos[i]), error=failed[i]) for i in range(len(photos))]
+    out = [found[i][1] if i in found else Prediction(path=str(photos[i]), error=failed[i]) for i in range(len(photos))]
+    return out[0] if single else out
 
 
 def predict_proba(run: Run, photos: Photo | Sequence[Photo], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None) -> np.ndarray:
@@ -236,6 +246,11 @@ def uint8_view(model: ImageClassifier, photo: Photo) -> torch.Tensor:
     if isinstance(photo, Image.Image):
         return model.preprocess.to_uint8(to_rgb(ImageOps.exif_transpose(photo)))
     return model.preprocess.to_uint8(to_pil(as_batch(photo)[0]))
+
+
+def is_one_photo(photos: Photo | Sequence[Photo]) -> bool:
+    """A single photo (a path, a PIL image, a (3, H, W) tensor), not a list or a (B, 3, H, W) batch."""
+    return isinstance(photos, (str, Path, Image.Image)) or (isinstance(photos, torch.Tensor) and photos.ndim == 3)
 
 
 def photo_list(photos: Photo | Sequence[Photo]) -> list[Photo]:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .._html import notebook_progress
 from .._types import Progress
 from .._version import __version__
 from ..data import Dataset, open_rgb
-from ..errors import RunError
+from ..errors import RunError, UnknownBackboneError
 from ..features import FeatureCache, cache_key
 from ..features.runtime import Runtime
 from ..models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, resolve_class
@@ -61,6 +62,13 @@ class Run:
         """How the run was made and its held-out score (what ``transferlab train`` prints)."""
         return summary(self.record, self.confidence, len(self.classes), self.directory)
 
+    def _repr_html_(self) -> str:
+        """What ``__rich__`` says (how it was made, the held-out score, the confidence line), for Jupyter."""
+        from .. import _html
+
+        classes = ", ".join(self.classes[:8]) + (f" … ({len(self.classes)} in all)" if len(self.classes) > 8 else "")
+        return _html.block(_html.markup(self.__rich__()), _html.text(f"classes: {classes}"), title=f"Run: {self.record.backbone.name}")
+
     def class_index(self, name: str | int) -> int:
         """Index of a class given by exact or fuzzy name ("siamese" -> "Siamese cat") or by number."""
         return resolve_class(self.classes, name)
@@ -102,12 +110,15 @@ class Run:
         precision: str = "auto",
         batch_size: int | None = None,
         progress: Progress | None = None,
-    ) -> list[Prediction]:
-        """One ``Prediction`` per photo: the top-k labels, "none of these" and "not sure" (its docstring says each field).
+    ) -> Prediction | list[Prediction]:
+        """The top-k labels, "none of these" and "not sure" of photos (``Prediction``'s docstring says each field).
 
-        ``photos``: image files (their features cached), PIL images, or tensors in [0, 1] ((3, H, W), or a
-        (B, 3, H, W) batch), one or a list. Files that cannot be decoded get only ``path`` and ``error``.
+        ``photos``: image files (their features cached), PIL images, or tensors in [0, 1]. One photo (a path, a
+        PIL image, a (3, H, W) tensor) gives one ``Prediction``; a list or a (B, 3, H, W) batch, a list of them.
+        Files that cannot be decoded get only ``path`` and ``error``. In a notebook without ``progress``, a
+        progress bar.
         """
+        progress = notebook_progress(progress)
         return prediction.predict(self, photos, k, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
 
     def predict_proba(
@@ -148,7 +159,9 @@ class Run:
     ) -> Evaluation:
         """Score the run on ``split`` of ``dataset`` (default: test, else val, else all images): metrics,
         calibration, "none of these", and with ``ood`` how well the score tells those images apart; with ``out``,
-        the metrics and figures are written there (``run.evaluation.evaluate``)."""
+        the metrics and figures are written there (``run.evaluation.evaluate``). In a notebook without
+        ``progress``, a progress bar."""
+        progress = notebook_progress(progress)
         return evaluation.evaluate(self, dataset, split, out, cache_dir=cache_dir, precision=precision, batch_size=batch_size, top_losses=top_losses, progress=progress, ood=ood)
 
     def training_data(self) -> Dataset | None:
@@ -213,7 +226,11 @@ def open_model(spec: Path | str, weights: Path | str | None = None) -> Run:
         return load(path)
     if not text.startswith(("hf-hub:", "hf_hub:")) and ("/" in text or text.startswith(".") or path.exists()):
         raise RunError(f"no run folder at {text} — give a run made by `transferlab train` or a backbone name")
-    return from_backbone(text, weights)
+    try:
+        return from_backbone(text, weights)
+    except UnknownBackboneError as err:  # neither: either may have been meant, so the message names both
+        names = f"did you mean {', '.join(err.close)}?" if err.close else "`transferlab backbones` lists them"
+        raise RunError(f"no run folder {text!r} and no backbone of that name — give a run folder made by `transferlab train`, or a backbone name ({names})") from err
 
 
 def default_run_dir(dataset: Dataset, backbone: str, root: Path = Path("runs")) -> Path:

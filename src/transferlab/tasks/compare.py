@@ -81,6 +81,12 @@ class BackboneScore:
     def combined(self) -> bool:
         return bool(self.members)
 
+    def cells(self) -> tuple[str, ...]:
+        """The leaderboard row as text, in ``Comparison._header``'s order."""
+        conf = "" if self.imagenet_confidence is None else f"{self.imagenet_confidence:.2f}"
+        return (self.name, f"{self.accuracy:.3f} ± {self.accuracy_sd:.3f}", f"{self.balanced_accuracy:.3f}", f"{self.images_per_s:,.0f}", f"{self.params_m:.1f}",
+                str(self.feature_dim), str(self.input_size), f"{self.weights_mb:.0f}", conf)
+
 
 @dataclass
 class Comparison:
@@ -104,25 +110,40 @@ class Comparison:
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table("backbone", f"{self.rows[0].folds}-fold acc", "balanced", "img/s", "params M", "dim", "px", "MB", "IN conf", title=f"{self.rows[0].features} features")
+        table = Table(*self._header(), title=f"{self.rows[0].features} features")
         for column in table.columns[1:]:
             column.no_wrap = True  # numbers stay whole; long (combined) names fold instead
         table.columns[0].overflow = "fold"
         table.columns[0].min_width = min(24, max(len(r.name) for r in self.rows if not r.members))
         for r in self.rows:
-            conf = "" if r.imagenet_confidence is None else f"{r.imagenet_confidence:.2f}"
-            table.add_row(escape(r.name), f"{r.accuracy:.3f} ± {r.accuracy_sd:.3f}", f"{r.balanced_accuracy:.3f}", f"{r.images_per_s:,.0f}", f"{r.params_m:.1f}",
-                          str(r.feature_dim), str(r.input_size), f"{r.weights_mb:.0f}", conf, style="bold" if r.name == self.recommended else None)
-        d = self.data
-        parts: list[Any] = [
-            table,
-            escape(f"scored on {d['images']} {'+'.join(d['splits'])} images of {d['classes']} classes; {d['untouched']} held-out images untouched ({self.seconds:.1f} s)"),
-            f"[bold]{escape(self.recommendation)}[/]",
-            escape(self.distance),
-        ]
+            name, *numbers = r.cells()
+            table.add_row(escape(name), *numbers, style="bold" if r.name == self.recommended else None)
+        parts: list[Any] = [table, escape(self._scored_line()), f"[bold]{escape(self.recommendation)}[/]", escape(self.distance)]
         if self.files:
             parts.append(escape(f"wrote {', '.join(str(p) for p in self.files.values())}"))
         return Group(*parts)
+
+    def _repr_html_(self) -> str:
+        """What ``__rich__`` shows (the leaderboard, the recommended row in bold, what was scored, the
+        recommendation and the distance from ImageNet), for Jupyter."""
+        from .. import _html
+
+        bold = next((i for i, r in enumerate(self.rows) if r.name == self.recommended), None)
+        return _html.block(
+            _html.table(self._header(), [r.cells() for r in self.rows], bold=bold, caption=f"{self.rows[0].features} features"),
+            _html.text(self._scored_line()),
+            f"<b>{_html.text(self.recommendation)}</b>",
+            _html.text(self.distance),
+            _html.text(f"wrote {', '.join(str(p) for p in self.files.values())}") if self.files else "",
+            title="Which backbone?",
+        )
+
+    def _header(self) -> tuple[str, ...]:
+        return ("backbone", f"{self.rows[0].folds}-fold acc", "balanced", "img/s", "params M", "dim", "px", "MB", "IN conf")
+
+    def _scored_line(self) -> str:
+        d = self.data
+        return f"scored on {d['images']} {'+'.join(d['splits'])} images of {d['classes']} classes; {d['untouched']} held-out images untouched ({self.seconds:.1f} s)"
 
     def to_dict(self) -> dict[str, Any]:
         return {

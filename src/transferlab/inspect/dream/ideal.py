@@ -62,6 +62,13 @@ class Dream:
             f" (top-1 {escape(best['label'])} {best['prob']:.3f}); total variation per pixel {self.tv_per_pixel:.4f}; {self.seconds:.1f} s"
         )
 
+    def _repr_html_(self) -> str:
+        """The image (as optimised, unframed) and what ``__rich__`` says: class, probabilities, total variation."""
+        from ... import _html
+
+        side = int(self.image.shape[-1])
+        return _html.block(_html.img(to_pil(self.image[0]), alt=f"ideal {self.class_name} image", width=max(224, side)), _html.markup(self.__rich__()), title="Dream")
+
     def to_pil(self) -> Image.Image:
         """The image as saved: framed for the evaluation crop."""
         return to_pil(F.pad(self.image, self.frame, mode="reflect")[0] if any(self.frame) else self.image[0])
