@@ -1,12 +1,16 @@
-"""`make demo`: train and evaluate on Oxford-IIIT Pet, then say where the results are.
+"""`make demo`: train and evaluate on Oxford-IIIT Pet, then print the next commands to try.
 
 Data, in order: --data PATH (make demo DATA=path), ../shared/data/oxford-iiit-pet-mini, a previously
 downloaded data/oxford-iiit-pet, a fresh download (online users), else one sentence saying what to do.
+Every command shown runs as printed from the repository root (`.venv/bin/transferlab`, relative paths).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,17 +42,47 @@ def find_data(given: str | None) -> Path:
         )
 
 
+def shown(path: Path | str) -> str:
+    """``path`` as typed from the repository root: relative where it can be (``../shared/...``), else as given."""
+    try:
+        return os.path.relpath(Path(path).absolute(), ROOT)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
+def cli() -> list[str]:
+    """The ``transferlab`` command of this interpreter's environment (``.venv/bin/transferlab`` under make)."""
+    script = Path(sys.executable).parent / "transferlab"
+    return [shown(script)] if script.exists() else [sys.executable, "-m", "transferlab"]
+
+
+def run(*args: str) -> None:
+    """Echo the command as it can be typed, then run it from the repository root."""
+    command = [*cli(), *args]
+    print("\n$ " + shlex.join(command), flush=True)
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def a_test_photo(predictions: Path) -> str:
+    """A held-out photo the run classified correctly (else the first one) from ``predictions.csv``."""
+    with predictions.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+        rows = list(csv.DictReader(f))
+    return next((r["path"] for r in rows if r["correct"] == "1"), rows[0]["path"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data")
-    data = find_data(parser.parse_args().data)
-    exe = [sys.executable, "-m", "transferlab"]
-    print(f"$ transferlab train {data} --out runs/demo", flush=True)
+    data = shown(find_data(parser.parse_args().data))
     shutil.rmtree(RUN, ignore_errors=True)
-    subprocess.run([*exe, "train", str(data), "--out", str(RUN)], check=True)
-    print(f"\n$ transferlab evaluate runs/demo {data}", flush=True)
-    subprocess.run([*exe, "evaluate", str(RUN), str(data), "--out", str(RUN / "evaluation")], check=True)
-    print(f"\nResults: {RUN}/ (model.safetensors, model.json, metrics.json, confusion_matrix.png, top_losses.png, predictions.csv)")
+    run("train", data, "--out", shown(RUN))
+    run("evaluate", shown(RUN), data, "--out", shown(RUN / "evaluation"))
+    photo = shown(Path(ROOT, a_test_photo(RUN / "evaluation" / "predictions.csv")))
+    print(f"\nResults: {shown(RUN)}/ (model.safetensors, model.json, metrics.json, confusion_matrix.png, top_losses.png, predictions.csv)")
+    print("\nNext, from this folder:")
+    for args in (["predict", shown(RUN), photo], ["serve", shown(RUN)], ["report", shown(RUN)]):
+        print("  " + shlex.join([*cli(), *args]))
+    print("(serve answers on http://127.0.0.1:8000 until Ctrl-C. Ray, for `predict --ray`, is opt-in: .venv/bin/pip install -e '.[ray]')")
 
 
 if __name__ == "__main__":
