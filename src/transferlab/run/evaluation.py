@@ -116,7 +116,7 @@ def _summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     rows += [(name, f"{r[key]:.3f}") for key, name in (("top5_accuracy", "top-5 accuracy"), ("species_accuracy", "species accuracy"), ("log_loss", "log-loss")) if key in r]
     if "unseen" in r:
         u = r["unseen"]
-        rows.append((f"unseen accuracy (n={u['n']}, {u['left_out']} copies of training images left out)", f"{u['accuracy']:.3f}"))
+        rows.append((f"unseen accuracy (n={u['n']}; left out: {u['left_out']}, copies of training images)", f"{u['accuracy']:.3f}"))
     if "calibration" in r:
         c = r["calibration"]
         rows.append((f"ECE, temperature {c['temperature']:.2f} (before → after)", f"{c['ece_before']:.3f} → {c['ece_after']:.3f}"))
