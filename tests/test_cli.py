@@ -32,7 +32,7 @@ def test_check_lists_layout_counts_and_skipped_files(capsys, monkeypatch, photo_
 
 def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code, out, _ = cli(capsys, monkeypatch, "train", photo_folder, "-b", TINY, "--weights", tiny_weights, "--out", run, "--fp32", "--json")
+    code, out, _ = cli(capsys, monkeypatch, "train", photo_folder, "-b", TINY, "--weights", tiny_weights, "--out", run, "--precision", "fp32", "--json")
     assert code == 0, out
     summary = json.loads(out)
     assert summary["run"] == str(run) and summary["metrics"]["accuracy"] >= 0.9
@@ -62,11 +62,9 @@ def test_train_evaluate_predict(capsys, monkeypatch, photo_folder: Path, tiny_we
         (["train", "{photos}", "-b", "resnet18"], "--weights"),
         (["evaluate", "{photos}", "{photos}"], "not a transferlab run"),
         (["predict", "efficientnet_lite0", "/no/such.jpg"], "does not exist"),
-        (["train", "{photos}", "--strategy", "finetune", "--optimizer", "lion"], "expected optimizer"),
-        (["train", "{photos}", "--strategy", "magic"], "expected strategy"),
         (["train", "{photos}", "--strategy", "auto", "--budget", "soon"], "expected a time budget"),
         (["train", "{photos}", "--accept", "1.5"], "expected --accept in (0, 1]"),
-        (["train", "{photos}", "--ood-score", "vibes"], "expected --ood-score in msp, energy, mahalanobis, knn"),
+        # a value outside a flag's choices (--strategy magic) is the parser's usage error: test_cli_grammar.py
     ],
 )
 def test_user_errors_are_one_line_without_traceback(capsys, monkeypatch, photo_folder: Path, args, message) -> None:
@@ -84,7 +82,7 @@ def test_backbones_lists_bundled_first(capsys, monkeypatch) -> None:
 
 
 def test_train_finetune_flags_reach_the_recipe(capsys, monkeypatch, photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
-    args = ["train", photo_folder, "-b", TINY, "--weights", tiny_weights, "--out", tmp_path / "ft", "--fp32", "--json"]
+    args = ["train", photo_folder, "-b", TINY, "--weights", tiny_weights, "--out", tmp_path / "ft", "--precision", "fp32", "--json"]
     code, out, _ = cli(capsys, monkeypatch, *args, "--strategy", "finetune", "--epochs", "1", "--lr", "0.002", "--unfreeze", "2", "--augment", "strong", "--ft-batch-size", "4")
     assert code == 0, out
     meta = json.loads((tmp_path / "ft" / "model.json").read_text())
@@ -104,7 +102,7 @@ def test_train_names_the_held_out_split_and_evaluate_flags_seen_images(capsys, m
     from .test_training import LAYOUTS, random_labels
 
     data = random_labels(tmp_path / "data", LAYOUTS["train+val"])
-    code, out, _ = cli(capsys, monkeypatch, "train", data, "-b", TINY, "--weights", tiny_weights, "--out", tmp_path / "run", "--fp32", "-q")
+    code, out, _ = cli(capsys, monkeypatch, "train", data, "-b", TINY, "--weights", tiny_weights, "--out", tmp_path / "run", "--precision", "fp32", "-q")
     assert code == 0 and "val accuracy" in out and "held out, never used to fit or choose" in out and "choices on holdout of train" in out
     code, out, _ = cli(capsys, monkeypatch, "evaluate", tmp_path / "run", data, "--split", "train", "--json", "--out", tmp_path / "ev")
     report = json.loads(out)

@@ -78,3 +78,53 @@ def test_no_help_text_hides_words_in_angle_brackets() -> None:
 
     hidden = [f"{cmd.name} {p.name}: {p.help}" for cmd in commands(root) for p in cmd.params if re.search(r"<\w", getattr(p, "help", None) or "")]
     assert not hidden, hidden
+
+
+def test_choice_fields_are_refused_by_the_parser_and_their_values_reach_the_recipe() -> None:
+    seen = {}
+    demo = typer.Typer()
+
+    @demo.command()
+    @config_options(FinetuneConfig, param="recipe")
+    def run(recipe: FinetuneConfig = FinetuneConfig()) -> None:
+        seen["recipe"] = recipe
+
+    refused = CliRunner().invoke(demo, ["--optimizer", "lion"])
+    assert refused.exit_code == 2 and "lion" in refused.output and "adamw" in refused.output and "recipe" not in seen
+    assert CliRunner().invoke(demo, ["--optimizer", "SGD"]).exit_code == 0 and seen["recipe"].optimizer == "sgd"  # any case, stored as the library spells it
+
+
+def test_the_command_line_choices_are_the_librarys() -> None:
+    """The choices are written where importing them loads no torch; here they are held to the library's own."""
+    from transferlab.attacks import base, config
+    from transferlab.cli import AttackFlags
+    from transferlab.data import augment, layouts, load, options
+    from transferlab.train.config import AUGMENTATIONS
+
+    def choices(cls: type, name: str) -> tuple:
+        return next(f.metadata["choices"] for f in dataclasses.fields(cls) if f.name == name)
+
+    assert (options.LAYOUTS, options.LABELS, AUGMENTATIONS) == (layouts.LAYOUTS, load.LABELS, augment.AUGMENTATIONS)
+    assert set(choices(AttackFlags, "method")) == set(config.METHODS) and set(choices(AttackFlags, "norm")) == set(base.NORMS)
+    assert set(choices(AttackFlags, "precision")) == set(base.PRECISIONS)
+
+
+def test_an_old_spelling_still_works_and_is_hidden() -> None:
+    from typing import Annotated, Optional
+
+    from transferlab._cli_options import Renamed, renamed
+
+    seen = {}
+    demo = typer.Typer()
+
+    @demo.command()
+    @renamed(Renamed("--top", to="channels"), Renamed("--fp32", to="precision", value="fp32"))
+    def run(channels: Annotated[int, typer.Option("--channels", help="How many.")] = 16,
+            precision: Annotated[str, typer.Option(help="Which.")] = "auto", name: Annotated[Optional[str], typer.Option(help="A name.")] = None) -> None:
+        seen.update(channels=channels, precision=precision)
+
+    assert CliRunner().invoke(demo, ["--top", "4", "--fp32"]).exit_code == 0 and seen == {"channels": 4, "precision": "fp32"}
+    assert CliRunner().invoke(demo, ["--top", "0"]).exit_code == 0 and seen["channels"] == 0  # a falsy value is still given
+    assert CliRunner().invoke(demo, []).exit_code == 0 and seen == {"channels": 16, "precision": "auto"}
+    text = CliRunner().invoke(demo, ["--help"], env={"COLUMNS": "200"}).output
+    assert "--channels" in text and "--top" not in text and "--fp32" not in text

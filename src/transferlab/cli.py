@@ -22,8 +22,9 @@ from rich.text import Text
 
 import transferlab as tl
 
-from ._cli_options import config_options, field_help
+from ._cli_options import App, Renamed, choice, config_options, field_choices, field_help, renamed
 from ._options import option
+from ._version import __version__
 from ._io import display_path
 from .data.files import expand_image_paths
 from .data.options import LoadOptions
@@ -33,25 +34,41 @@ from .models.defaults import DEFAULT_ACCEPT, DEFAULT_BACKBONE, DEFAULT_FEATURES,
 from .run.config import TrainConfig
 from .train.config import FinetuneConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown", help="Transfer learning from a folder of photos: train, evaluate, predict.")
-datasets_app = typer.Typer(no_args_is_help=True, help="Download datasets (needs internet).")
+app = App(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown", help="Transfer learning from a folder of photos: train, evaluate, predict.")
+datasets_app = App(no_args_is_help=True, help="Download datasets (needs internet).")
 app.add_typer(datasets_app, name="datasets")
 out = Console(soft_wrap=True)  # results
 err = Console(stderr=True, soft_wrap=True)  # progress and messages
 _state = {"debug": False}
 
 FT = FinetuneConfig()
-DataArg = Annotated[Path, typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for splits and training.")]
+# The grammar (tests/test_cli_grammar.py checks it): arguments are DATA, RUN, MODEL (a run folder or a backbone
+# name), IMAGE; a flag means one thing in every command that has it, so shared flags are defined once here.
+DATA_HELP = "Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages."
+DataArg = Annotated[Path, typer.Argument(metavar="DATA", help=DATA_HELP)]
+RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="A run folder, or a backbone name (its ImageNet classes).")]
 CacheOpt = Annotated[Optional[Path], typer.Option(help="Feature cache folder [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].")]
-PrecisionOpt = Annotated[str, typer.Option(help=field_help(TrainConfig, "precision"))]
-Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Force fp32 (same as --precision fp32).")]
+PrecisionOpt = Annotated[field_choices(TrainConfig, "precision"), typer.Option(help=field_help(TrainConfig, "precision"))]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-FeaturesOpt = Annotated[str, typer.Option(help=field_help(TrainConfig, "features"))]
-WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file, when MODEL is a backbone name.")]
+FeaturesOpt = Annotated[field_choices(TrainConfig, "features"), typer.Option(help=field_help(TrainConfig, "features"))]
+WEIGHTS_HELP = "Backbone weights file (.safetensors or .pth state dict)"
+WeightsOpt = Annotated[Optional[Path], typer.Option(help=WEIGHTS_HELP + " [default: bundled, else timm's hub; a run folder brings its own].")]
+BACKBONE_HELP = "Bundled efficientnet_lite0/1/2 (offline) or any timm model name"
+BackboneOpt = Annotated[str, typer.Option("--backbone", "-b", metavar="NAME", help=BACKBONE_HELP + ".")]
 AcceptOpt = Annotated[float, typer.Option(help=field_help(TrainConfig, "accept"))]
-OodScoreOpt = Annotated[str, typer.Option("--ood-score", help=field_help(TrainConfig, "ood_score"))]
+OodScoreOpt = Annotated[field_choices(TrainConfig, "ood_score"), typer.Option("--ood-score", help=field_help(TrainConfig, "ood_score"))]
+SPLITS = ("auto", "test", "val", "train", "all")
+SplitOpt = Annotated[choice(SPLITS), typer.Option(help="Which images of DATA (auto: test, else val, else all).")]
+LIMIT_HELP = "Only the first N images"
+
+
+def _and(shared: str, here: str) -> str:
+    """A shared flag's help (what it means everywhere), then what it does in this command."""
+    return f"{shared.rstrip('.')}; {here}"
+
+FIX_LIST_HELP = "Write the paths to fix to FILE, one a line"
 
 
 class RateColumn(ProgressColumn):
@@ -103,8 +120,17 @@ def _emit_json(obj: Any) -> None:
     out.print_json(json.dumps(obj, default=str), ensure_ascii=True)  # file names that are not UTF-8 stay valid JSON
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"transferlab {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (anywhere on the command line).")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)] = False,
+) -> None:
     _state["debug"] = debug
 
 
@@ -113,7 +139,7 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
 def check(
     data: DataArg,
     loading: LoadOptions = LoadOptions(),
-    fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help="Write the unusable files to FILE, one path a line (the data is never touched).")] = None,
+    fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help=FIX_LIST_HELP + "; here the unusable files (the data is never touched).")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Decode every file; print the layout, per-class counts per split, every skipped file and every warning.
@@ -160,23 +186,21 @@ def _print_problems(console: Console, skipped: Problems, warnings: Problems, lim
 
 
 @app.command()
+@renamed(Renamed("--fp32", to="tc_precision", value="fp32"))
 @config_options(TrainConfig, param="config", prefix="tc_")
 @config_options(FinetuneConfig, param="recipe", prefix="ft_", help_prefix="finetune: ", panel="Fine-tuning")
 @config_options(LoadOptions, param="loading", panel="Data")
 def train(
-    data: Annotated[Optional[Path], typer.Argument(help="Dataset folder: class sub-folders, Oxford-IIIT Pet, or PetImages.")] = None,
+    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help=DATA_HELP)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted fine-tuning run in this folder (no DATA needed).")] = None,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help=(
-        "Bundled efficientnet_lite0/1/2 (offline) or any timm model name; A+B concatenates their features (what `compare --combine` scores)."))] = DEFAULT_BACKBONE,
-    weights: Annotated[Optional[list[str]], typer.Option("--weights", help=(
-        "Backbone weights file (.safetensors or .pth state dict); for A+B, NAME=FILE per member that uses a local file (repeatable)."))] = None,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", metavar="NAME", help=BACKBONE_HELP + "; A+B concatenates their features (what `compare --combine` scores).")] = DEFAULT_BACKBONE,
+    weights: Annotated[Optional[list[str]], typer.Option("--weights", metavar="FILE|NAME=FILE", help=WEIGHTS_HELP + "; for A+B, NAME=FILE per member that uses a local file (repeatable).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-BACKBONE].")] = None,
     config: TrainConfig = TrainConfig(),
     budget: Annotated[Optional[str], typer.Option(help="auto/finetune: most training time, e.g. 90s, 5m, 1h [auto: 15m].")] = None,
     recipe: FinetuneConfig = FT,
     loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
-    fp32: Fp32Opt = False,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
     exclude: Annotated[Optional[Path], typer.Option("--exclude", help="Leave out the paths listed in FILE, one a line (e.g. a reviewed `audit --fix-list`).")] = None,
@@ -189,9 +213,7 @@ def train(
     if data is None:
         raise tl.DataError("expected DATA (a dataset folder) or --resume RUN — see `transferlab train --help`")
     config = config.replace(  # the flags the config's own fields do not make; refused here, before the data is read, when wrong
-        backbone=backbone, weights=_weights_arg(weights), budget=budget, seed=loading.seed, finetune=recipe, exclude=tuple(_read_list(exclude)),
-        **({"precision": "fp32"} if fp32 else {}),
-    )
+        backbone=backbone, weights=_weights_arg(weights), budget=budget, seed=loading.seed, finetune=recipe, exclude=tuple(_read_list(exclude)))
     ds = tl.load_dataset(data, **loading.kwargs())
     directory = out_dir or tl.default_run_dir(ds, backbone)
     with progress_bar(quiet or json_) as cb:
@@ -230,10 +252,10 @@ def _read_list(path: Path | None) -> list[Path]:
 @config_options(LoadOptions, param="loading", panel="Data")
 def lr_find(
     data: DataArg,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Bundled efficientnet_lite0/1/2 (offline) or any timm model name.")] = DEFAULT_BACKBONE,
-    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth state dict).")] = None,
+    backbone: BackboneOpt = DEFAULT_BACKBONE,
+    weights: WeightsOpt = None,
     out_png: Annotated[Path, typer.Option("--out", "-o", help="Where to save the plot.")] = Path("lr_find.png"),
-    unfreeze: Annotated[str, typer.Option(help="'all' or K, the last K stages, as for fine-tuning.")] = FT.unfreeze,
+    unfreeze: Annotated[str, typer.Option(help="finetune: " + field_help(FinetuneConfig, "unfreeze"))] = FT.unfreeze,
     steps: Annotated[int, typer.Option(help="Optimiser steps in the test.")] = 60,
     loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
@@ -256,9 +278,9 @@ def lr_find(
 @app.command()
 @config_options(LoadOptions, param="loading", panel="Data")
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
+    run_dir: RunArg,
     data: DataArg,
-    split: Annotated[str, typer.Option(help="auto (test, else val, else all) | test | val | train | all")] = "auto",
+    split: SplitOpt = "auto",
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write metrics and plots [default: RUN/eval-DATA(-SPLIT)].")] = None,
     loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
@@ -279,9 +301,10 @@ def evaluate(
 
 
 RAY = "Ray cluster"
-RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray Data: decoding in tasks, the model in a pool of --workers replicas.", rich_help_panel=RAY)]
+RAY_HELP = "Run on a Ray cluster"
+RayOpt = Annotated[bool, typer.Option("--ray", help=RAY_HELP + "; Ray Data decodes in tasks, the model runs in a pool of --workers replicas.", rich_help_panel=RAY)]
 AddressOpt = Annotated[Optional[str], typer.Option(help="--ray: the cluster (auto, or HOST:6379) [default: a local Ray instance].", rich_help_panel=RAY)]
-WorkersOpt = Annotated[int, typer.Option(help="--ray: model replicas.", rich_help_panel=RAY)]
+WorkersOpt = Annotated[int, typer.Option(help="Model replicas; with --ray, one Ray actor each.", rich_help_panel=RAY)]
 GpusOpt = Annotated[float, typer.Option("--gpus-per-worker", help="--ray: GPUs each replica reserves (0: CPU).", rich_help_panel=RAY)]
 
 
@@ -294,8 +317,8 @@ def _ray_config(address: Optional[str], workers: int, gpus: float, precision: st
 @app.command()
 @config_options(LoadOptions, param="loading", panel="Data")
 def calibrate(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
-    data: Annotated[Path, typer.Argument(help="The run's training data, split as it was trained (its test split is never used).")],
+    run_dir: RunArg,
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="The run's training data, split as it was trained (its test split is never used).")],
     accept: AcceptOpt = DEFAULT_ACCEPT,
     ood_score: OodScoreOpt = DEFAULT_METHOD,
     loading: LoadOptions = LoadOptions(),
@@ -313,8 +336,8 @@ def calibrate(
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder, or a backbone name for ImageNet classes.")],
-    paths: Annotated[list[str], typer.Argument(metavar="IMAGE|DIR...", help="Images or folders of images (with --ray also s3://, gs://... URIs).")],
+    model: ModelArg,
+    paths: Annotated[list[str], typer.Argument(metavar="IMAGE...", help="Images or folders of images (with --ray also s3://, gs://... URIs).")],
     k: Annotated[int, typer.Option("-k", "--top", help="How many labels per image.")] = 5,
     weights: WeightsOpt = None,
     cache_dir: CacheOpt = None,
@@ -322,7 +345,7 @@ def predict(
     json_: JsonOpt = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV: path,rank,label,prob.")] = False,
     quiet: QuietOpt = False,
-    runtime: Annotated[str, typer.Option(help="torch | onnx (onnx: the run's model.onnx from `transferlab export`, or an .onnx file, on onnxruntime).")] = "torch",
+    runtime: Annotated[choice(("torch", "onnx")), typer.Option(help="onnx: the run's model.onnx from `transferlab export`, or an .onnx file, on onnxruntime.")] = "torch",
     ray: RayOpt = False,
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="--ray: the table to write, predictions.parquet or .csv (one row per file).", rich_help_panel=RAY)] = None,
     address: AddressOpt = None,
@@ -337,14 +360,12 @@ def predict(
     files = expand_image_paths(paths)
     if runtime == "onnx":
         results = _predict_onnx(model, files, k)
-    elif runtime == "torch":
+    else:
         run = tl.open_model(model, weights)
         with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
             results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
         if not run.confidence.rejects and run.record.strategy != "pretrained":
             err.print("note: this run has no 'none of these' threshold (made before transferlab had one): nothing is rejected — add one with `transferlab calibrate RUN DATA`", highlight=False)
-    else:
-        raise tl.ConfigError(f"expected --runtime torch or onnx, got {runtime!r}")
     _print_predictions(results, json_, csv_)
     if any("error" in r for r in results):
         raise typer.Exit(1)
@@ -394,7 +415,7 @@ def _print_predictions(results: list[Any], json_: bool, csv_: bool) -> None:
 
 
 @app.command()
-def backbones(pattern: Annotated[str, typer.Argument(help="Filter, e.g. 'resnet*'.")] = "") -> None:
+def backbones(pattern: Annotated[str, typer.Argument(metavar="PATTERN", help="Filter, e.g. 'resnet*'.")] = "") -> None:
     """List backbones: the bundled (offline) ones, then timm architectures matching PATTERN."""
     import fnmatch
 
@@ -412,11 +433,12 @@ def backbones(pattern: Annotated[str, typer.Argument(help="Filter, e.g. 'resnet*
 
 
 @app.command()
+@renamed(Renamed("--backbones", to="backbones_"))
 @config_options(LoadOptions, param="loading", panel="Data")
 def compare(
     data: DataArg,
-    backbones_: Annotated[str, typer.Option("--backbones", help="Comma-separated backbone names [default: the bundled ones, offline].")] = "",
-    weights: Annotated[Optional[list[str]], typer.Option("--weights", help="NAME=FILE: local weights for backbone NAME (repeatable; NAME is added to the list).")] = None,
+    backbones_: Annotated[Optional[list[str]], typer.Option("--backbone", "-b", metavar="NAME", help=BACKBONE_HELP + "; repeat for each backbone to compare [default: the bundled ones, offline].")] = None,
+    weights: Annotated[Optional[list[str]], typer.Option("--weights", metavar="NAME=FILE", help=WEIGHTS_HELP + "; NAME=FILE for backbone NAME (repeatable; NAME joins the list).")] = None,
     features: FeaturesOpt = DEFAULT_FEATURES,
     combine: Annotated[bool, typer.Option("--combine", help="Also score the concatenated features of the best two and three.")] = False,
     folds: Annotated[int, typer.Option(help="k of the k-fold cross-validation.")] = 5,
@@ -431,7 +453,7 @@ def compare(
     from .models.bundled import BUNDLED
 
     local = dict(_name_equals_file(w) for w in weights or [])
-    names = [n.strip() for n in backbones_.split(",") if n.strip()] or sorted(BUNDLED)
+    names = _names(backbones_) or sorted(BUNDLED)
     ds = tl.load_dataset(data, **loading.kwargs())
     with progress_bar(quiet or json_) as cb:
         result = tl.compare(ds, names, weights=local, features=features, folds=folds, combine=combine, seed=loading.seed, cache_dir=cache_dir,
@@ -439,6 +461,11 @@ def compare(
     if json_:
         return _emit_json({**result.to_dict(), "files": {k: str(v) for k, v in result.files.items()}})
     out.print(result, highlight=False)
+
+
+def _names(values: list[str] | None) -> list[str]:
+    """A repeatable flag's names, each of which may also be a comma-separated list (``--backbones A,B``)."""
+    return [n.strip() for value in values or [] for n in value.split(",") if n.strip()]
 
 
 def _weights_arg(values: list[str] | None) -> Path | dict[str, Path] | None:
@@ -459,7 +486,7 @@ def _name_equals_file(text: str) -> tuple[str, Path]:
 
 @datasets_app.command("get")
 def datasets_get(
-    name: Annotated[str, typer.Argument(help="oxford-iiit-pet | petimages")],
+    name: Annotated[choice(("oxford-iiit-pet", "petimages")), typer.Argument(metavar="NAME", help="The dataset.")],
     dest: Annotated[Path, typer.Option(help="Parent folder.")] = Path("data"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -471,25 +498,27 @@ def datasets_get(
         path = get_dataset(name, dest, progress=cb)
     out.print(f"{name} ready in [bold]{path}[/] ({time.perf_counter() - started:.0f} s)")
 
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="A run folder, or a backbone name (its ImageNet head).")]
 DREAM = DreamConfig()
+ClassHelp = "Class name (exact or fuzzy, e.g. 'siamese') or index"
+LayerHelp = "Layer name (`transferlab features MODEL --list-layers` lists them)"
 
 
 @app.command()
+@renamed(Renamed("--top", to="top"))
 def features(
-    model: Annotated[str, typer.Argument(metavar="MODEL|DATA", help="A run folder or a backbone name (with --ray: the dataset folder).")],
-    image: Annotated[Optional[Path], typer.Argument(help="The photo to look at.")] = None,
-    layer: Annotated[Optional[str], typer.Option(help="Layer name (see --list-layers).")] = None,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A run folder, or a backbone name (its ImageNet classes); with --ray, the DATA folder.")],
+    image: Annotated[Optional[Path], typer.Argument(metavar="IMAGE", help="The photo to look at.")] = None,
+    layer: Annotated[Optional[str], typer.Option(help=LayerHelp + "; or --stage.")] = None,
     stage: Annotated[Optional[int], typer.Option(help="K-th feature level instead (1 = finest) [default: the middle one].")] = None,
-    top: Annotated[int, typer.Option(help="How many of the most active channels to show.")] = 16,
+    top: Annotated[int, typer.Option("--channels", help="How many of the most active channels to show.")] = 16,
     out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write [default: IMAGE-stem_features_LAYER.png].")] = None,
     list_layers: Annotated[bool, typer.Option("--list-layers", help="Print the layer names with output shapes and stop.")] = False,
     weights: WeightsOpt = None,
-    ray: Annotated[bool, typer.Option("--ray", help="`features DATA --ray`: fill the feature cache with DATA's images on Ray, for a later train.", rich_help_panel=RAY)] = False,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="--ray: the backbone whose features are cached (A+B: several).", rich_help_panel=RAY)] = DEFAULT_BACKBONE,
-    feature_mode: Annotated[str, typer.Option("--features", help="--ray: pooled | multi, as the later train will use.", rich_help_panel=RAY)] = DEFAULT_FEATURES,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="--ray: cache folder every worker reaches [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].", rich_help_panel=RAY)] = None,
-    precision: Annotated[str, typer.Option(help="--ray: auto | bf16 | fp16 | fp32, as the later train will use (auto: this machine's).", rich_help_panel=RAY)] = "auto",
+    ray: Annotated[bool, typer.Option("--ray", help=RAY_HELP + "; `features DATA --ray` fills the feature cache with DATA's images, for a later train.", rich_help_panel=RAY)] = False,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", metavar="NAME", help=BACKBONE_HELP + "; --ray: whose features are cached, as the later train will use (A+B: several).", rich_help_panel=RAY)] = DEFAULT_BACKBONE,
+    feature_mode: Annotated[field_choices(TrainConfig, "features"), typer.Option("--features", help=_and(field_help(TrainConfig, "features"), "--ray: as the later train will use."), rich_help_panel=RAY)] = DEFAULT_FEATURES,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Feature cache folder; --ray: one every worker reaches [default: $TRANSFERLAB_CACHE or ~/.cache/transferlab].", rich_help_panel=RAY)] = None,
+    precision: Annotated[field_choices(TrainConfig, "precision"), typer.Option(help=_and(field_help(TrainConfig, "precision"), "--ray: as the later train will use."), rich_help_panel=RAY)] = "auto",
     address: AddressOpt = None,
     workers: WorkersOpt = 1,
     gpus_per_worker: GpusOpt = 0.0,
@@ -524,7 +553,7 @@ def features(
 @config_options(DreamConfig, param="config", panel="Recipe")
 def dream(
     model: ModelArg,
-    class_: Annotated[str, typer.Option("--class", "-c", help="Class name (exact or fuzzy, e.g. 'siamese') or index.")],
+    class_: Annotated[str, typer.Option("--class", "-c", help=ClassHelp + ".")],
     out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write (+ .json beside it) [default: dream_CLASS.png].")] = None,
     config: DreamConfig = DREAM,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Start from this photo instead of noise.")] = None,
@@ -548,15 +577,16 @@ def dream(
 
 
 @app.command()
+@renamed(Renamed("--split", to="split"))
 def explain(
     model: ModelArg,
-    image: Annotated[Optional[Path], typer.Argument(help="The photo to explain.")] = None,
-    class_: Annotated[Optional[str], typer.Option("--class", "-c", help="Class to explain [default: the predicted one].")] = None,
-    layer: Annotated[Optional[str], typer.Option(help="Layer [default: the last spatial one].")] = None,
+    image: Annotated[Optional[Path], typer.Argument(metavar="IMAGE", help="The photo to explain.")] = None,
+    class_: Annotated[Optional[str], typer.Option("--class", "-c", help=ClassHelp + " [default: the predicted one].")] = None,
+    layer: Annotated[Optional[str], typer.Option(help=LayerHelp + " [default: the last spatial one].")] = None,
     out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write [default: IMAGE-stem_gradcam.png].")] = None,
     score: Annotated[Optional[Path], typer.Option(help="Score Grad-CAM on this Oxford-IIIT Pet folder instead: peak on the pet / on the head.")] = None,
-    split: Annotated[str, typer.Option(help="--score: test | trainval | all (Oxford has head boxes for trainval only).")] = "test",
-    limit: Annotated[Optional[int], typer.Option(help="--score: only the first N images of the split.")] = None,
+    split: Annotated[choice(("test", "trainval", "all")), typer.Option("--score-split", help="--score: which of Oxford's own image lists (head boxes: trainval only).")] = "test",
+    limit: Annotated[Optional[int], typer.Option(help=LIMIT_HELP + "; --score: of the list [default: all of them].")] = None,
     weights: WeightsOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -573,7 +603,7 @@ def explain(
         out.print(f"Grad-CAM ({result.layer}) peak on the pet: [bold]{pct(result.in_pet)}[/] of {result.n} images ({pct(result.in_pet_or_border)} counting the border); centre baseline {pct(result.centre_in_pet)}")
         out.print(f"Grad-CAM peak in the head box: [bold]{pct(result.in_head)}[/] of {result.n_head} images with a box; centre baseline {pct(result.centre_in_head)}")
         if not result.n_head:
-            err.print(f"the {split} split has no head boxes (annotations/xmls/) — try --split trainval")
+            err.print(f"the {split} list has no head boxes (annotations/xmls/) — try --score-split trainval")
         return
     if image is None:
         raise tl.ConfigError("expected IMAGE (a photo) or --score DATA — see `transferlab explain --help`")
@@ -592,13 +622,13 @@ class AttackFlags:
     """The attack flags shared by ``attack`` and ``robustness`` (budgets as typed: "4/255"); ``config`` makes
     the library's ``AttackConfig``, whose defaults these match (tests/test_cli_options.py)."""
 
-    method: str = option("pgd", "fgsm | bim | pgd (pgd: bim from a random start).")
-    norm: str = option("Linf", "Linf | L2: the budget's distance.")
+    method: str = option("pgd", "The update rule (pgd: bim from a random start).", choices=("fgsm", "bim", "pgd"))
+    norm: str = option("Linf", "The budget's distance.", choices=("Linf", "L2"))
     steps: int = option(20, "Most gradient steps (fgsm: 1).")
     alpha: str | None = option(None, "Step size, e.g. 1/255 [default: eps/4].")
     random_start: bool = option(True, "pgd: start from a random point of the ball.", flag="--random-start/--no-random-start")
     confidence: float = option(0.0, "Stop once the attack wins by this logit margin.")
-    precision: str = option("auto", "Gradient precision: auto | bf16 | fp32 (checks are fp32).")
+    precision: str = option("auto", "Gradient precision (auto: bf16 where the hardware has it, else fp32; the checks are fp32).", choices=("auto", "bf16", "fp32"))
     threads: int = option(1, "CPU threads per gradient (0: torch's default). 1 was 6x faster than 2 on a busy 2-core CPU (BENCHMARKS.md).")
 
     def config(self, eps: str, seed: int) -> tl.AttackConfig:
@@ -613,17 +643,18 @@ class AttackFlags:
 
 
 @app.command()
+@renamed(Renamed("--label", to="label"))
 @config_options(AttackFlags, param="flags", panel="Attack")
 def attack(
-    model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder, or a backbone name (ImageNet classes).")],
-    image: Annotated[Path, typer.Argument(help="The photo to attack.")],
+    model: ModelArg,
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="The photo to attack.")],
     target: Annotated[Optional[str], typer.Option(help="Class to turn the image into (name, fuzzy, or index); without it: untargeted.")] = None,
-    label: Annotated[Optional[str], typer.Option(help="Untargeted: the true class to move away from [default: the model's prediction].")] = None,
+    label: Annotated[Optional[str], typer.Option("--true-class", help="Untargeted: the true class to move away from [default: the model's prediction].")] = None,
     out_png: Annotated[Optional[Path], typer.Option("--out", "-o", help="Adversarial PNG; the figure and JSON go next to it [default: IMAGE_adv.png].")] = None,
-    transfer_to: Annotated[Optional[str], typer.Option("--transfer-to", help="Comma-separated backbones or runs to show the adversarial image to.")] = None,
-    eps: Annotated[str, typer.Option(help="Budget in [0, 1] pixels, e.g. 4/255.", rich_help_panel="Attack")] = "4/255",
+    transfer_to: Annotated[Optional[list[str]], typer.Option("--transfer-to", metavar="MODEL", help="A backbone or run to show the adversarial image to (repeatable).")] = None,
+    eps: Annotated[str, typer.Option(help="Budget in [0, 1] pixels; e.g. 4/255.", rich_help_panel="Attack")] = "4/255",
     flags: AttackFlags = AttackFlags(),
-    seed: SeedOpt = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random start (pgd).", rich_help_panel="Attack")] = 0,
     weights: WeightsOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -631,7 +662,7 @@ def attack(
     from .features.runtime import intra_op_threads
 
     config = flags.config(eps, seed)
-    others = [t.strip() for t in (transfer_to or "").split(",") if t.strip()]
+    others = _names(transfer_to)
     png = out_png or Path(f"{image.stem}_adv.png")
     with intra_op_threads(flags.threads):  # only while attacking: the command may run in-process (tests, notebooks)
         report = tl.attack(model, image, target, label=label, config=config, out=png, transfer_to=others, weights=weights)
@@ -641,18 +672,19 @@ def attack(
 
 
 @app.command()
+@renamed(Renamed("--limit", to="limit"))
 @config_options(LoadOptions, param="loading", panel="Data")
 @config_options(AttackFlags, param="flags", panel="Attack")
 def robustness(
-    model: Annotated[str, typer.Argument(metavar="RUN_OR_BACKBONE", help="A run folder (or a backbone whose classes the data uses).")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A run folder (or a backbone whose classes the data uses).")],
     data: DataArg,
-    eps: Annotated[str, typer.Option(help="Comma-separated budgets, e.g. 0,1/255,2/255,4/255,8/255.")] = "0,1/255,2/255,4/255,8/255",
+    eps: Annotated[str, typer.Option(help="Budget in [0, 1] pixels; comma-separated, one point of the curve each.", rich_help_panel="Attack")] = "0,1/255,2/255,4/255,8/255",
     targeted: Annotated[bool, typer.Option("--targeted", help="Also the source → target success matrix with median minimal ε.")] = False,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CSVs and figures.")] = Path("robustness"),
-    split: Annotated[str, typer.Option(help="auto (test, else val, else all) | test | val | train | all")] = "auto",
-    limit: Annotated[Optional[int], typer.Option(help="At most this many images per class.")] = None,
+    split: SplitOpt = "auto",
+    limit: Annotated[Optional[int], typer.Option("--per-class", help="At most N images of each class [default: all of them].")] = None,
     flags: AttackFlags = AttackFlags(),
-    batch_size: Annotated[int, typer.Option(help="Images attacked together.")] = 8,
+    batch_size: Annotated[int, typer.Option(help=field_help(TrainConfig, "batch_size").split(" [")[0] + ".")] = 8,
     loading: LoadOptions = LoadOptions(),
     weights: WeightsOpt = None,
     quiet: QuietOpt = False,
@@ -673,13 +705,14 @@ def robustness(
 
 
 @app.command("audit")
+@renamed(Renamed("--limit", to="rows"))
 @config_options(LoadOptions, param="loading", panel="Data")
 def audit_(
     data: DataArg,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone whose (cached) features are compared.")] = DEFAULT_BACKBONE,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", metavar="NAME", help=BACKBONE_HELP + "; its (cached) features are compared.")] = DEFAULT_BACKBONE,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for audit.json, audit.csv, audit.html [default: audit-DATA].")] = None,
-    fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help="Write the paths to review to FILE, one a line (for `train --exclude` once reviewed).")] = None,
-    limit: Annotated[int, typer.Option(help="Rows per kind of finding in the terminal table.")] = 10,
+    fix_list: Annotated[Optional[Path], typer.Option("--fix-list", help=FIX_LIST_HELP + "; here the findings to review (for `train --exclude` once reviewed).")] = None,
+    rows: Annotated[int, typer.Option(help="Rows per kind of finding in the terminal table.")] = 10,
     weights: WeightsOpt = None,
     loading: LoadOptions = LoadOptions(),
     cache_dir: CacheOpt = None,
@@ -701,7 +734,7 @@ def audit_(
     if json_:
         _emit_json({**result.summary(), "files": {k: str(v) for k, v in result.files.items()}, "findings": [vars(f) for f in result.findings]})
     else:
-        out.print(result.table(limit), highlight=False)
+        out.print(result.table(rows), highlight=False)
         if fix_list:
             out.print(f"paths to review in {escape(str(fix_list))}", highlight=False)
     raise typer.Exit(0 if result.clean else 1)
@@ -709,11 +742,11 @@ def audit_(
 
 @app.command("export")
 def export_(
-    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder (or a backbone name, with --out).")],
-    format_: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A run folder (or a backbone name, with --out).")],
+    format_: Annotated[choice(("onnx", "torchscript")), typer.Option("--format", "-f", help="What to export to.")] = "onnx",
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write [default: RUN/model.onnx or RUN/model.torchscript.pt].")] = None,
-    images: Annotated[Optional[list[Path]], typer.Option("--images", help="Images for the parity check when the run's data is gone (repeatable; folders allowed).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Parity check on only the first N images [default: the whole evaluation split].")] = None,
+    images: Annotated[Optional[list[Path]], typer.Option("--images", metavar="PATH", help="Images for the parity check when the run's data is gone (repeatable; folders allowed).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help=LIMIT_HELP + "; for the parity check [default: the whole evaluation split].")] = None,
     tolerance: Annotated[float, typer.Option(help="Max |logit difference| accepted by the parity check.")] = 1e-3,
     no_check: Annotated[bool, typer.Option("--no-check", help="Skip the parity check.")] = False,
     weights: WeightsOpt = None,
@@ -735,12 +768,12 @@ def export_(
 
 @app.command()
 def serve(
-    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder, or a backbone name (ImageNet classes).")],
+    model: ModelArg,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for the local network).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free one, printed at start).")] = 8000,
     max_mb: Annotated[float, typer.Option(help="Largest accepted upload, in MB.")] = 20.0,
     max_files: Annotated[int, typer.Option(help="Photos per request.")] = 16,
-    workers: Annotated[int, typer.Option(help="Model replicas: requests inferred at the same time (the rest wait).")] = 1,
+    workers: Annotated[int, typer.Option(help="Model replicas; requests inferred at the same time (the rest wait).")] = 1,
     threshold: Annotated[Optional[float], typer.Option(help="'Not sure' below this top probability [default: the run's, else 0.5].")] = None,
     save_threshold: Annotated[bool, typer.Option("--save-threshold", help="Store --threshold in the run folder (predict uses it too), then serve.")] = False,
     precision: PrecisionOpt = "auto",
@@ -762,11 +795,11 @@ def serve(
 
 @app.command("report")
 def report_(
-    model: Annotated[str, typer.Argument(metavar="RUN", help="A run folder.")],
+    model: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `transferlab train`.")],
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file [default: RUN/report.html].")] = None,
     examples: Annotated[int, typer.Option(help="Correct examples shown per class.")] = 3,
     gradcam_samples: Annotated[int, typer.Option("--gradcam", help="Photos explained with Grad-CAM (plus the two worst mistakes).")] = 6,
-    dream_steps: Annotated[int, typer.Option("--dream-steps", help="> 0: add each class's ideal image (dream) with this many steps; takes minutes.")] = 0,
+    dream_steps: Annotated[int, typer.Option("--dream-steps", help="Also each class's ideal image (dream), with this many steps (0: none); takes minutes.")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """One self-contained report.html (images embedded): data, curves, metrics, confusion, top losses, examples, Grad-CAM."""

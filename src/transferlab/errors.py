@@ -15,6 +15,12 @@ class BackboneError(TransferlabError):
     """The backbone name is unknown, or its weights cannot be found."""
 
 
+class UnknownBackboneError(BackboneError):
+    """The name is neither bundled nor a timm architecture; ``close`` holds the nearest names."""
+
+    close: tuple[str, ...] = ()
+
+
 class RunError(TransferlabError):
     """A run directory is missing, incomplete, malformed, or does not match the data."""
 

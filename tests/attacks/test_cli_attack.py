@@ -39,6 +39,6 @@ def test_attack_command_rejects_eps_in_levels(capsys, monkeypatch, tiny_run, pet
 
 
 def test_robustness_command(capsys, monkeypatch, tiny_run, pet_photos, tmp_path) -> None:
-    code, out, _ = cli(capsys, monkeypatch, "robustness", tiny_run.directory, pet_photos, "--eps", "0,4/255", "--steps", "5", "--val-frac", "0.2", "--test-frac", "0.3", "-o", tmp_path, "--targeted", "--limit", "2")
+    code, out, _ = cli(capsys, monkeypatch, "robustness", tiny_run.directory, pet_photos, "--eps", "0,4/255", "--steps", "5", "--val-frac", "0.2", "--test-frac", "0.3", "-o", tmp_path, "--targeted", "--per-class", "2")
     assert code == 0 and "wrote" in out
     assert {p.name for p in tmp_path.iterdir()} >= {"robustness.csv", "robustness.png", "success_matrix.csv", "success_matrix.png"}

@@ -22,7 +22,7 @@ def test_features_lists_layers_and_draws_a_grid(capsys, monkeypatch, tiny: list[
     code, out, _ = cli(capsys, monkeypatch, "features", *tiny, "--list-layers")
     assert code == 0 and "blocks.2" in out and "conv_head" in out and "x" in out
     photo = make_photo(tmp_path / "cat.jpg", 1, seed=0)
-    code, out, _ = cli(capsys, monkeypatch, "features", *tiny, photo, "--stage", "2", "--top", "4", "--out", tmp_path / "f.png")
+    code, out, _ = cli(capsys, monkeypatch, "features", *tiny, photo, "--stage", "2", "--channels", "4", "--out", tmp_path / "f.png")
     assert code == 0 and "blocks.1: 24 channels" in out and Image.open(tmp_path / "f.png").mode == "RGB"
     code, _, err = cli(capsys, monkeypatch, "features", *tiny, photo, "--layer", "blockz.1")
     assert code == 1 and "unknown layer 'blockz.1' — did you mean 'blocks.1'" in err and "Traceback" not in err
@@ -45,7 +45,7 @@ def test_dream_writes_png_json_and_frames(capsys, monkeypatch, tiny: list[str], 
 @pytest.mark.parametrize(("args", "message"), [
     (["--class", "terrier"], "class 'terrier' is ambiguous"),
     (["--class", "qwxyz"], "unknown class 'qwxyz'"),
-    (["--class", "zebra", "--param", "wavelet"], "expected param in ('pixel', 'fft'), got 'wavelet'"),
+    (["--class", "zebra", "--lr", "0"], "expected lr > 0, got 0"),  # --param wavelet: the parser's (test_cli_grammar.py)
 ])
 def test_dream_errors_are_one_line(capsys, monkeypatch, tiny: list[str], args: list[str], message: str) -> None:
     code, _, err = cli(capsys, monkeypatch, "dream", *tiny, "--steps", "1", *args)
@@ -66,7 +66,7 @@ def test_explain_draws_and_scores(capsys, monkeypatch, tiny: list[str], tmp_path
 @needs_oxford
 def test_explain_score_on_the_oxford_mini_set(capsys, monkeypatch) -> None:
     """Bundled lite0 on 24 trainval photos: Grad-CAM points at the pet far more often than chance."""
-    code, out, _ = cli(capsys, monkeypatch, "explain", "efficientnet_lite0", "--score", OXFORD_MINI, "--split", "trainval", "--limit", "24", "--json")
+    code, out, _ = cli(capsys, monkeypatch, "explain", "efficientnet_lite0", "--score", OXFORD_MINI, "--score-split", "trainval", "--limit", "24", "--json")
     result = json.loads(out)
     assert code == 0 and result["n"] == 24 and result["n_head"] >= 20  # 4 of the 300 trainval photos lack a box
     assert result["in_pet"] >= 0.6 and result["in_head"] is not None

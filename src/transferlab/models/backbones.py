@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import BackboneError
+from ..errors import BackboneError, UnknownBackboneError
 from .bundled import BUNDLED, load_bundled
 from .defaults import DEFAULT_BACKBONE, DEFAULT_FEATURES
 from .classifier import ImageClassifier
@@ -51,7 +51,9 @@ def _check_name(name: str) -> str:
         return arch
     close = difflib.get_close_matches(name.lower(), list_backbones(), n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else "; `transferlab backbones` lists them"
-    raise BackboneError(f"unknown backbone {name!r}{hint}")
+    error = UnknownBackboneError(f"unknown backbone {name!r}{hint}")
+    error.close = tuple(close)
+    raise error
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

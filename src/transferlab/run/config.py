@@ -48,18 +48,18 @@ class TrainConfig:
 
     backbone: str = DEFAULT_BACKBONE  # a bundled or timm model name; "A+B" concatenates their features
     weights: Weights = None  # a local weights file, or for "A+B" {member name: file}; None: bundled / timm's own
-    features: str = option(DEFAULT_FEATURES, "pooled | multi (also pool the last 3 stages: textures, medical, industrial images).")
+    features: str = option(DEFAULT_FEATURES, "multi: also pool the last 3 stages (textures, medical, industrial images).", choices=FEATURE_MODES)
     strategy: str = option("probe", (
         "probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation "
-        "shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay."))
+        "shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay."), choices=STRATEGIES)
     budget: float | str | None = None  # most training time: seconds, or "90s", "5m", "1h"; auto without one: AUTO_BUDGET_S
     seed: int = 0  # training's random numbers (the split's seed travels with the data set)
-    precision: str = option("auto", "auto | bf16 | fp16 | fp32 (auto: bf16 where the hardware has it).")
+    precision: str = option("auto", "Compute precision (auto: bf16 where the hardware has it, else fp32).", choices=PRECISIONS)
     batch_size: int | None = option(None, "Images per forward pass [default: 16 per CPU core, 64 on GPU].")
     probe: ProbeConfig = ProbeConfig()  # how the head is fitted
     finetune: FinetuneConfig = FinetuneConfig()  # phase 2's recipe (strategies finetune and auto)
     accept: float = option(DEFAULT_ACCEPT, "'None of these' threshold: the share of validation images it accepts (0.99: reject less).")
-    ood_score: str = option(DEFAULT_METHOD, "In-distribution score: knn | mahalanobis | energy | msp (BENCHMARKS.md compares them).", flag="--ood-score")
+    ood_score: str = option(DEFAULT_METHOD, "In-distribution score (BENCHMARKS.md compares them).", flag="--ood-score", choices=SCORE_METHODS)
     exclude: tuple[str, ...] = field(default=())  # files left out of every split (e.g. a reviewed audit --fix-list)
     keep_checkpoints: bool = option(False, "finetune: keep checkpoint.pt (and the previous epoch's) after training ends.", flag="--keep-checkpoints")
 

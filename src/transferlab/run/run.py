@@ -14,7 +14,7 @@ from .._html import notebook_progress
 from .._types import Progress
 from .._version import __version__
 from ..data import Dataset, open_rgb
-from ..errors import RunError
+from ..errors import RunError, UnknownBackboneError
 from ..features import FeatureCache, cache_key
 from ..features.runtime import Runtime
 from ..models import DEFAULT_BACKBONE, ImageClassifier, create_backbone, resolve_class
@@ -226,7 +226,11 @@ def open_model(spec: Path | str, weights: Path | str | None = None) -> Run:
         return load(path)
     if not text.startswith(("hf-hub:", "hf_hub:")) and ("/" in text or text.startswith(".") or path.exists()):
         raise RunError(f"no run folder at {text} — give a run made by `transferlab train` or a backbone name")
-    return from_backbone(text, weights)
+    try:
+        return from_backbone(text, weights)
+    except UnknownBackboneError as err:  # neither: either may have been meant, so the message names both
+        names = f"did you mean {', '.join(err.close)}?" if err.close else "`transferlab backbones` lists them"
+        raise RunError(f"no run folder {text!r} and no backbone of that name — give a run folder made by `transferlab train`, or a backbone name ({names})") from err
 
 
 def default_run_dir(dataset: Dataset, backbone: str, root: Path = Path("runs")) -> Path:

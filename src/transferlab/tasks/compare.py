@@ -243,7 +243,7 @@ def compare(
 def _check_options(names: list[str], weights: dict[str, Path | str], features: str, folds: int) -> None:
     """Raise ConfigError for bad options and BackboneError for missing weights, before minutes of extraction."""
     if not names:
-        raise ConfigError("expected at least one backbone, got none — pass e.g. --backbones efficientnet_lite0,efficientnet_lite1")
+        raise ConfigError("expected at least one backbone, got none — pass e.g. -b efficientnet_lite0 -b efficientnet_lite1")
     if features not in FEATURE_MODES:
         raise ConfigError(f"expected --features in {', '.join(FEATURE_MODES)}, got {features!r}")
     if folds < 2:

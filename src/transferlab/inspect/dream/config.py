@@ -27,12 +27,12 @@ class DreamConfig:
     seed: int = option(0, "Seed for the noise and the random transforms.")
     tv: float | None = option(None, "Total-variation weight (0: the noisy baseline) [default: 300 for fft, 1000 for pixel].")  # per pixel, subtracted
     l2: float = option(100.0, "Weight of an L2 penalty pulling pixels to grey.")  # keeps colours off saturation
-    param: str = option("fft", "fft (1/f spectrum, decorrelated colour) | pixel.")  # how the image is represented (param.py)
+    param: str = option("fft", "How the image is represented: fft (1/f spectrum, decorrelated colour) or pixel.", choices=PARAMS)  # how the image is represented (param.py)
     decorrelate: bool | None = option(None, "Colour decorrelation [default: on for fft, off for pixel].", flag="--decorrelate/--no-decorrelate")
     jitter: int = option(8, "Random shift in pixels (0: off).")
     scale: float = option(0.1, "Random zoom 1 ± SCALE (0: off).")
     rotate: float = option(10.0, "Random rotation ± degrees (0: off).")
-    objective: str = option("logit", "logit | log_prob.")  # raise the class, or raise it against the others
+    objective: str = option("logit", "Raise the class logit, or its log-probability against the others.", choices=OBJECTIVES)  # raise the class, or raise it against the others
     frames: int = option(0, "Also save a sheet of K snapshots of the optimisation (NAME_frames.png).")
 
     def check(self) -> None:
