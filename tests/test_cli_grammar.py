@@ -32,7 +32,7 @@ def _walk(group: Any, path: list[str]) -> list[tuple[list[str], Any]]:
 
 COMMANDS = _walk(typer.main.get_command(app), [])
 IDS = [" ".join(path) or "transferlab" for path, _ in COMMANDS]
-ARGUMENTS = {"DATA", "RUN", "MODEL", "IMAGE", "IMAGE...", "PATTERN", "NAME"}  # what a positional argument may be called
+ARGUMENTS = {"DATA", "RUN", "MODEL", "IMAGE", "PATTERN", "NAME"}  # what a positional argument may be called
 # Flags whose meaning is the command's own by nature, and why; every other flag means one thing everywhere.
 PER_COMMAND = {
     "--out": "where the command writes its result, and a run folder, a PNG and a report are different things",

@@ -337,7 +337,7 @@ def calibrate(
 @app.command()
 def predict(
     model: ModelArg,
-    paths: Annotated[list[str], typer.Argument(metavar="IMAGE...", help="Images or folders of images (with --ray also s3://, gs://... URIs).")],
+    paths: Annotated[list[str], typer.Argument(metavar="IMAGE", help="Images or folders of images (with --ray also s3://, gs://... URIs).")],
     k: Annotated[int, typer.Option("-k", "--top", help="How many labels per image.")] = 5,
     weights: WeightsOpt = None,
     cache_dir: CacheOpt = None,
