@@ -23,7 +23,7 @@ them and fails when the committed text differs (timings and feature counts aside
 carry the date they were recorded. Output is stored as a reader would see it in a terminal 100 columns wide,
 with progress bars dropped and this machine's absolute paths made relative to the repository root.
 
-Usage: python scripts/transcripts.py [--slow] [--check] [FILE ...]   (default: README.md and docs/**/*.md)
+Usage: python scripts/transcripts.py [--slow] [--check] [-k TEXT] [FILE ...]   (default: README.md and docs/**/*.md)
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ MARKER = re.compile(
     re.S | re.M,
 )
 QUOTED = re.compile(r"^````[^\n]*\n.*?^````", re.S | re.M)
-PROGRESS = re.compile(r"^\s*[\w ]+ [━╸╺]+ .*$")  # a rich progress bar: "    features ━━━━━ 598/598 168 img/s 0:00:00"
+PROGRESS = re.compile(r"^\s*[\w -]+ [━╸╺]+ .*$")  # a rich progress bar: "    features ━━━━━ 598/598 168 img/s 0:00:00"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 SENTINEL = "@@transcript-step-5f3a@@"  # printed between two commands' outputs
 TIMEOUT_S = 1800
@@ -121,7 +121,7 @@ def _run(block: Block) -> str:
         if command.startswith("hidden:"):
             script.append("{ " + command[len("hidden:"):].strip().rstrip(";") + "\n} >/dev/null 2>&1")
         else:
-            script += [f"printf '{SENTINEL}\\n'", command]
+            script += [f"__rc=$?; printf '{SENTINEL}\\n'; (exit $__rc)", command]  # `echo $?` still sees the last command
     env = dict(os.environ, COLUMNS="100", LINES="50", NO_COLOR="1", TERM="dumb", PYTHONUNBUFFERED="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `transferlab` is the venv's
     done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
@@ -175,6 +175,7 @@ def main() -> int:
     parser.add_argument("files", nargs="*", type=Path)
     parser.add_argument("--slow", action="store_true", help="also re-run the slow transcripts (and date them)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a quick transcript is stale")
+    parser.add_argument("-k", dest="pattern", help="only the transcripts whose commands contain this text")
     args = parser.parse_args()
     files = [f.resolve() for f in args.files] or default_files()
     if args.check:
@@ -184,7 +185,7 @@ def main() -> int:
     for path in files:
         fresh = {}
         for block in find_blocks(path):
-            if block.slow and not args.slow:
+            if (block.slow and not args.slow) or (args.pattern and args.pattern not in "\n".join(block.commands)):
                 continue
             print(f"{shown_name(path)}: {' ; '.join(block.shown)}", flush=True)
             fresh[block.start] = run_block(block)

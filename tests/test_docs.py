@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -117,3 +118,17 @@ def test_readme_links_resolve():
         elif anchor and anchor not in {slug(h) for h in re.findall(r"^#+ (.*)$", path.read_text(encoding="utf-8"), re.M)}:
             broken.append(target)
     assert not broken, f"README links to missing files or headings: {broken}"
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs(tmp_path):
+    """The README's Python block, as shown, from the repository root (it trains the tour's probe, attacks, exports)."""
+    if not OXFORD_MINI.is_dir():
+        pytest.skip(f"the README's example runs on the shared Oxford mini set, absent here ({OXFORD_MINI})")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"^```python\n(.*?)^```", readme, re.S | re.M)
+    script = tmp_path / "readme_example.py"
+    script.write_text(code + '\nassert run.record.metrics["accuracy"] > 0.9\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (ROOT / "runs" / "pets" / "model.onnx").exists() and (ROOT / "runs" / "dog_as_bengal.png").exists()
