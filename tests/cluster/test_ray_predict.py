@@ -19,7 +19,7 @@ import transferlab as tl
 
 from ..conftest import OXFORD_MINI, TINY, make_photo, needs_oxford
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'transferlab[ray]'); the Ray tests need it")
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]'); the Ray tests need it")
 pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow comes with ray[data]")
 
 from transferlab.cluster import RayConfig, ray_extract, ray_predict  # noqa: E402

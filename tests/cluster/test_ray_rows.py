@@ -35,7 +35,7 @@ def test_rows_carry_the_answer_top_k_reasons_and_the_in_distribution_score_only_
 
 
 def test_an_address_where_no_cluster_listens_is_a_one_line_error_not_minutes_of_retries() -> None:
-    pytest.importorskip("ray", reason="Ray is not installed (pip install 'transferlab[ray]')")
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     from transferlab.cluster.session import connected
 
     with pytest.raises(tl.ConfigError, match=r"cannot reach a Ray cluster at '127.0.0.1:1'.*ray start --head"):

@@ -1,6 +1,6 @@
 """Batch prediction and feature extraction on a Ray cluster (Ray Data): decoding in tasks, the model in an actor pool.
 
-Needs the ``ray`` extra (``pip install 'transferlab[ray]'``). Modules load on first use.
+Needs Ray Data (``pip install 'ray[data]'``; in a clone, ``pip install -e '.[ray]'``). Modules load on first use.
 """
 
 from .._lazy import attach

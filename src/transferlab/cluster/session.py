@@ -50,7 +50,7 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401  (ray without its data extra lacks pyarrow)
     except ImportError as err:
-        raise ConfigError(f"--ray needs Ray Data ({err.name or 'ray'} is not installed) — pip install 'transferlab[ray]'") from err
+        raise ConfigError(f"--ray needs Ray Data ({err.name or 'ray'} is not installed) — pip install 'ray[data]' (or, in a clone, pip install -e '.[ray]')") from err
     return ray
 
 

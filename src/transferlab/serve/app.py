@@ -22,7 +22,7 @@ def serve(run: Run, host: str = "127.0.0.1", port: int = 8000, config: ServeConf
     try:
         import uvicorn
     except ImportError as err:
-        raise ConfigError("serving needs FastAPI and uvicorn — pip install 'transferlab[serve]'") from err
+        raise ConfigError("serving needs FastAPI and uvicorn — pip install fastapi uvicorn python-multipart (or, in a clone, pip install -e '.[serve]')") from err
     threads = max(1, (os.cpu_count() or 1) // config.workers) if config.workers > 1 else 0  # replicas share the cores
     with intra_op_threads(threads):  # restored when the server stops: serve() may be called from a notebook
         uvicorn.run(create_app(run, config), host=host, port=port, log_level=log_level)

@@ -175,7 +175,7 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, meta:
     try:
         import onnx
     except ImportError as err:
-        raise RunError("ONNX export needs the onnx package — pip install 'transferlab[export]'") from err
+        raise RunError("ONNX export needs the onnx package — pip install onnx onnxruntime (or, in a clone, pip install -e '.[export]')") from err
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated in favour of dynamo, which is slower and needs more packages
         torch.onnx.export(
@@ -276,7 +276,7 @@ class OnnxModel:
         try:
             import onnxruntime as ort
         except ImportError as err:
-            raise RunError("--runtime onnx needs onnxruntime — pip install 'transferlab[export]'") from err
+            raise RunError("--runtime onnx needs onnxruntime — pip install onnx onnxruntime (or, in a clone, pip install -e '.[export]')") from err
         path = Path(path)
         if path.is_dir():
             path = path / FORMATS["onnx"]
