@@ -96,6 +96,8 @@ def relative_paths(text: str) -> str:
     """This machine's absolute paths as a reader's: the repository root is `.`, its parent `..`, home `~`."""
     for root in {str(ROOT), os.path.realpath(ROOT)}:
         text = text.replace(root + "/", "").replace(root, ".")
+    shared = os.path.realpath(ROOT.parent / "shared")  # the shared data may be a link to a folder elsewhere
+    text = text.replace(shared + "/", "../shared/")
     for parent in {str(ROOT.parent), os.path.realpath(ROOT.parent)}:
         text = text.replace(parent + "/", "../")
     return text.replace(str(Path.home()) + "/", "~/")

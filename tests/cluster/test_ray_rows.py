@@ -13,7 +13,7 @@ def test_without_ray_the_error_is_one_line_naming_the_extra(monkeypatch: pytest.
     from transferlab.cluster.session import require_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when it is not installed
-    with pytest.raises(tl.ConfigError, match=r"pip install 'transferlab\[ray\]'") as err:
+    with pytest.raises(tl.ConfigError, match=r"pip install 'ray\[data\]'") as err:
         require_ray()
     assert "\n" not in str(err.value)
 

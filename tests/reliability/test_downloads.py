@@ -145,7 +145,8 @@ def test_hostile_archives_are_refused_and_nothing_is_written_outside(archive_ser
 
 
 def test_the_cli_downloads_with_one_line_errors(archive_server, tmp_path: Path, reliability) -> None:
-    done = run_cli("datasets", "get", "imagenet", "--dest", tmp_path)
-    assert done.returncode == 1 and done.stderr.decode().strip().startswith("error: unknown dataset 'imagenet'")
-    assert len(done.stderr.decode().strip().splitlines()) == 1
-    reliability("Downloads", "`transferlab datasets get` with a bad name", "exit 1, one line on stderr")
+    done = run_cli("datasets", "get", "imagenet", "--dest", tmp_path)  # refused by the parser, before anything loads
+    last = done.stderr.decode().strip().splitlines()[-1]
+    assert done.returncode == 2 and "'imagenet' is not one of 'oxford-iiit-pet', 'petimages'" in last and last.startswith("Error:")
+    assert not any(tmp_path.iterdir())
+    reliability("Downloads", "`transferlab datasets get` with a bad name", "exit 2, the usage line and one error line naming the datasets there are")
