@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .._html import notebook_progress
 from .._io import atomic_write_bytes, write_json
 from .._types import Progress
 from ..data import Dataset
@@ -148,8 +149,10 @@ def evaluate(
     share accepted as in distribution; with ``ood`` (images of none of the classes), how well the
     in-distribution score tells them apart (``metrics["ood"]``: AUROC, FPR95, max-softmax beside it).
     With ``out``, writes ``metrics.json``, ``confusion_matrix.png``, ``top_losses.png``,
-    ``predictions.csv`` and ``calibration.png`` (+ ``ood_scores.png`` with ``ood``) there.
+    ``predictions.csv`` and ``calibration.png`` (+ ``ood_scores.png`` with ``ood``) there. In a notebook
+    without ``progress``, a progress bar.
     """
+    progress = notebook_progress(progress)  # a bar in a notebook when none was given
     samples, split = dataset.evaluation_split(split)
     check_classes(run.classes, dataset.classes, dataset.root)
     paths = [s.path for s in samples]

@@ -144,25 +144,7 @@ class Run:
 
         return photo_tensor(open_rgb(Path(path)))
 
-    def evaluate(
-        self,
-        dataset: Dataset,
-        split: str | None = None,
-        out: Path | str | None = None,
-        *,
-        cache_dir: Path | str | None = None,
-        precision: str = "auto",
-        batch_size: int | None = None,
-        top_losses: int = 16,
-        progress: Progress | None = None,
-        ood: Sequence[Path | str] | None = None,
-    ) -> Evaluation:
-        """Score the run on ``split`` of ``dataset`` (default: test, else val, else all images): metrics,
-        calibration, "none of these", and with ``ood`` how well the score tells those images apart; with ``out``,
-        the metrics and figures are written there (``run.evaluation.evaluate``). In a notebook without
-        ``progress``, a progress bar."""
-        progress = notebook_progress(progress)
-        return evaluation.evaluate(self, dataset, split, out, cache_dir=cache_dir, precision=precision, batch_size=batch_size, top_losses=top_losses, progress=progress, ood=ood)
+    evaluate = evaluation.evaluate  # run.evaluate(dataset, split, out, ...): the function, bound (one signature, one docstring)
 
     def training_data(self) -> Dataset | None:
         """The data set this run was trained on, loaded again with the same splits; None when the run has no
