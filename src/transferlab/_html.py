@@ -37,7 +37,10 @@ def png_data_url(image: Any, dpi: int = 90) -> str:
 
 
 def img(image: Any, alt: str = "", width: int | None = None, caption: str | None = None) -> str:
-    """An ``<img>`` of ``image`` (see ``png_data_url``), with an escaped caption under it when given."""
+    """An ``<img>`` of ``image`` (see ``png_data_url``), with an escaped caption under it when given. A PIL image
+    wider than ``width`` is stored at the size it is shown, so a notebook of results stays small."""
+    if width and hasattr(image, "resize") and image.width > width:
+        image = image.resize((int(width), max(1, round(image.height * width / image.width))))
     size = f' width="{int(width)}"' if width else ""
     tag = f'<img src="{png_data_url(image)}" alt="{html.escape(alt)}"{size} style="image-rendering:auto">'
     if caption is None:

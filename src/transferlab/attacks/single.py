@@ -59,7 +59,7 @@ class AdversarialExample:
         delta = (self.adversarial - self.original).float()
         peak = float(delta.abs().max())
         gain = 0.5 / peak if peak > 0 else 1.0  # the largest change at full contrast, grey = no change
-        width = max(224, int(self.original.shape[-1]))
+        width = min(320, int(self.original.shape[-1]))  # three side by side fit a notebook's width
         images = "".join((
             _html.img(to_pil(self.original), "original", width, f"original: {r['original']['class']} {r['original']['prob']:.2f}"),
             _html.img(to_pil((delta * gain + 0.5).clamp(0, 1)), "perturbation", width, f"perturbation ×{gain:.0f} (max {peak * 255:.0f}/255)"),

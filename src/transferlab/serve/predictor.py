@@ -7,7 +7,6 @@ precision ``predict`` picks, and scored by ``run.prediction``: the page answers 
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import io
 import logging
@@ -21,11 +20,12 @@ from PIL import Image
 
 from ..data import open_rgb
 from ..data.decode import BadImageError
+from .._html import png_data_url
 from ..errors import ConfigError
 from ..features import features_of_images, pick_runtime
 from ..inspect.gradcam import gradcam
 from ..inspect.hooks import last_conv_layer
-from ..models.images import png_bytes, to_pil
+from ..models.images import to_pil
 from ..models.state import inference_copy
 from ..run.prediction import Prediction, predict_features, unsure_setting
 from ..run.record import ServeSettings
@@ -97,10 +97,6 @@ def decode_upload(data: bytes, name: str, config: ServeConfig, draft: tuple[int,
         raise ApiError(415, f"the upload {name!r} could not be decoded ({err.reason}) — send an intact photo") from None
 
 
-def _png_data_url(image: Image.Image) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
-
-
 class Predictor:
     """The run's model and ``workers`` replicas of it; each replica serves one request at a time."""
 
@@ -143,8 +139,8 @@ class Predictor:
             row = {**_without_path(answer), "n_classes": len(model.classes), "gradcam": None}
             if with_cam and self.layer is not None:
                 x = view.float().div(255)[None]  # (1, 3, H, W) in [0, 1]
-                row["gradcam"] = _png_data_url(gradcam(model, x, answer.index, self.layer).overlay(0.45))
-                row["input"] = _png_data_url(to_pil(x[0]))  # the crop the model saw: lines up with the overlay
+                row["gradcam"] = png_data_url(gradcam(model, x, answer.index, self.layer).overlay(0.45))
+                row["input"] = png_data_url(to_pil(x[0]))  # the crop the model saw: lines up with the overlay
             rows.append(row)
         return rows
 
