@@ -6,7 +6,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 LAYERS = [  # bottom first
-    {"errors", "_io", "_lazy", "_types", "_options", "_version", "_html"},
+    {"errors", "_io", "_lock", "_lazy", "_types", "_options", "_version", "_html"},
     {"data"},
     {"models"},
     {"features", "evaluate"},

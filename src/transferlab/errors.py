@@ -36,3 +36,11 @@ class ConfigError(TransferlabError, ValueError):
 
 class StorageError(TransferlabError, OSError):
     """The disk (or quota) filled up while writing a cache entry, checkpoint or run file."""
+
+
+class DamagedRunError(RunError):
+    """A file of a run folder is not the one that was written (its digest differs): restore or retrain it."""
+
+
+class BusyError(TransferlabError):
+    """Another process is writing the same run folder, output folder or cache right now."""

@@ -1,11 +1,14 @@
 """On-disk feature cache: pooled features keyed by image content hash, per backbone configuration.
 
 Layout: ``ROOT/features/<key digest>/`` holds ``key.json`` (what the features were computed with) and
-shards ``*.safetensors``, each a (N, D) float32 tensor plus the N content hashes in its metadata. A shard is
-written to a temporary file, flushed to disk and renamed into place, so a reader sees a whole shard or none:
-an interrupted extraction keeps every shard already written and never leaves a corrupt one under a real
-name (a shard damaged some other way is ignored and recomputed). A full disk is a ``StorageError``. Several
-processes may fill one cache at once; each writes its own shards.
+shards ``*.safetensors``, each a (N, D) float32 tensor plus, in its metadata, the N content hashes and the
+SHA-256 of the tensor's bytes. A shard is written to a temporary file, flushed to disk and renamed into
+place, so a reader sees a whole shard or none: an interrupted extraction keeps every shard already written
+and never leaves a corrupt one under a real name. A shard damaged some other way (unreadable, or its data
+no longer matching its digest) is deleted with a warning and its rows computed again, never served; shards
+written before digests existed are trusted as they were (checking them would mean recomputing every
+cache). A full disk is a ``StorageError``. Several processes may fill one cache at once; each writes its
+own shards, and one at a time merges them (``compact``).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from .._io import atomic_write_bytes
+from .._lock import writing
 from ..data.duplicates import content_hash  # noqa: F401  (re-exported: the key of every entry)
-from ..errors import InputError
+from ..errors import BusyError, InputError
 
 log = logging.getLogger(__name__)
 
 COMPACT_AFTER = 64  # merge small shards once there are this many
+DIGEST = "sha256"  # of a shard's tensor bytes: 50 ms for 10,000 x 1,280 float32 (about what reading them costs)
 
 
 def default_cache_dir() -> Path:
@@ -60,8 +65,8 @@ class FeatureCache:
                     hashes = json.loads(f.metadata()["hashes"])
             except FileNotFoundError:
                 continue  # removed by a concurrent compaction; its rows live in the merged shard
-            except Exception as err:  # a damaged shard is ignored and recomputed, never trusted
-                log.warning("ignoring unreadable cache shard %s (%s)", shard, err)
+            except Exception as err:  # a damaged shard is dropped and recomputed, never trusted
+                _drop(shard, f"unreadable: {err}")
                 continue
             for row, h in enumerate(hashes):
                 index[h] = (shard, row)
@@ -77,18 +82,15 @@ class FeatureCache:
                 wanted.setdefault(shard, []).append((h, row))
         found: dict[str, torch.Tensor] = {}
         for shard, rows in wanted.items():
-            try:
-                with safe_open(str(shard), framework="pt") as f:
-                    feats = f.get_tensor("features")
-            except Exception as err:  # vanished or damaged since indexing: treat as not cached
-                log.warning("ignoring cache shard %s (%s)", shard, err)
+            feats = _load(shard)
+            if feats is None:  # vanished since indexing, or damaged (dropped): not cached
                 continue
             for h, row in rows:
                 found[h] = feats[row]
         if len(self._shards()) >= COMPACT_AFTER:
             try:
                 self.compact()
-            except OSError as err:  # a concurrent compaction removed a shard first; try again next time
+            except (OSError, BusyError) as err:  # another process compacts (or just did): try again next time
                 log.info("cache compaction skipped (%s)", err)
         return found
 
@@ -102,31 +104,43 @@ class FeatureCache:
 
     def _write(self, path: Path, hashes: list[str], features: torch.Tensor) -> None:
         """Atomic and fsynced; a full disk raises ``StorageError`` and leaves no partial shard."""
-        data = save({"features": features.detach().float().cpu().contiguous()}, metadata={"hashes": json.dumps(hashes)})
+        features = features.detach().float().cpu().contiguous()
+        data = save({"features": features}, metadata={"hashes": json.dumps(hashes), DIGEST: _digest(features)})
         atomic_write_bytes(path, data)
 
     def compact(self) -> None:
-        """Merge all shards into one, so loading a large cache opens few files."""
-        shards = self._shards()
-        index = self._index()
-        if len(shards) < 2 or not index:
-            return
-        hashes = sorted(index)
-        feats = self.get_rows(index, hashes)
-        self._write(self.dir / f"{uuid.uuid4().hex}.safetensors", hashes, feats)
-        for shard in shards:
-            shard.unlink(missing_ok=True)
+        """Merge all shards into one, so loading a large cache opens few files (one process at a time:
+        another one compacting at the same moment raises ``BusyError``)."""
+        with writing(self.dir / "compaction", f"the feature cache {self.dir}"):
+            shards = self._shards()
+            index = self._index()
+            if len(shards) < 2 or not index:
+                return
+            loaded = {shard: _load(shard) for shard in {shard for shard, _ in index.values()}}
+            hashes = sorted(h for h, (shard, _) in index.items() if loaded[shard] is not None)  # a damaged shard's rows: computed again
+            if hashes:
+                rows = [loaded[index[h][0]][index[h][1]] for h in hashes]  # type: ignore[index]
+                self._write(self.dir / f"{uuid.uuid4().hex}.safetensors", hashes, torch.stack(rows))
+            for shard in shards:
+                shard.unlink(missing_ok=True)
 
     @staticmethod
     def get_rows(index: dict[str, tuple[Path, int]], hashes: list[str]) -> torch.Tensor:
-        by_shard: dict[Path, torch.Tensor] = {}
+        """The features of ``hashes`` from the shards ``index`` names (each verified).
+
+        Raises:
+            FileNotFoundError: a shard vanished or was dropped as damaged since it was indexed.
+        """
+        by_shard: dict[Path, torch.Tensor | None] = {}
         rows = []
         for h in hashes:
             shard, row = index[h]
             if shard not in by_shard:
-                with safe_open(str(shard), framework="pt") as f:
-                    by_shard[shard] = f.get_tensor("features")
-            rows.append(by_shard[shard][row])
+                by_shard[shard] = _load(shard)
+            feats = by_shard[shard]
+            if feats is None:
+                raise FileNotFoundError(f"cache shard {shard} is gone")
+            rows.append(feats[row])
         return torch.stack(rows)
 
     def hashes(self) -> set[str]:
@@ -136,3 +150,34 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._index())
 
+
+
+def _digest(features: torch.Tensor) -> str:
+    return hashlib.new(DIGEST, features.numpy()).hexdigest()  # (N, D) float32, contiguous: its bytes as stored
+
+
+def _load(shard: Path) -> torch.Tensor | None:
+    """The features of ``shard``, checked against its digest; None if it vanished or was damaged (then dropped)."""
+    try:
+        with safe_open(str(shard), framework="pt") as f:
+            expected = (f.metadata() or {}).get(DIGEST)
+            feats = f.get_tensor("features")
+    except FileNotFoundError:
+        return None  # removed by a concurrent compaction
+    except Exception as err:  # truncated, overwritten: safetensors' and the OS's many ways of saying so
+        _drop(shard, f"unreadable: {err}")
+        return None
+    if expected is not None and _digest(feats.contiguous()) != expected:
+        _drop(shard, f"its features differ from their {DIGEST} digest")
+        return None
+    return feats
+
+
+def _drop(shard: Path, why: str) -> None:
+    """Delete a damaged shard: its rows are computed again (a cache holds nothing that cannot be)."""
+    try:
+        shard.unlink(missing_ok=True)
+    except OSError as err:  # a cache on a read-only share: skipped all the same
+        log.warning("ignoring the damaged feature-cache shard %s (%s; cannot delete it: %s)", shard, why, err)
+        return
+    log.warning("deleted the damaged feature-cache shard %s (%s); its images will be computed again", shard, why)
