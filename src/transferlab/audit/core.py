@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_write_bytes, display_path
+from .._lock import writing
 from .._types import Progress
 from ..data import Dataset, Sample
 from ..features import FeatureCache, cache_key, extract_features, pick_runtime
@@ -52,6 +53,7 @@ def audit(
 
     Raises:
         DataError, BackboneError: problems a user can fix (one-sentence messages).
+        BusyError: another process is writing ``out`` at the same moment.
     """
     started = time.perf_counter()
     bb = create_backbone(backbone, weights)
@@ -68,8 +70,9 @@ def audit(
     if out is not None:
         from .page import write_page
 
-        result.write(out)
-        result.files["html"] = write_page(result, Path(out) / "audit.html")
+        with writing(Path(out), f"the audit folder {out}"):  # two audits into one folder: never a mix of their files
+            result.write(out)
+            result.files["html"] = write_page(result, Path(out) / "audit.html")
     remember(result, cache_dir)
     return result
 

@@ -32,7 +32,7 @@ from ..models.confidence import Confidence
 from ..train import FinetuneConfig, FinetuneResult, ProbeResult
 from ..train.distributed import world
 from ..train.finetune import check_config, resolve_judge
-from . import decisions, steps
+from . import choose, decisions, steps, store
 from .config import AUTO_BUDGET_S, STRATEGIES, TrainConfig, config_from  # noqa: F401  (0.1 found these names here)
 from .record import BackboneInfo, DataInfo, Phase, RunRecord, Timing, checkpoint_run
 from .evaluation import check_classes
@@ -76,29 +76,50 @@ def train(
 
     In a Jupyter notebook without ``progress``, progress bars (elsewhere nothing is printed).
 
+    With ``out``: one folder, one run. A folder that already holds a run is replaced whole once the new run
+    is written (nothing of the old one stays: its curves, evaluations, checkpoints); until then it keeps
+    the old run, and the old run stays if training fails. ``resume`` continues the run in place.
+
     Raises:
         DataError, BackboneError, ConfigError: problems a user can fix (one-sentence messages).
+        BusyError: another process is writing ``out``.
     """
-    config = config_from(config, {**settings, **({"strategy": strategy} if strategy else {})})
+    config = choose.resolve(config_from(config, {**settings, **({"strategy": strategy} if strategy else {})}))
     progress = notebook_progress(progress)
     if config.tuning:
         check_config(config.finetune)  # before minutes of work, not after
+    main = world().is_main  # under torchrun only rank 0 writes, so only it holds the folder
+    with store.new_run(out if main else None, continuing=resume_from is not None) as work:
+        run = _train(dataset, config, work if main or out is None else Path(out), cache_dir, progress, resume_from)
+    if out is not None and run.directory is not None:
+        run.directory = Path(out)  # it was written into a sibling, swapped in since
+    return run
+
+
+def _train(dataset: Dataset, config: TrainConfig, directory: Path | None, cache_dir: Path | str | None, progress: Progress | None, resume_from: dict[str, Any] | None) -> Run:
+    """``train`` writing into ``directory`` (the final folder, or the sibling that will replace it)."""
     started = time.perf_counter()
     limit = config.deadline_s()
+    deadline = time.monotonic() + limit if limit is not None else None
     torch.manual_seed(config.seed)
     data = copy.deepcopy(dataset)  # drops and warnings go to the run's copy
     excluded = steps.exclude(data, config.exclude)
-    setup = steps.load_backbone(config, cache_dir, progress, time.monotonic() + limit if limit is not None else None)
+    choice = choose.choose_backbone(data, config, cache_dir, progress, deadline) if config.backbone == choose.AUTO else None
+    if choice is not None:
+        config = config.replace(backbone=choice.backbone, features=choice.features)
+    setup = steps.load_backbone(config, cache_dir, progress, deadline)
     timing = Timing(backbone_s=round(time.perf_counter() - started, 3))
     feats = steps.extract(setup, data)
     roles = split_roles(data)
     if not roles.train:
         raise DataError(f"the train split of {data.root} is empty — add training images or lower --test-frac")
-    directory = Path(out) if out is not None else None
     data_info = steps.data_record(data, excluded)
     fitted = _fit(setup, data.classes, roles, feats, directory, data_info, resume_from)
     timing.features_s, timing.images_computed, timing.head_s = round(feats.seconds, 3), feats.computed, round(fitted.head_s, 3)
     record = _record(setup, data, data_info, fitted, timing)
+    if choice is not None:
+        record.choice = choice.to_dict()
+        record.decision = "; ".join(filter(None, [choice.line(), record.decision]))
     run = Run(setup.model, record, confidence=_confidence(setup, feats, fitted))
     if not world().is_main:
         return run  # under torchrun only rank 0 evaluates and writes the run directory
@@ -128,7 +149,8 @@ def _fit(setup: steps.Setup, classes: list[str], roles: Roles, feats: steps.Feat
     if not config.tuning:
         fitted.decision = decisions.probe_hint(head, len(train_set), config.finetune.min_win_rate)
         return fitted
-    fitted.decision = decisions.auto_skip(head, len(val_set), config.finetune.min_win_rate) if config.strategy == "auto" else None
+    if config.strategy == "auto":
+        fitted.decision = decisions.auto_small(len(train_set)) or decisions.auto_skip(head, len(val_set), config.finetune.min_win_rate)
     if not fitted.decision:
         _tune(setup, fitted, feats, train_set, val_set, directory, {"train_config": config.to_dict(), "data": data.to_dict()}, resume_from)
     if config.finetune.refit_head and not (fitted.tuned and fitted.tuned.interrupted):
