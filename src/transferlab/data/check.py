@@ -4,14 +4,13 @@ search for the same image in two splits (leakage)."""
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .._types import CountProgress as Progress
 from .._io import atomic_write_bytes
 from .dataset import Dataset
-from .decode import BadImageError, open_rgb, os_reason
-from .duplicates import content_hash, find_leaks
+from .duplicates import find_leaks
+from .file_index import FileIndex, file_facts
 from .load import load_dataset, settle_classes
 
 
@@ -23,15 +22,8 @@ def decode_problem(path: Path) -> str | None:
 
 def inspect_file(path: Path) -> tuple[str | None, str | None]:
     """(reason it cannot be used or None, content hash or None): the file is read once for both."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        return os_reason(err, path), None
-    try:
-        open_rgb(data)
-    except BadImageError as err:
-        return err.reason, None
-    return None, content_hash(data)
+    facts = file_facts([path], check=True, workers=1)[0]
+    return facts.problem, (facts.digest if facts.problem is None else None)
 
 
 def check_dataset(
@@ -44,6 +36,7 @@ def check_dataset(
     *,
     workers: int | None = None,
     progress: Progress | None = None,
+    cache_dir: Path | str | None = None,
 ) -> Dataset:
     """Like ``load_dataset``, but every image is fully decoded and failures move to ``skipped``.
 
@@ -54,7 +47,9 @@ def check_dataset(
     Args:
         path, layout, label, val_frac, test_frac, seed: as for ``load_dataset``.
         workers: decoding threads (default: twice the cores, at most 16); Pillow releases the GIL.
-        progress: called with (done, total) after each file.
+        progress: called with (done, total) once the files already known are counted, then per batch of files read.
+        cache_dir: where the file index lives (default: the feature cache's root): a file decoded before and
+            unchanged since (same size, mtime, ctime, inode) is not read again, and its verdict is reported as then.
 
     Returns:
         The dataset with only fully decodable samples.
@@ -66,14 +61,12 @@ def check_dataset(
     paths = [s.path for s in dataset.samples]
     failed: dict[Path, str] = {}
     hashes: dict[Path, str] = {}
-    with ThreadPoolExecutor(workers or min(16, 2 * (os.cpu_count() or 1))) as pool:
-        for done, (p, (reason, digest)) in enumerate(zip(paths, pool.map(inspect_file, paths)), 1):
-            if reason is not None:
-                failed[p] = reason
-            else:
-                hashes[p] = digest
-            if progress is not None:
-                progress(done, len(paths))
+    facts = file_facts(paths, FileIndex(cache_dir), check=True, workers=workers, progress=progress)
+    for p, fact in zip(paths, facts):
+        if fact.problem is not None:
+            failed[p] = fact.problem
+        else:
+            hashes[p] = fact.digest
     dataset.drop(failed)
     settle_classes(dataset)
     dataset.warnings.extend(find_leaks(dataset, hashes))
