@@ -20,10 +20,12 @@ import torch
 from .._types import CountProgress as Progress
 from ..data import BadImageError, open_rgb
 from ..data.decode import os_reason
+from ..data.file_index import FileIndex, file_facts
 from ..models.classifier import ImageClassifier
 from ..models.preprocess import Preprocess
 from ..models.state import preserved
-from .cache import FeatureCache, content_hash
+from .cache import FeatureCache
+from .device_input import eval_batches, use_device_decoder
 from .runtime import Runtime, cpu_count, inference, optimize_for_inference, pick_runtime, single_threaded_ops
 
 
@@ -58,20 +60,11 @@ def load_image(source: Path | bytes, preprocess: Preprocess) -> torch.Tensor:
     return preprocess.to_uint8(image)
 
 
-def _hash_files(paths: Sequence[Path], workers: int) -> tuple[list[str | None], dict[Path, str]]:
-    def one(path: Path) -> str | None:
-        return content_hash(path.read_bytes())
-
-    hashes: list[str | None] = []
-    failed: dict[Path, str] = {}
-    with ThreadPoolExecutor(workers) as pool:
-        for path, fut in zip(paths, [pool.submit(one, p) for p in paths]):
-            try:
-                hashes.append(fut.result())
-            except OSError as err:
-                hashes.append(None)
-                failed[path] = os_reason(err, path)
-    return hashes, failed
+def _hash_files(paths: Sequence[Path], workers: int, cache: FeatureCache | None) -> tuple[list[str | None], dict[Path, str]]:
+    """Content hash of each path (None: unreadable, with the reason in the dict); with a cache, the file index
+    beside it (``data.file_index``) spares re-reading files unchanged since they were last hashed."""
+    facts = file_facts(paths, FileIndex(cache.dir.parents[1]) if cache is not None else None, workers=workers)
+    return [f.digest for f in facts], {p: f.problem for p, f in zip(paths, facts) if f.digest is None}
 
 
 class _Decoder:
@@ -124,16 +117,17 @@ class _Decoder:
 
 
 def _compute(
-    model: ImageClassifier, paths: Sequence[Path], runtime: Runtime, batch_size: int, workers: int
+    model: ImageClassifier, paths: Sequence[Path], runtime: Runtime, batch_size: int, workers: int, on_device: bool = False
 ) -> Iterator[tuple[list[int], torch.Tensor | None, dict[int, str]]]:
     """Yield (positions, (B, D) float32 features or None, {position: reason}) per batch, in order.
 
     On CPU, one single-threaded model stream per core, each on its own batch, while ``workers``
-    threads decode ahead.
+    threads decode ahead; ``on_device``: files are decoded and resized on the model's device (``device_input``).
     """
     streams = cpu_count() if runtime.device.type == "cpu" else 1
     ahead = max(256, 2 * batch_size * streams)
-    with single_threaded_ops(streams > 1), _Decoder(paths, model.preprocess, batch_size, workers, ahead) as decoder, ThreadPoolExecutor(streams) as pool:
+    decoding = eval_batches(paths, model.preprocess, batch_size, workers, ahead, runtime.device) if on_device else _Decoder(paths, model.preprocess, batch_size, workers, ahead)
+    with single_threaded_ops(streams > 1), decoding as decoder, ThreadPoolExecutor(streams) as pool:
         example = torch.zeros(batch_size, 3, *model.preprocess.input_size, dtype=torch.uint8)
         fast = optimize_for_inference(model.feature_extractor(), runtime, example, len(paths))  # while the first files decode
         # (it moves the caller's network to the device in channels_last: ``extract_features`` moves it back)
@@ -165,6 +159,7 @@ def extract_features(
     batch_size: int | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    decoder: str | None = None,
 ) -> Extraction:
     """Pooled features of ``paths`` through ``model``'s backbone, using and filling ``cache``.
 
@@ -176,13 +171,16 @@ def extract_features(
         batch_size: images per forward pass (default 16 per CPU stream, 64 on GPU).
         workers: decoding threads (default: the cores available).
         progress: called with (done, total) as images complete.
+        decoder: ``auto`` (decode and resize on the GPU when the model runs on one), ``cpu`` or ``gpu``
+            (default: ``device_input.current_decoder()``, set by ``using_decoder``).
     """
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
     runtime = runtime or pick_runtime()
     workers = workers or cpu_count()
     batch_size = batch_size or (16 if runtime.device.type == "cpu" else 64)
-    hashes, failed = _hash_files(paths, workers)
+    on_device = use_device_decoder(runtime.device, decoder)  # before any work: ``gpu`` without one is refused here
+    hashes, failed = _hash_files(paths, workers, cache)
     found = cache.get(h for h in hashes if h) if cache is not None else {}
     todo_hashes = list(dict.fromkeys(h for h in hashes if h and h not in found))  # identical files computed once
     first_path = {h: p for p, h in zip(paths, hashes) if h}
@@ -192,7 +190,7 @@ def extract_features(
         progress(done, len(paths))
     bad_hashes: dict[str, str] = {}
     with preserved(model):  # the caller's model keeps its device, layout and mode
-        for positions, feats, bad in _compute(model, todo, runtime, batch_size, workers) if todo else ():
+        for positions, feats, bad in _compute(model, todo, runtime, batch_size, workers, on_device) if todo else ():
             bad_hashes.update({todo_hashes[i]: reason for i, reason in bad.items()})
             if feats is not None:
                 batch_hashes = [todo_hashes[i] for i in positions]

@@ -7,7 +7,6 @@ import csv
 import io
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from .._html import notebook_progress
 from .._io import atomic_write_bytes, write_json
 from .._types import Progress
 from ..data import Dataset
+from ..data.file_index import FileIndex, file_facts
 from ..errors import DataError, RunError
 from ..features import extract_features, pick_runtime
 from ..models.confidence import Confidence
@@ -226,8 +226,8 @@ def _near_copies(run: Run, dataset: Dataset, paths: list[Path], ex, was_seen: np
     others = [s.path for s in dataset.samples if s.path not in scored]
     if not others or was_seen.all():
         return near
-    with ThreadPoolExecutor(8) as pool:  # hash first: only the images the run learnt from need features
-        others = [p for p, h in zip(others, pool.map(_short_hash_of, others)) if h in seen]
+    facts = file_facts(others, FileIndex(how["cache_dir"]))  # hash first (a stat for files the index knows): only the images the run learnt from need features
+    others = [p for p, f in zip(others, facts) if f.digest and short_hash(f.digest) in seen]
     runtime = pick_runtime(precision=how["precision"])
     base = extract_features(run.model, others, cache=run._cache(runtime, how["cache_dir"]), runtime=runtime, batch_size=how["batch_size"])
     rows = [r for r, i in enumerate(base.ok) if base.hashes[i] and short_hash(base.hashes[i]) in seen]
@@ -276,15 +276,6 @@ def unseen_line(m: dict[str, Any]) -> str | None:
     if left:
         return f"all {left} images scored are exact or near copies of training images: no unseen accuracy"
     return None
-
-
-def _short_hash_of(path: Path) -> str | None:
-    from ..data import content_hash
-
-    try:
-        return short_hash(content_hash(path.read_bytes()))
-    except OSError:
-        return None
 
 
 def check_classes(run_classes: Sequence[str], data_classes: Sequence[str], root: Path) -> None:
