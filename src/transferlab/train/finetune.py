@@ -31,6 +31,7 @@ from ..models.state import device_of, preserved
 from .depthwise import fp32_depthwise_backward
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (load_checkpoint: public here too)
 from .distributed import World, all_gather_lists, all_reduce_sums, world
+from .device_loader import device_loaders
 from .loader import ImageFiles, make_loader
 from ..errors import ConfigError
 from .config import JUDGE_REFIT_MIN_IMAGES, JUDGES, MIXES, OPTIMIZERS, SCHEDULES, FinetuneConfig
@@ -429,9 +430,13 @@ def _make_loop(model: ImageClassifier, train: Sequence[tuple[Path, int]], val: S
     forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[w.local_rank] if runtime.device.type == "cuda" else None) if w.distributed else model
     if config.compile:
         forward = torch.compile(forward)
-    train_set = ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size())
-    train_loader_for = lambda epoch: make_loader(train_set, config.batch_size, True, seed, epoch, w.size, w.rank, runtime.device.type)  # noqa: E731
-    val_loader = make_loader(ImageFiles(list(val)[w.rank :: w.size], pre.to_uint8, pre.draft_size()), config.batch_size, False, seed, device_type=runtime.device.type)  # a shard per rank
+    loaders = device_loaders(train, val, pre, config, seed, w, runtime)  # decoded and augmented on the GPU, or None
+    if loaders is not None:
+        train_loader_for, val_loader = loaders
+    else:
+        train_set = ImageFiles(train, train_transform(pre, config.augment, config.train_size_ratio), pre.draft_size())
+        train_loader_for = lambda epoch: make_loader(train_set, config.batch_size, True, seed, epoch, w.size, w.rank, runtime.device.type)  # noqa: E731
+        val_loader = make_loader(ImageFiles(list(val)[w.rank :: w.size], pre.to_uint8, pre.draft_size()), config.batch_size, False, seed, device_type=runtime.device.type)  # a shard per rank
     if len(val) // w.size * 3 * pre.input_size[0] * pre.input_size[1] <= VAL_IN_MEMORY_BYTES:
         val_loader = list(val_loader)  # decoded once, not once per epoch: it was 2 s of every 15 s epoch here
     return _Loop(forward, frozen, train_loader_for, val_loader, len(train_loader_for(0)), runtime, config, w)
