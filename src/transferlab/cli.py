@@ -58,6 +58,8 @@ WeightsOpt = Annotated[Optional[Path], typer.Option(help=WEIGHTS_HELP + " [defau
 BACKBONE_HELP = "Bundled efficientnet_lite0/1/2 (offline) or any timm model name"
 BackboneOpt = Annotated[str, typer.Option("--backbone", "-b", metavar="NAME", help=BACKBONE_HELP + ".")]
 AcceptOpt = Annotated[float, typer.Option(help=field_help(TrainConfig, "accept"))]
+DecoderOpt = Annotated[choice(("auto", "cpu", "gpu")), typer.Option(help=(  # features.device_input.DECODERS
+    "Where image files are decoded and resized: auto (on the GPU when the model runs on one), cpu, or gpu."))]
 OodScoreOpt = Annotated[field_choices(TrainConfig, "ood_score"), typer.Option("--ood-score", help=field_help(TrainConfig, "ood_score"))]
 SPLITS = ("auto", "test", "val", "train", "all")
 SplitOpt = Annotated[choice(SPLITS), typer.Option(help="Which images of DATA (auto: test, else val, else all).")]
@@ -204,10 +206,13 @@ def train(
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
     exclude: Annotated[Optional[Path], typer.Option("--exclude", help="Leave out the paths listed in FILE, one a line (e.g. a reviewed `audit --fix-list`).")] = None,
+    decoder: DecoderOpt = "auto",
 ) -> None:
     """Train a classifier on DATA and write a run folder (model, metrics, plots)."""
+    from .features.device_input import using_decoder
+
     if resume is not None:
-        with progress_bar(quiet or json_) as cb:
+        with using_decoder(decoder), progress_bar(quiet or json_) as cb:
             run = tl.resume(resume, cache_dir=cache_dir, progress=cb)
         return _report_training(run, resume, json_)
     if data is None:
@@ -216,7 +221,7 @@ def train(
         backbone=backbone, weights=_weights_arg(weights), budget=budget, seed=loading.seed, finetune=recipe, exclude=tuple(_read_list(exclude)))
     ds = tl.load_dataset(data, **loading.kwargs())
     directory = out_dir or tl.default_run_dir(ds, backbone)
-    with progress_bar(quiet or json_) as cb:
+    with using_decoder(decoder), progress_bar(quiet or json_) as cb:
         run = tl.train(ds, config, out=directory, cache_dir=cache_dir, progress=cb)
     _report_training(run, directory, json_)
 
@@ -288,12 +293,15 @@ def evaluate(
     ood: Annotated[Optional[Path], typer.Option(help="Images of none of RUN's classes (a folder): how well 'none of these' rejects them (AUROC, FPR95, histogram).")] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
+    decoder: DecoderOpt = "auto",
 ) -> None:
     """Accuracy, per-class metrics, calibration, confusion matrix and top losses of RUN on DATA (--ood: rejection)."""
+    from .features.device_input import using_decoder
+
     run = tl.load(run_dir)
     ds = tl.load_dataset(data, **loading.kwargs())
     others = expand_image_paths([ood]) if ood is not None else None
-    with progress_bar(quiet or json_) as cb:
+    with using_decoder(decoder), progress_bar(quiet or json_) as cb:
         result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")), ood=others)
     if json_:
         return _emit_json({**result.metrics, "files": {k: str(v) for k, v in result.files.items()}})
@@ -351,8 +359,13 @@ def predict(
     address: AddressOpt = None,
     workers: WorkersOpt = 1,
     gpus_per_worker: GpusOpt = 0.0,
+    decoder: DecoderOpt = "auto",
 ) -> None:
     """Top-k labels with probabilities for each image (--ray: for a bucket of them, into a table)."""
+    from .features.device_input import using_decoder
+
+    if ray and decoder == "gpu":
+        raise tl.ConfigError("expected --decoder auto or cpu with --ray, got gpu: Ray Data decodes the files in CPU tasks")
     if ray or out_file is not None:
         if not (ray and out_file is not None and runtime == "torch"):
             raise tl.ConfigError("--ray and --out go together (with the torch runtime): `predict RUN DIR --ray --out predictions.parquet`")
@@ -362,7 +375,7 @@ def predict(
         results = _predict_onnx(model, files, k)
     else:
         run = tl.open_model(model, weights)
-        with progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
+        with using_decoder(decoder), progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
             results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
         if not run.confidence.rejects and run.record.strategy != "pretrained":
             err.print("note: this run has no 'none of these' threshold (made before transferlab had one): nothing is rejected — add one with `transferlab calibrate RUN DATA`", highlight=False)

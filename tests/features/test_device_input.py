@@ -305,3 +305,16 @@ def test_centre_boxes_are_the_preprocess_records() -> None:
     boxes = center_boxes(pre, [(375, 500), (500, 375)])
     assert boxes.tolist() == [list(pre.crop_box(500, 375)), list(pre.crop_box(375, 500))]
     assert math.isclose(float(boxes[0, 3] - boxes[0, 1]), 375 * 224 / 256, rel_tol=0.01)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_cli_decoder_gpu_without_a_gpu_is_one_line_naming_the_fix(capsys, monkeypatch, tiny_run_dir: Path, photo_folder: Path, command: str) -> None:
+    from ..test_cli import cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: gpu decoding is allowed here")
+    args = [tiny_run_dir, next(photo_folder.rglob("*.jpg"))] if command == "predict" else [tiny_run_dir, photo_folder]
+    code, out, err = cli(capsys, monkeypatch, command, *args, "--decoder", "gpu")
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "--decoder cpu" in err, err
+    code, _, err = cli(capsys, monkeypatch, command, *args, "--decoder", "cpu")
+    assert code == 0, err
