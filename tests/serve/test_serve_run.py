@@ -95,20 +95,20 @@ def test_serve_command_answers_health_and_predict_with_two_replicas(tiny_run_dir
 def test_two_replicas_infer_two_requests_at_the_same_time(tiny_run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from transferlab.serve.predictor import Predictor
 
-    predictor = Predictor(tl.load(tiny_run_dir), ServeConfig(workers=2))
-    assert len(predictor.replicas) == 2 and predictor.replicas[0] is not predictor.replicas[1]
     both_inside = threading.Barrier(2, timeout=60)  # passes only while two inferences run at once (one replica: broken)
-    real = Predictor._infer
+    real = Predictor._answer
 
-    def infer(self, model, *args):
+    def answer(self, model, *args):
         both_inside.wait()
         return real(self, model, *args)
 
-    monkeypatch.setattr(Predictor, "_infer", infer)
-    image = Image.new("RGB", (64, 48), (200, 30, 30))
+    monkeypatch.setattr(Predictor, "_answer", answer)
+    predictor = Predictor(tl.load(tiny_run_dir), ServeConfig(workers=2, max_batch=1))  # one image a pass: two passes
+    assert len(predictor.replicas) == 2 and predictor.replicas[0] is not predictor.replicas[1]
+    view = predictor.run.model.preprocess.to_uint8(Image.new("RGB", (64, 48), (200, 30, 30)))
 
     async def two_requests():
-        return await asyncio.gather(predictor.infer([image], 2, False), predictor.infer([image], 2, False))
+        return await asyncio.gather(predictor.infer([view], 2, False), predictor.infer([view], 2, False))
 
     first, second = asyncio.run(two_requests())
     assert first == second  # the copies answer alike

@@ -2,9 +2,10 @@
 
     transferlab serve runs/pets            # http://127.0.0.1:8000 ; API docs at /docs, schema at /openapi.json
 
-The run is loaded once. Inference runs on ``workers`` replicas of the model, one request at a time each
-(Grad-CAM hooks the network, so a replica is never shared between two requests); other requests wait
-their turn. Every bad upload gets a 4xx JSON ``{"error": "<one sentence>"}``.
+The run is loaded once, on ``workers`` replicas of the model. Requests that arrive within a few milliseconds
+of each other share one forward pass (dynamic batching, ``batcher``); a Grad-CAM request has a pass of its own
+(it hooks the network). The queue is bounded: past it a request gets 503 with Retry-After. Every bad upload
+gets a 4xx JSON ``{"error": "<one sentence>"}``.
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from typing import Any, Optional
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
@@ -47,16 +49,25 @@ class Error(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": Error} for s in (400, 413, 415, 422)}
+ERRORS[503] = {"model": Error, "description": "the queue is full (or the server is stopping): retry after the Retry-After header's seconds"}
 
 
 def build(predictor: Predictor) -> FastAPI:
     config = predictor.config
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        predictor.close()  # requests still queued get 503; passes under way finish
+
     app = FastAPI(
+        lifespan=lifespan,
         title="transferlab: pet nursery",
         version=__version__,
         description=f"Photo classifier over {len(predictor.run.classes)} classes ({predictor.run.record.backbone.name}).",
     )
 
+    app.state.predictor = predictor  # its batcher's counters: forward passes, images waiting
     _add_error_handling(app, config)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -81,13 +92,14 @@ def build(predictor: Predictor) -> FastAPI:
         """Top-k labels with probabilities for each uploaded photo, in upload order."""
         if len(files) > config.max_files:
             raise ApiError(413, f"expected at most {config.max_files} photos per request, got {len(files)} — split them over several requests")
-        images, names = [], []
+        predictor.check_room(len(files))  # an overloaded server refuses before decoding anything
+        views, names = [], []
         for n, upload in enumerate(files):
             name = upload.filename or f"file {n + 1}"
             data = await upload.read(config.max_bytes + 1)
-            images.append(predictor.decode(data, name))
+            views.append(await run_in_threadpool(predictor.prepare, data, name))  # off the event loop: decodes overlap passes
             names.append(name)
-        rows = await predictor.infer(images, k, gradcam)
+        rows = await predictor.infer(views, k, gradcam)
         return {"results": [{"filename": n, **r} for n, r in zip(names, rows)], "unsure_below": predictor.threshold}
 
     return app
@@ -107,7 +119,7 @@ def _add_error_handling(app: FastAPI, config: ServeConfig) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, exc.status)
+        return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

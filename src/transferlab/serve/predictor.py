@@ -2,7 +2,8 @@
 replicas of the model, the model card and the page. ``api`` puts routes on it; ``app`` starts it.
 
 An upload is decoded as ``predict`` decodes a file (``features.load_image``), its features computed at the
-precision ``predict`` picks, and scored by ``run.prediction``: the page answers what ``predict`` answers."""
+precision ``predict`` picks, and scored by ``run.prediction``: the page answers what ``predict`` answers.
+Concurrent requests share forward passes (``batcher``); the queue is bounded, and past it a request gets 503."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from ..models.state import inference_copy
 from ..run.prediction import Prediction, predict_features, unsure_setting
 from ..run.record import ServeSettings
 from ..run.run import Run, load
+from .batcher import Batcher, Closed, Job, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,20 @@ class ServeConfig:
     max_bytes: int = 20_000_000  # largest upload accepted (one file, and one request)
     max_pixels: int = 40_000_000  # decoded width x height above which an upload is refused as a decompression bomb
     max_files: int = 16  # images per request
-    workers: int = 1  # model replicas = requests inferred at the same time; the rest wait
+    workers: int = 1  # model replicas = forward passes run at the same time; the rest wait
+    batch_window_ms: float = 5.0  # a request waits at most this long for others to share its forward pass
+    max_batch: int = 16  # images per forward pass
+    max_queue: int = 64  # images waiting for a pass beyond which a request is refused with 503 + Retry-After
     top_k: int = 5  # default k of /predict
     threshold: float | None = None  # "not sure" below this top probability; None: the run's stored one, else 0.5
     precision: str = "auto"  # of the features, resolved as `predict` resolves it (bf16 on CPUs with native bf16, else fp32)
+
+    def __post_init__(self) -> None:
+        if self.batch_window_ms < 0:
+            raise ConfigError(f"expected batch_window_ms >= 0, got {self.batch_window_ms} — 0 batches only requests already waiting")
+        for name in ("workers", "max_batch", "max_queue"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"expected {name} >= 1, got {getattr(self, name)}")
 
 
 def run_threshold(run: Run) -> float:
@@ -66,9 +78,9 @@ def set_threshold(directory: Path | str, value: float) -> None:
 class ApiError(Exception):
     """A client error: HTTP status and one sentence."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
 
 
 def decode_upload(data: bytes, name: str, config: ServeConfig, draft: tuple[int, int] | None = None) -> Image.Image:
@@ -98,41 +110,73 @@ def decode_upload(data: bytes, name: str, config: ServeConfig, draft: tuple[int,
 
 
 class Predictor:
-    """The run's model and ``workers`` replicas of it; each replica serves one request at a time."""
+    """The run's model, ``workers`` replicas of it, and the batcher that shares their forward passes among requests."""
 
     def __init__(self, run: Run, config: ServeConfig) -> None:
         self.run = run
         self.config = config
         self.threshold = config.threshold if config.threshold is not None else run_threshold(run)
         self.runtime = pick_runtime(device="cpu", precision=config.precision)  # the replicas live on the CPU
-        model = inference_copy(run.model)  # fp32 on the CPU in eval mode; the caller's model stays as it is
+        # fp32 on the CPU in eval mode, channels_last once here rather than on every pass; the caller's model stays as it is
+        model = inference_copy(run.model).to(memory_format=torch.channels_last)
         try:
             self.layer: str | None = last_conv_layer(model)
         except Exception as err:  # a network without a spatial map: serve without Grad-CAM
             log.warning("no Grad-CAM layer found (%s); serving without overlays", err)
             self.layer = None
-        self.replicas = [model] + [copy.deepcopy(model) for _ in range(max(1, config.workers) - 1)]
-        self._pool: asyncio.Queue | None = None
+        self.replicas = [model] + [copy.deepcopy(model) for _ in range(config.workers - 1)]
+        self.batcher = Batcher(self.replicas, self._answer, config.batch_window_ms / 1e3, config.max_batch, config.max_queue)
 
-    def decode(self, data: bytes, name: str) -> Image.Image:
-        """An upload decoded as ``predict`` decodes a file (JPEGs at a reduced scale where the crop allows)."""
-        return decode_upload(data, name, self.config, draft=self.run.model.preprocess.draft_size())
+    def prepare(self, data: bytes, name: str) -> torch.Tensor:
+        """An upload -> the (3, H, W) uint8 view the model sees, decoded as ``predict`` decodes a file (JPEGs at a
+        reduced scale where the crop allows). Thread-safe: the service runs it off the event loop."""
+        image = decode_upload(data, name, self.config, draft=self.run.model.preprocess.draft_size())
+        return self.run.model.preprocess.to_uint8(image)
 
-    async def infer(self, images: list[Image.Image], k: int, with_cam: bool) -> list[dict[str, Any]]:
-        from starlette.concurrency import run_in_threadpool
+    def check_room(self, n: int) -> None:
+        """Raise the 503 ``ApiError`` now if ``n`` more images would not fit in the queue (before any decoding)."""
+        waiting = self.batcher.waiting
+        if waiting and waiting + n > self.batcher.max_queue:
+            raise _busy(Overloaded(self.batcher._retry_after(waiting)))
 
-        if self._pool is None:  # created inside the server's event loop
-            self._pool = asyncio.Queue()
-            for replica in self.replicas:
-                self._pool.put_nowait(replica)
-        replica = await self._pool.get()
+    async def infer(self, views: list[torch.Tensor], k: int, with_cam: bool) -> list[dict[str, Any]]:
+        """Answer rows for one request's views, computed in a forward pass shared with concurrent requests
+        (a Grad-CAM request has a pass of its own).
+
+        Raises:
+            ApiError: 503 with Retry-After when the queue is full or the server is shutting down.
+        """
+        job = Job(payload=(torch.stack(views), k, with_cam), size=len(views), alone=with_cam)
         try:
-            return await run_in_threadpool(self._infer, replica, images, k, with_cam)
-        finally:
-            self._pool.put_nowait(replica)
+            future = self.batcher.submit(job)
+        except (Overloaded, Closed) as err:
+            raise _busy(err) from None
+        try:
+            return await asyncio.wrap_future(future)
+        except Closed as err:
+            raise _busy(err) from None
 
-    def _infer(self, model: torch.nn.Module, images: list[Image.Image], k: int, with_cam: bool) -> list[dict[str, Any]]:
-        views = torch.stack([model.preprocess.to_uint8(im) for im in images])  # (B, 3, H, W) uint8, as predict's files
+    def close(self) -> None:
+        """Stop the batcher: queued requests get 503, passes under way finish (called at server shutdown)."""
+        self.batcher.close()
+
+    def _answer(self, model: torch.nn.Module, jobs: list[tuple[torch.Tensor, int, bool]]) -> list[list[dict[str, Any]]]:
+        """Several requests' views in one forward pass, each request scored by ``run.prediction`` with its own k."""
+        if len(jobs) == 1 and jobs[0][2]:
+            return [self._infer(model, *jobs[0])]
+        views = torch.cat([job[0] for job in jobs])  # (B, 3, H, W) uint8, as predict's files
+        features = features_of_images(model, views, self.runtime)  # (B, D)
+        # scored once at the largest k; a smaller k is a prefix of the same stable ranking
+        _, answers = predict_features(self.run, features, max(job[1] for job in jobs), unsure_below=self.threshold)
+        rows = [{**_without_path(a), "n_classes": len(model.classes), "gradcam": None} for a in answers]
+        out, start = [], 0
+        for part, k, _ in jobs:
+            out.append([{**row, "top": row["top"][:k]} for row in rows[start : start + len(part)]])
+            start += len(part)
+        return out
+
+    def _infer(self, model: torch.nn.Module, views: torch.Tensor, k: int, with_cam: bool) -> list[dict[str, Any]]:
+        """One request on its own (Grad-CAM hooks the network, so it never shares a pass)."""
         _, answers = predict_features(self.run, features_of_images(model, views, self.runtime), k, unsure_below=self.threshold)
         rows = []
         for view, answer in zip(views, answers):
@@ -162,6 +206,13 @@ class Predictor:
             "transferlab_version": record.transferlab_version,
             "data": {"counts": record.data.counts if record.data else None},
         }
+
+
+def _busy(err: Overloaded | Closed) -> ApiError:
+    """The batcher's refusal as the service's 503: one sentence, and when to try again."""
+    if isinstance(err, Overloaded):
+        return ApiError(503, f"the server is busy (its queue is full) — retry in {err.retry_after} s", {"Retry-After": str(err.retry_after)})
+    return ApiError(503, "the server is shutting down — retry in a few seconds", {"Retry-After": "5"})
 
 
 def _without_path(answer: Prediction) -> dict[str, Any]:
