@@ -789,6 +789,9 @@ def serve(
     workers: Annotated[int, typer.Option(help="Model replicas; requests inferred at the same time (the rest wait).")] = 1,
     threshold: Annotated[Optional[float], typer.Option(help="'Not sure' below this top probability [default: the run's, else 0.5].")] = None,
     save_threshold: Annotated[bool, typer.Option("--save-threshold", help="Store --threshold in the run folder (predict uses it too), then serve.")] = False,
+    batch_window_ms: Annotated[float, typer.Option(min=0, help="How long a request waits for others to share its forward pass, in ms.")] = 5.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Photos per forward pass.")] = 16,
+    max_queue: Annotated[int, typer.Option(min=1, help="Photos waiting for a pass beyond which requests get 503 + Retry-After.")] = 64,
     precision: PrecisionOpt = "auto",
     weights: WeightsOpt = None,
 ) -> None:
@@ -800,7 +803,8 @@ def serve(
             raise tl.ConfigError("--save-threshold needs --threshold and a run folder")
         set_threshold(model, threshold)
     run = tl.open_model(model, weights)
-    config = ServeConfig(max_bytes=int(max_mb * 1e6), max_files=max_files, workers=workers, threshold=threshold, precision=precision)
+    config = ServeConfig(max_bytes=int(max_mb * 1e6), max_files=max_files, workers=workers, threshold=threshold, precision=precision,
+                         batch_window_ms=batch_window_ms, max_batch=max_batch, max_queue=max_queue)
     where = f"http://{host}:{port}" if port else f"{host}, on a free port (uvicorn's next line says which)"
     err.print(f"serving {len(run.classes)} classes on {where}  (API docs: /docs)")
     serve_run(run, host, port, config)
