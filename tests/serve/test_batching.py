@@ -114,6 +114,17 @@ def test_a_full_queue_refuses_with_a_retry_delay() -> None:
     batcher.close()
 
 
+def test_room_reserved_for_requests_being_decoded_counts_against_the_queue() -> None:
+    batcher = Batcher(["replica"], lambda r, p: p, window_s=0, max_batch=1, max_queue=2)
+    batcher.reserve(2)  # two requests still decoding
+    with pytest.raises(Overloaded):
+        batcher.reserve(1)
+    batcher.release(1)  # one upload was bad: its room is free again
+    assert batcher.submit(Job("decoded"), reserved=True).result(60) == "decoded"
+    batcher.reserve(1)
+    batcher.close()
+
+
 # -- the service -------------------------------------------------------------------------------------
 def test_concurrent_requests_share_passes_and_answer_as_one_request_alone(tiny_run_dir: Path) -> None:
     run = tl.load(tiny_run_dir)

@@ -9,7 +9,6 @@ from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
@@ -92,14 +91,9 @@ def build(predictor: Predictor) -> FastAPI:
         """Top-k labels with probabilities for each uploaded photo, in upload order."""
         if len(files) > config.max_files:
             raise ApiError(413, f"expected at most {config.max_files} photos per request, got {len(files)} — split them over several requests")
-        predictor.check_room(len(files))  # an overloaded server refuses before decoding anything
-        views, names = [], []
-        for n, upload in enumerate(files):
-            name = upload.filename or f"file {n + 1}"
-            data = await upload.read(config.max_bytes + 1)
-            views.append(await run_in_threadpool(predictor.prepare, data, name))  # off the event loop: decodes overlap passes
-            names.append(name)
-        rows = await predictor.infer(views, k, gradcam)
+        uploads = [(await upload.read(config.max_bytes + 1), upload.filename or f"file {n + 1}") for n, upload in enumerate(files)]
+        rows = await predictor.answer(uploads, k, gradcam)  # 503 at once when the queue is full
+        names = [name for _, name in uploads]
         return {"results": [{"filename": n, **r} for n, r in zip(names, rows)], "unsure_below": predictor.threshold}
 
     return app

@@ -4,7 +4,8 @@ As Triton, Ray Serve and TorchServe do it: each job waits in one bounded FIFO qu
 model replica takes the oldest job and, once ``window_s`` has passed since it arrived (or ``max_batch``
 images are waiting), every waiting job that fits in ``max_batch`` images, and hands them to ``run_batch``
 as one call. A job marked ``alone`` (Grad-CAM hooks the network) runs in a pass of its own. The queue holds
-at most ``max_queue`` images; past that ``submit`` raises ``Overloaded`` at once instead of queueing.
+at most ``max_queue`` images, counting those ``reserve``d for requests still being decoded; past that
+``reserve`` and ``submit`` raise ``Overloaded`` at once instead of queueing.
 
 Nothing here knows about models or HTTP: jobs are answered through ``concurrent.futures.Future``s, which
 any thread or event loop can wait on (``asyncio.wrap_future``).
@@ -54,7 +55,8 @@ class Batcher:
             belongs to (a failed batch of several is retried one job at a time).
         window_s: how long the oldest waiting job waits for company before its batch starts.
         max_batch: images per pass (a single job larger than this runs alone).
-        max_queue: images waiting (not yet in a pass) beyond which ``submit`` raises ``Overloaded``.
+        max_queue: images waiting (reserved or queued, not yet in a pass) beyond which ``reserve`` and ``submit``
+            raise ``Overloaded``.
     """
 
     def __init__(self, replicas: Sequence[Any], run_batch: Callable[[Any, list[Any]], list[Any]], window_s: float, max_batch: int, max_queue: int) -> None:
@@ -65,6 +67,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._closed = False
         self._threads: list[threading.Thread] = []
+        self._reserved = 0  # images admitted by ``reserve`` and not yet submitted
         self._seconds_per_image: float | None = None  # running average, for Retry-After
 
     @property
@@ -73,19 +76,37 @@ class Batcher:
         with self._cond:
             return sum(job.size for job in self._queue)
 
-    def submit(self, job: Job) -> Future:
-        """Queue ``job`` and return its future.
+    def reserve(self, n: int) -> None:
+        """Hold room for ``n`` images before the work of preparing them (decoding); ``submit(reserved=True)``
+        or ``release`` gives it back.
 
         Raises:
-            Overloaded: the queue already holds ``max_queue`` images.
+            Overloaded: ``max_queue`` images are already waiting or reserved (one request alone is always let in).
             Closed: the batcher was closed.
         """
         with self._cond:
-            if self._closed:
-                raise Closed("the server is shutting down")
-            waiting = sum(j.size for j in self._queue)
-            if self._queue and waiting + job.size > self.max_queue:
-                raise Overloaded(self._retry_after(waiting))
+            self._check_room(n)
+            self._reserved += n
+
+    def release(self, n: int) -> None:
+        """Give back room ``reserve``d for a job that will not be submitted."""
+        with self._cond:
+            self._reserved -= n
+
+    def submit(self, job: Job, reserved: bool = False) -> Future:
+        """Queue ``job`` and return its future; ``reserved``: its room was taken by ``reserve`` (and is used now).
+
+        Raises:
+            Overloaded: not reserved, and the queue already holds ``max_queue`` images.
+            Closed: the batcher was closed.
+        """
+        with self._cond:
+            if reserved:
+                self._reserved -= job.size
+                if self._closed:
+                    raise Closed("the server is shutting down")
+            else:
+                self._check_room(job.size)
             if not self._threads:  # started on first use, in whichever process and loop serves
                 self._threads = [threading.Thread(target=self._work, args=(r,), name=f"transferlab-batch-{i}", daemon=True) for i, r in enumerate(self.replicas)]
                 for thread in self._threads:
@@ -103,6 +124,13 @@ class Batcher:
         for job in left:
             if job.future.set_running_or_notify_cancel():
                 job.future.set_exception(Closed("the server is shutting down"))
+
+    def _check_room(self, n: int) -> None:
+        if self._closed:
+            raise Closed("the server is shutting down")
+        pending = sum(j.size for j in self._queue) + self._reserved
+        if pending and pending + n > self.max_queue:
+            raise Overloaded(self._retry_after(pending))
 
     def _retry_after(self, waiting: int) -> int:
         """Whole seconds until the queue has drained, by the passes measured so far (at least 1)."""

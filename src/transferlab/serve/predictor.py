@@ -133,22 +133,35 @@ class Predictor:
         image = decode_upload(data, name, self.config, draft=self.run.model.preprocess.draft_size())
         return self.run.model.preprocess.to_uint8(image)
 
-    def check_room(self, n: int) -> None:
-        """Raise the 503 ``ApiError`` now if ``n`` more images would not fit in the queue (before any decoding)."""
-        waiting = self.batcher.waiting
-        if waiting and waiting + n > self.batcher.max_queue:
-            raise _busy(Overloaded(self.batcher._retry_after(waiting)))
+    async def answer(self, uploads: list[tuple[bytes, str]], k: int, with_cam: bool) -> list[dict[str, Any]]:
+        """One request: its uploads ((bytes, name) each) decoded on worker threads, then ``infer``. Room in the
+        queue is taken first, so an overloaded server refuses before decoding anything.
 
-    async def infer(self, views: list[torch.Tensor], k: int, with_cam: bool) -> list[dict[str, Any]]:
-        """Answer rows for one request's views, computed in a forward pass shared with concurrent requests
-        (a Grad-CAM request has a pass of its own).
+        Raises:
+            ApiError: 503 with Retry-After when the queue is full or the server is shutting down; 4xx for a bad upload.
+        """
+        try:
+            self.batcher.reserve(len(uploads))
+        except (Overloaded, Closed) as err:
+            raise _busy(err) from None
+        try:
+            loop = asyncio.get_running_loop()  # decoding off the event loop: it overlaps passes and other requests' I/O
+            views = [await loop.run_in_executor(None, self.prepare, data, name) for data, name in uploads]
+        except BaseException:
+            self.batcher.release(len(uploads))
+            raise
+        return await self.infer(views, k, with_cam, reserved=True)
+
+    async def infer(self, views: list[torch.Tensor], k: int, with_cam: bool, reserved: bool = False) -> list[dict[str, Any]]:
+        """Answer rows for one request's (3, H, W) uint8 views, computed in a forward pass shared with concurrent
+        requests (a Grad-CAM request has a pass of its own). ``reserved``: room taken by ``batcher.reserve``.
 
         Raises:
             ApiError: 503 with Retry-After when the queue is full or the server is shutting down.
         """
         job = Job(payload=(torch.stack(views), k, with_cam), size=len(views), alone=with_cam)
         try:
-            future = self.batcher.submit(job)
+            future = self.batcher.submit(job, reserved=reserved)
         except (Overloaded, Closed) as err:
             raise _busy(err) from None
         try:
