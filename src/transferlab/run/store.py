@@ -50,7 +50,9 @@ def read_meta(directory: Path | str) -> dict[str, Any]:
         RunError: not a run folder, damaged, or written by a newer transferlab.
     """
     with _Folder(directory) as folder:
-        return _meta(folder)
+        meta = _meta(folder)
+        folder.verify()
+        return meta
 
 
 def read_run(directory: Path | str) -> tuple[ImageClassifier, RunRecord, Confidence]:
@@ -76,7 +78,9 @@ def _read_all(folder: _Folder) -> tuple[ImageClassifier, RunRecord, Confidence]:
     record = RunRecord.from_dict(meta)
     tensors = _read_tensors(folder, WEIGHTS_FILE, "the model")
     model = build_classifier(record.backbone.arch, meta["classes"], meta["preprocess"], tensors, meta.get("network"), repr(str(folder.path)))
-    return model, record, _read_confidence(folder, record)
+    confidence = _read_confidence(folder, record)
+    folder.verify()
+    return model, record, confidence
 
 
 def write_run(directory: Path | str, model: ImageClassifier, record: RunRecord, confidence: Confidence) -> Path:
@@ -190,13 +194,16 @@ def _exchange(a: Path, b: Path) -> bool:
 
 # -- reading -------------------------------------------------------------------------------------------
 class _Folder:
-    """A run folder's files read through one handle on the folder (a swap mid-read cannot mix two runs),
-    each checked against ``digests.json`` when the run has one."""
+    """A run folder's files read through one handle on the folder (a swap mid-read cannot mix two runs).
+    Each file's digest is taken as it is read and compared with ``digests.json`` by ``verify``, once the
+    files have been parsed: a file that does not parse keeps its own message, one that parses but was
+    changed is named by its digest."""
 
     def __init__(self, directory: Path | str) -> None:
         self.path = Path(directory)
         self.fd: int | None = None
-        self.digests: dict[str, str] | None = None
+        self.digests: dict[str, str] | None = None  # as recorded; None: a run from before digests
+        self.read_digests: dict[str, str] = {}  # as read
 
     def __enter__(self) -> _Folder:
         if os.open in os.supports_dir_fd and self.path.is_dir():
@@ -218,17 +225,14 @@ class _Folder:
             return True
 
     def read(self, name: str) -> bytes | None:
-        """The bytes of ``name``, or None if absent; checked against its digest once the digests are read."""
+        """The bytes of ``name``, or None if absent."""
         try:
             fd = os.open(name, os.O_RDONLY, dir_fd=self.fd) if self.fd is not None else os.open(self.path / name, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             return None
         with open(fd, "rb") as f:
             data = f.read()
-        if self.digests is not None:
-            expected = self.digests.get(name)
-            if expected is not None and hashlib.new(DIGEST, data).hexdigest() != expected:
-                raise DamagedRunError(f"{self.path / name} is not the file this run wrote (its {DIGEST} differs from {DIGESTS_FILE}) — the run is damaged: restore the file from a copy of the run, or retrain")
+        self.read_digests[name] = hashlib.new(DIGEST, data).hexdigest()
         return data
 
     def load_digests(self) -> None:
@@ -243,6 +247,13 @@ class _Folder:
         if self.digests is None:
             raise RunError(f"{self.path / DIGESTS_FILE} uses a digest this transferlab does not know — upgrade transferlab")
 
+    def verify(self) -> None:
+        """Every file read so far is the one the run wrote (a run from before digests: nothing to check)."""
+        for name, got in self.read_digests.items():
+            expected = (self.digests or {}).get(name)
+            if expected is not None and got != expected:
+                raise DamagedRunError(f"{self.path / name} is not the file this run wrote (its {DIGEST} differs from {DIGESTS_FILE}) — the run is damaged: restore the file from a copy of the run, or retrain")
+
 
 def _meta(folder: _Folder) -> dict[str, Any]:
     meta_path = folder.path / META_FILE
@@ -250,18 +261,12 @@ def _meta(folder: _Folder) -> dict[str, Any]:
     if text is None:
         raise RunError(f"{str(folder.path)!r} is not a transferlab run (no {META_FILE}) — pass a folder written by `transferlab train`")
     try:
-        meta = json.loads(text)
+        meta = _checked(json.loads(text), meta_path)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        meta = None
-        error: Exception | None = err
-    else:
-        error = None
-    if (isinstance(meta, dict) and meta.get("digests") == DIGESTS_FILE) or folder.read(DIGESTS_FILE) is not None:
+        raise RunError(f"{meta_path} is not valid JSON ({err}) — the run is damaged; retrain it") from err
+    if meta.get("digests") == DIGESTS_FILE or (folder.path / DIGESTS_FILE).exists():
         folder.load_digests()
-        folder.read(META_FILE)  # now checked: a changed byte in model.json is named as such, not as bad JSON
-    if error is not None:
-        raise RunError(f"{meta_path} is not valid JSON ({error}) — the run is damaged; retrain it") from error
-    return _checked(meta, meta_path)
+    return meta
 
 
 def _checked(meta: Any, meta_path: Path) -> dict[str, Any]:
