@@ -16,6 +16,7 @@ are read through one handle on the folder, so a reader sees the old run or the n
 from __future__ import annotations
 
 import ctypes
+import glob
 import hashlib
 import json
 import os
@@ -131,7 +132,7 @@ def new_run(directory: Path | str | None, *, continuing: bool = False) -> Iterat
     final = Path(directory)
     with writing(final, f"the run folder {final}"):
         for kind in ("new", "old"):  # what a killed writer left: nobody else writes now
-            for leftover in final.parent.glob(f".{final.name}.{kind}-*"):
+            for leftover in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
         if continuing or not any((final / name).exists() for name in _RUN_FILES):
             yield final
