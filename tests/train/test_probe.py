@@ -76,3 +76,26 @@ def test_k_fold_choice_of_l2_is_available_and_deterministic() -> None:
     assert a.chosen_on == "5-fold" and torch.equal(a.weight, b.weight)
     assert all("accuracy_sd" in s for s in a.val_scores)
     assert fit_probe(x, y, 3).chosen_on == "holdout"  # the default
+
+
+def test_float32_search_finds_the_float64_optimum_and_the_same_strength() -> None:
+    # The L2 path runs in float32 for speed; the head returned must still be the float64 optimum at the strength
+    # a full float64 search would choose (scikit-learn's solver, run to a tight tolerance, is the reference).
+    from sklearn.linear_model import LogisticRegression
+    x, y = _blobs(700, 48, 5, 0.2, seed=4)
+    tr, va, te = slice(0, 400), slice(400, 550), slice(550, 700)
+    fit = fit_probe(x[tr], y[tr], 5, x[va], y[va], refit=False)
+    mean, std = x[tr].astype(np.float64).mean(0), x[tr].astype(np.float64).std(0, ddof=1)  # as fit_probe standardises without refit
+
+    class scaler:
+        transform = staticmethod(lambda a: (a - mean) / std)
+
+    refs = {l2: LogisticRegression(C=1 / (l2 * 400), max_iter=5000, tol=1e-10).fit(scaler.transform(x[tr]), y[tr]) for l2 in ProbeConfig().l2_grid}
+
+    def score(m) -> tuple[float, float]:
+        p = m.predict_proba(scaler.transform(x[va]))
+        return float((p.argmax(1) == y[va]).mean()), -float(np.log(p[np.arange(len(p)), y[va]]).mean())
+
+    assert fit.l2 == max(refs, key=lambda l2: score(refs[l2]))
+    ours = torch.softmax(torch.from_numpy(x[te]) @ fit.weight.T + fit.bias, 1).numpy()
+    np.testing.assert_allclose(ours, refs[fit.l2].predict_proba(scaler.transform(x[te])), atol=1e-4)
