@@ -40,6 +40,7 @@ OXFORD = ROOT.parent / "shared" / "data" / "oxford-iiit-pet-mini" / "images"
 @dataclass
 class Outcome:
     latencies: list[float] = field(default_factory=list)  # seconds, first send to final answer (retries included)
+    refusal_latencies: list[float] = field(default_factory=list)  # seconds from send to each 503
     statuses: dict[int, int] = field(default_factory=dict)  # final status of each request (-1: connection error)
     refused: int = 0  # 503 answers seen (a retried request can count several)
     refusals_well_formed: int = 0  # of those, with an integer Retry-After >= 1 and a one-line JSON "error"
@@ -96,6 +97,7 @@ async def load(url: str, blobs: list[tuple[str, bytes]], n: int, concurrency: in
                     status = -1
                 if status != 503:
                     break
+                out.refusal_latencies.append(time.perf_counter() - t)
                 out.refused += 1
                 out.refusals_well_formed += well_formed_refusal(reply)
                 if not retry:
@@ -141,7 +143,11 @@ def measure(run: str, src: Path, extra: list[str], args: argparse.Namespace, blo
 def line(label: str, args: argparse.Namespace, out: Outcome) -> str:
     ms = np.array(out.latencies) * 1e3
     answered = out.statuses.get(200, 0)
-    refusals = f"; 503s {out.refused} ({out.refusals_well_formed} with Retry-After + JSON error)" if out.refused else ""
+    refusals = ""
+    if out.refused:
+        refused_ms = np.array(out.refusal_latencies) * 1e3
+        refusals = (f"; 503s {out.refused} ({out.refusals_well_formed} with Retry-After + JSON error, answered in p50 {np.percentile(refused_ms, 50):.0f} ms, "
+                    f"p95 {np.percentile(refused_ms, 95):.0f} ms)")
     return (f"{label:<9} throughput {args.requests / out.wall:6.1f} req/s ({answered / out.wall:.1f} answered/s); latency p50 {np.percentile(ms, 50):4.0f} ms, "
             f"p95 {np.percentile(ms, 95):4.0f} ms, max {ms.max():5.0f} ms (mean {statistics.fmean(ms):.0f}); statuses {out.statuses}{refusals}; peak RSS {out.peak_mb:.0f} MB; "
             f"CPU per request: server {out.server_cpu / args.requests * 1e3:.1f} ms, client {out.client_cpu / args.requests * 1e3:.1f} ms")

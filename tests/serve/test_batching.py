@@ -243,6 +243,16 @@ def test_serve_config_refuses_a_non_positive_queue() -> None:
         ServeConfig(max_queue=0)
 
 
+def test_serving_leaves_a_core_to_the_event_loop_and_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transferlab.serve import app
+
+    monkeypatch.setattr(app, "cpu_count", lambda: 2)
+    assert app.serving_threads(ServeConfig()) == 1 and app.serving_threads(ServeConfig(workers=2)) == 1
+    monkeypatch.setattr(app, "cpu_count", lambda: 16)
+    assert app.serving_threads(ServeConfig()) == 15 and app.serving_threads(ServeConfig(workers=2)) == 7
+    assert app.serving_threads(ServeConfig(threads=4)) == 4  # as asked
+
+
 def test_cli_defaults_are_the_config_defaults() -> None:
     import inspect
 

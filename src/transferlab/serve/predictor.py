@@ -49,6 +49,7 @@ class ServeConfig:
     batch_window_ms: float = 5.0  # a request waits at most this long for others to share its forward pass
     max_batch: int = 16  # images per forward pass
     max_queue: int = 64  # images waiting for a pass beyond which a request is refused with 503 + Retry-After
+    threads: int = 0  # torch intra-op threads per replica while serving; 0: the cores less one, shared among the replicas
     top_k: int = 5  # default k of /predict
     threshold: float | None = None  # "not sure" below this top probability; None: the run's stored one, else 0.5
     precision: str = "auto"  # of the features, resolved as `predict` resolves it (bf16 on CPUs with native bf16, else fp32)
@@ -56,6 +57,8 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if self.batch_window_ms < 0:
             raise ConfigError(f"expected batch_window_ms >= 0, got {self.batch_window_ms} — 0 batches only requests already waiting")
+        if self.threads < 0:
+            raise ConfigError(f"expected threads >= 0 (0: the cores less one), got {self.threads}")
         for name in ("workers", "max_batch", "max_queue"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"expected {name} >= 1, got {getattr(self, name)}")
