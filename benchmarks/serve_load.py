@@ -7,7 +7,7 @@ Starts the real server (uvicorn, in a child process) on a free port, waits for `
 ``--requests`` ``POST /predict`` requests, ``--concurrency`` at a time, each one real photo from the Oxford
 mini set (cycled). Peak memory is the server process's ``VmHWM`` (Linux).
 
-``--baseline-src DIR`` also serves from another checkout's ``src`` (e.g. ``git worktree add /tmp/old HEAD~3``),
+``--baseline-src DIR`` also serves from another checkout's ``src`` (e.g. ``git worktree add ../old HEAD~3``),
 alternating baseline and current round by round, so both see the same machine load; the last lines give the
 medians and the ratio. ``--serve-args`` go to the current server only.
 
