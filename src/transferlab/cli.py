@@ -355,7 +355,10 @@ def predict(
     quiet: QuietOpt = False,
     runtime: Annotated[choice(("torch", "onnx")), typer.Option(help="onnx: the run's model.onnx from `transferlab export`, or an .onnx file, on onnxruntime.")] = "torch",
     ray: RayOpt = False,
-    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="--ray: the table to write, predictions.parquet or .csv (one row per file).", rich_help_panel=RAY)] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help=(
+        "--ray: the folder to write, a Parquet dataset: one part per --part-size files, written by the workers, and _manifest.json; the same command again "
+        "resumes a job that died. On a cluster the feature cache is used only with a --cache-dir every node reaches."), rich_help_panel=RAY)] = None,
+    part_size: Annotated[int, typer.Option("--part-size", help="--ray: files per part (a rerun resumes only with the same value).", rich_help_panel=RAY)] = 256,
     address: AddressOpt = None,
     workers: WorkersOpt = 1,
     gpus_per_worker: GpusOpt = 0.0,
@@ -369,7 +372,8 @@ def predict(
     if ray or out_file is not None:
         if not (ray and out_file is not None and runtime == "torch"):
             raise tl.ConfigError("--ray and --out go together (with the torch runtime): `predict RUN DIR --ray --out predictions.parquet`")
-        _predict_ray(tl.open_model(model, weights), paths, out_file, k, _ray_config(address, workers, gpus_per_worker, precision), quiet or json_, json_)
+        config = _ray_config(address, workers, gpus_per_worker, precision)
+        _predict_ray(tl.open_model(model, weights), paths, out_file, k, config, {"cache_dir": cache_dir, "part_size": part_size}, quiet or json_, json_)
     files = expand_image_paths(paths)
     if runtime == "onnx":
         results = _predict_onnx(model, files, k)
@@ -384,16 +388,19 @@ def predict(
         raise typer.Exit(1)
 
 
-def _predict_ray(run: tl.Run, paths: list[str], out_file: Path, k: int, config: Any, quiet: bool, json_: bool) -> None:
-    """``predict --ray``: the table written by a Ray job; exits 1 when a file could not be read."""
+def _predict_ray(run: tl.Run, paths: list[str], out_file: Path, k: int, config: Any, options: dict[str, Any], quiet: bool, json_: bool) -> None:
+    """``predict --ray``: the Parquet folder written by a Ray job; exits 1 when a file could not be read."""
     from .cluster import ray_predict
 
     with progress_bar(quiet) as cb:
-        done = ray_predict(run, paths, out_file, k, config=config, progress=cb)
+        done = ray_predict(run, paths, out_file, k, config=config, progress=cb, **options)
     if json_:
-        _emit_json({"out": str(done.path), "rows": done.rows, "failed": len(done.failed), "seconds": round(done.seconds, 2), "workers": done.workers})
+        _emit_json({"out": str(done.path), "rows": done.rows, "failed": len(done.failed), "seconds": round(done.seconds, 2), "workers": done.workers,
+                    "parts": done.parts, "parts_kept": done.parts_skipped, "computed": done.computed, "cached": done.cached})
     else:
-        out.print(f"wrote [bold]{escape(str(done.path))}[/]: {done.rows} rows, {len(done.failed)} unreadable (reasons in the error column), in {done.seconds:.1f} s on {done.workers} worker(s)", highlight=False)
+        kept = f", {done.parts_skipped} kept from an earlier run" if done.parts_skipped else ""
+        out.print(f"wrote [bold]{escape(str(done.path))}[/]: {done.rows} rows in {done.parts} part(s){kept}, {len(done.failed)} unreadable (reasons in the error column); "
+                  f"{done.computed} images computed, {done.cached} from the feature cache, in {done.seconds:.1f} s on {done.workers} worker(s)", highlight=False)
     raise typer.Exit(1 if done.failed else 0)
 
 

@@ -1,12 +1,12 @@
 """Batch prediction and feature caching on Ray Data (issue 17), on one local Ray instance for the module.
 
-The numbers must be ``predict``'s (same decoding, same network, same head), every file must get exactly
-one row, even when a replica is SIGKILLed mid-run, and unreadable files must be rows with the reason.
+The numbers must be ``predict``'s (same decoding, same feature cache, same network, same head), every file
+must get exactly one row, even when a replica is SIGKILLed mid-run, and unreadable files must be rows with
+the reason. (A job killed whole and run again: test_ray_resume.py.)
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import threading
@@ -56,8 +56,9 @@ def bad_files(folder: Path) -> list[Path]:
     return [folder / "empty.jpg", folder / "notes.jpg", folder / "truncated.jpg"]
 
 
-def read_rows(path: Path) -> list[dict]:
-    return pq.read_table(path).to_pylist()
+def read_rows(folder: Path) -> list[dict]:
+    """The rows of a prediction folder (every part, in order; the manifest and temporary files are skipped)."""
+    return pq.read_table(folder).to_pylist()
 
 
 def assert_same_as_predict(rows: list[dict], plain: list[dict], k: int) -> None:
@@ -80,7 +81,7 @@ def test_ray_predict_with_two_workers_matches_predict_on_oxford_mini(local_ray, 
     files = [p for p in images if p.name in ("Abyssinian_34.jpg", "Abyssinian_5.jpg")] + images[::25][:22] + bad_files(tmp_path / "bad")
     run = tl.from_backbone()
     plain = run.predict(files, 5, cache_dir=tmp_path / "cache")
-    done = ray_predict(run, files, tmp_path / "predictions.parquet", 5, config=RayConfig(workers=2))
+    done = ray_predict(run, files, tmp_path / "predictions.parquet", 5, config=RayConfig(workers=2), cache_dir=tmp_path / "ray-cache", part_size=8)
     assert done.rows == len(files) and len(done.failed) == 3
     assert_same_as_predict(read_rows(done.path), plain, 5)
 
@@ -109,7 +110,8 @@ def test_a_sigkilled_replica_loses_and_duplicates_no_row(local_ray, tiny_run: tl
                 os.kill(replicas[0].pid, signal.SIGKILL)  # only a replica of this test's own Ray instance
                 killed.append(replicas[0].pid)
 
-    done = ray_predict(tiny_run, files, tmp_path / "out.parquet", 1, config=RayConfig(workers=2, batch_size=4, precision="fp32"), progress=kill_one_replica)
+    config = RayConfig(workers=2, batch_size=4, precision="fp32")
+    done = ray_predict(tiny_run, files, tmp_path / "out", 1, config=config, cache_dir=tmp_path / "ray-cache", part_size=8, progress=kill_one_replica)
     assert killed, "no replica was running to kill"
     assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
     rows = read_rows(done.path)
@@ -138,7 +140,22 @@ def test_features_on_ray_fill_the_cache_a_later_train_reuses(local_ray, photos: 
     assert run.meta["timing"]["images_computed"] == 0
 
 
-def test_cli_predict_ray_writes_csv_rows_with_reasons_from_paths_and_uris(local_ray, tiny_run: tl.Run, photos: Path, tmp_path: Path) -> None:
+def test_ray_predict_reads_and_fills_the_feature_cache_predict_uses(local_ray, tiny_run: tl.Run, photos: Path, tmp_path: Path) -> None:
+    from transferlab.features import FeatureCache, pick_runtime
+    from transferlab.features.cache import content_hash
+    from transferlab.features.extract import cache_key
+
+    files = sorted(photos.rglob("*.jpg"))[:12]
+    cache = tmp_path / "cache"
+    tiny_run.predict(files[:5], 2, cache_dir=cache, precision="fp32")  # predict caches the features of the first 5
+    done = ray_predict(tiny_run, files, tmp_path / "out", 2, config=RayConfig(precision="fp32"), cache_dir=cache, part_size=4)
+    assert (done.cached, done.computed, done.parts) == (5, 7, 3)  # predict's entries are read, the others computed
+    assert_same_as_predict(read_rows(done.path), tiny_run.predict(files, 2, cache_dir=tmp_path / "cold", precision="fp32"), 2)  # cached or not
+    key = cache_key(tiny_run.model, pick_runtime(precision="fp32"), tiny_run.record.backbone.fingerprint)
+    assert FeatureCache(cache, key).hashes() >= {content_hash(f.read_bytes()) for f in files}  # filled under predict's key
+
+
+def test_cli_predict_ray_writes_a_parquet_folder_with_reasons_from_paths_and_uris(local_ray, tiny_run: tl.Run, photos: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from transferlab.cli import app
@@ -146,20 +163,23 @@ def test_cli_predict_ray_writes_csv_rows_with_reasons_from_paths_and_uris(local_
     files = sorted(photos.rglob("*.jpg"))[:6] + bad_files(tmp_path / "bad")
     plain = tiny_run.predict(files, 2, cache_dir=tmp_path / "cache", precision="fp32")
     sources = [f"file://{p}" for p in files[:6]] + [str(p) for p in files[6:]]  # a pyarrow filesystem, and local paths
-    out = tmp_path / "out.csv"
-    result = CliRunner().invoke(app, ["predict", str(tiny_run.directory), *sources, "--ray", "--out", str(out), "-k", "2", "--precision", "fp32", "-q"])
+    out = tmp_path / "predictions"
+    args = ["predict", str(tiny_run.directory), *sources, "--ray", "--out", str(out), "-k", "2", "--precision", "fp32", "--cache-dir", str(tmp_path / "cache"), "--part-size", "4", "-q"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output  # as plain predict: unreadable files make the exit code 1
-    assert "9 rows, 3 unreadable" in result.output
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+    assert "9 rows in 3 part(s), 3 unreadable" in result.output and "0 images computed, 6 from the feature cache" in result.output
+    assert sorted(p.name for p in out.iterdir())[0] == "_manifest.json" and len(list(out.glob("part-*.parquet"))) == 3
+    rows = read_rows(out)
     assert list(rows[0]) == ["path", "label", "label_1", "prob_1", "label_2", "prob_2", "in_distribution", "error"]  # the run has a threshold
     assert [r["path"] for r in rows] == sources
     for row, want in zip(rows, plain):
         if "error" in want:
-            assert row["error"] == want["error"] and row["label_1"] == "" and row["in_distribution"] == ""
+            assert row["error"] == want["error"] and row["label_1"] is None and row["in_distribution"] is None
         else:
-            assert row["label_1"] == want["top"][0]["label"] and abs(float(row["prob_1"]) - want["top"][0]["prob"]) <= 1e-4
-            assert abs(float(row["in_distribution"]) - want["score"]) <= 1e-4  # predict's own score
+            assert row["label_1"] == want["top"][0]["label"] and abs(row["prob_1"] - want["top"][0]["prob"]) <= 1e-4
+            assert abs(row["in_distribution"] - want["score"]) <= 1e-4  # predict's own score
+    again = CliRunner().invoke(app, args)  # a finished job run again: every part kept, nothing computed
+    assert again.exit_code == 1 and "3 kept from an earlier run" in again.output and "0 images computed, 0 from" in again.output, again.output
 
 
 def test_cli_predict_ray_option_errors_are_one_line(tiny_run: tl.Run, photos: Path, tmp_path: Path) -> None:
@@ -168,6 +188,9 @@ def test_cli_predict_ray_option_errors_are_one_line(tiny_run: tl.Run, photos: Pa
     from transferlab.cli import app
 
     out = tmp_path / "p.parquet"
-    for args in (["--ray"], ["--out", str(out)], ["--ray", "--out", str(tmp_path / "p.json")], ["--ray", "--out", str(out), "--workers", "0"]):
+    (tmp_path / "old.parquet").write_bytes(b"PAR1")  # a single-file table, as earlier versions wrote
+    refused = (["--ray"], ["--out", str(out)], ["--ray", "--out", str(tmp_path / "p.csv")], ["--ray", "--out", str(tmp_path / "old.parquet")], ["--ray", "--out", str(out), "--workers", "0"],
+               ["--ray", "--out", str(out), "--part-size", "0"])
+    for args in refused:
         result = CliRunner().invoke(app, ["predict", str(tiny_run.directory), str(photos / "cat"), *args])
         assert result.exit_code != 0 and isinstance(result.exception, tl.ConfigError), args

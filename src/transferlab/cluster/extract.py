@@ -19,7 +19,7 @@ from ..features.cache import FeatureCache, default_cache_dir
 from ..features.extract import cache_key
 from ..features.runtime import pick_runtime
 from ..models.classifier import ImageClassifier
-from .session import RayConfig, batch_rows, block_count, connected, data_context, decode_args, decode_batch, file_items, pool_args
+from .session import RayConfig, Replica, batch_rows, block_count, connected, data_context, decode_args, decode_batch, file_items, pool_args
 
 
 @dataclass
@@ -33,31 +33,17 @@ class RayExtraction:
     seconds: float = 0.0
 
 
-class Extractor:
+class Extractor(Replica):
     """A Ray actor: one backbone replica writing the features of decoded batches into the shared cache."""
 
     def __init__(self, model: ImageClassifier, cache_root: str, key: dict[str, str], precision: str, batch_size: int | None, n_images: int) -> None:
-        import torch
-
-        from ..features.runtime import optimize_for_inference
-
+        super().__init__(model, precision, batch_size, n_images)
         self.cache = FeatureCache(cache_root, key)
-        self.runtime = pick_runtime(precision=precision)
-        size = batch_size or (16 if self.runtime.device.type == "cpu" else 64)
-        example = torch.zeros(size, 3, *model.preprocess.input_size, dtype=torch.uint8)
-        self.forward = optimize_for_inference(model.feature_extractor(), self.runtime, example, n_images)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        from ..features.runtime import inference
-
         todo = [i for i, e in enumerate(batch["error"]) if not e]
         if todo:
-            images = torch.from_numpy(np.ascontiguousarray(batch["image"][todo]))  # (N, 3, H, W) uint8
-            with inference(self.runtime):
-                features = self.forward(images.to(self.runtime.device).contiguous(memory_format=torch.channels_last)).float().cpu()
-            self.cache.put([str(batch["hash"][i]) for i in todo], features)
+            self.cache.put([str(batch["hash"][i]) for i in todo], self.features(batch["image"][todo]))
         status = ["computed" if not e else str(e) for e in batch["error"]]
         return {"path": np.asarray(batch["path"], dtype=object), "status": np.array(status, dtype=object)}
 

@@ -21,6 +21,7 @@ import numpy as np
 from .._io import display_path
 from ..data.decode import BadImageError, is_ignored, is_image_name, os_reason
 from ..errors import ConfigError, DataError
+from ..models.classifier import ImageClassifier
 from ..models.preprocess import Preprocess
 
 
@@ -80,14 +81,14 @@ def _check_reachable(address: str | None) -> None:
         raise ConfigError(f"cannot reach a Ray cluster at {address!r} ({err}) — start one there with `ray start --head`, or leave out --address for a local instance") from err
 
 
-def data_context() -> Any:
-    """A copy of Ray Data's current context that keeps input order and draws no progress bars of its own."""
+def data_context(preserve_order: bool = True) -> Any:
+    """A copy of Ray Data's current context that keeps input order (unless told not to) and draws no progress bars of its own."""
     from ray.data import DataContext
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # copying reads Ray's own deprecated settings
         ctx = DataContext.get_current().copy()
-    ctx.execution_options.preserve_order = True  # rows come out in the order of the files given
+    ctx.execution_options.preserve_order = preserve_order  # rows come out in the order of the files given
     ctx.enable_progress_bars = False  # the caller's progress callback reports instead
     return ctx
 
@@ -188,6 +189,26 @@ def file_items(files: Sequence[str]) -> list[dict[str, Any]]:
     return [{"path": display_path(f), "file": os.fsencode(f)} for f in files]
 
 
+def read_file(path: str) -> tuple[bytes | None, str | None]:
+    """A file's bytes, or None and the reason it cannot be read (the words ``predict`` uses)."""
+    try:
+        return read_bytes(path), None
+    except OSError as err:
+        return None, os_reason(err, None if _is_uri(path) else Path(path))
+
+
+def decode(data: bytes, preprocess: Preprocess) -> tuple[np.ndarray | None, str | None]:
+    """A file's bytes as the uint8 model input ``predict`` makes (3, H, W), or None and the reason."""
+    from ..features.extract import load_image
+
+    try:
+        return load_image(data, preprocess).numpy(), None
+    except BadImageError as err:
+        return None, err.reason
+    except OSError as err:
+        return None, os_reason(err, None)
+
+
 def decode_batch(batch: dict[str, np.ndarray], preprocess: Preprocess, with_hash: bool = False, known: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """Ray Data stage: file names -> uint8 model inputs as ``predict`` makes them, with a reason for each bad file.
 
@@ -197,25 +218,54 @@ def decode_batch(batch: dict[str, np.ndarray], preprocess: Preprocess, with_hash
         and with ``with_hash`` "hash" (B,) content hash or None.
     """
     from ..features.cache import content_hash
-    from ..features.extract import load_image
 
     paths = [os.fsdecode(bytes(f)) for f in batch["file"]]
     images = np.zeros((len(paths), 3, *preprocess.input_size), dtype=np.uint8)
     errors = [""] * len(paths)  # "": decoded (Ray Data turns None in object columns into NaN)
     hashes: list[str | None] = [None] * len(paths)
     for i, path in enumerate(paths):
-        try:
-            data = read_bytes(path)
+        data, reason = read_file(path)
+        if data is not None:
             hashes[i] = content_hash(data) if with_hash else None
             if hashes[i] in known:  # already in the feature cache: nothing to decode or compute
                 errors[i] = "cached"
                 continue
-            images[i] = load_image(data, preprocess).numpy()
-        except BadImageError as err:
-            errors[i] = err.reason
-        except OSError as err:
-            errors[i] = os_reason(err, None if _is_uri(path) else Path(path))
+            image, reason = decode(data, preprocess)
+            if image is not None:
+                images[i] = image
+        errors[i] = reason or ""
     out = {"path": np.asarray(batch["path"], dtype=object), "image": images, "error": np.array(errors, dtype=object)}
     if with_hash:
         out["hash"] = np.array(hashes, dtype=object)
     return out
+
+
+class Replica:
+    """What each model replica (a Ray actor) holds: the runtime and the feature extractor, fast for ``n_images``."""
+
+    def __init__(self, model: ImageClassifier, precision: str, batch_size: int | None, n_images: int) -> None:
+        import torch
+
+        from ..features.runtime import optimize_for_inference, pick_runtime
+
+        self.runtime = pick_runtime(precision=precision)
+        self.batch_size = batch_size or (16 if self.runtime.device.type == "cpu" else 64)
+        example = torch.zeros(self.batch_size, 3, *model.preprocess.input_size, dtype=torch.uint8)
+        self.forward = optimize_for_inference(model.feature_extractor(), self.runtime, example, n_images)
+
+    def features(self, images: np.ndarray) -> Any:
+        """Pooled features of decoded images, ``batch_size`` at a time.
+
+        Shape:
+            images (N, 3, H, W) uint8; returns (N, D) float32 torch tensor on the CPU.
+        """
+        import torch
+
+        from ..features.runtime import inference
+
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size]))  # (B, 3, H, W) uint8
+            with inference(self.runtime):
+                out.append(self.forward(batch.to(self.runtime.device).contiguous(memory_format=torch.channels_last)).float().cpu())
+        return torch.cat(out)
