@@ -24,7 +24,7 @@ from ..models import DEFAULT_BACKBONE, create_backbone
 from .config import AuditConfig
 from .duplicates import Pair, find_duplicates
 from .labels import find_label_issues, low_confidence_issues, neighbour_probabilities, out_of_fold_probabilities, self_confidence
-from .neighbours import nearest, normalise
+from .neighbours import EXACT_UP_TO, nearest, normalise
 from .outliers import outlier_scores, robust_z
 from .result import AuditResult, Finding
 
@@ -88,7 +88,7 @@ def audit_features(
     """
     timing: dict[str, float] = {}
     with _timed(timing, "duplicates"):
-        unit = normalise(features)
+        unit = normalise(features, torch.float16 if len(features) > EXACT_UP_TO else torch.float32)  # half the memory past the exact size
         near = nearest(unit, unit, max(config.neighbours, config.outlier_k, config.label_neighbours), exclude_self=True)  # (N, k) once, for all
         pairs = find_duplicates([s.path for s in samples], hashes, unit, config, near, rank=[_SPLIT_ORDER[s.split] for s in samples])
     with _timed(timing, "labels"):

@@ -1,0 +1,206 @@
+"""Nearest neighbours at scale: the audit's searches on synthetic pooled features with planted findings.
+
+    .venv/bin/python benchmarks/neighbours.py crossover [--sizes 5000,10000,20000,40000]
+    .venv/bin/python benchmarks/neighbours.py recall [--sizes 10000,100000,1000000] [--queries 1000]
+    .venv/bin/python benchmarks/neighbours.py scale [--n 1000000] [--dims 1280]
+
+The rows imitate pooled CNN features (EfficientNet-Lite0's, 1,280-d): non-negative, one cluster per class
+(1,000 rows a class), a shared low-rank variation and per-class noise, tuned so that each row's 1st and 10th
+nearest cosine have the medians (0.75, 0.72) the dev suite's cached features have. They are kept in float16,
+unit length, generated a block at a time.
+
+``crossover``: the exact blocked product against the approximate index (``transferlab.audit.ann``) on a
+self-search of n rows, k = 10, seconds each. ``recall``: per size, the approximate search against the exact
+one on ``queries`` random rows: recall@10, the recall of the neighbour pairs at or above the near-copy cosine
+(0.80, ``AuditConfig.candidate_similarity``), and how often the 10-neighbour label vote picks the same class.
+``scale``: the audit's searches on n rows with planted findings: 500 near copies (a row plus noise, cosine
+about 0.95), 500 flipped labels, 50 outliers (rows of no class); the near-copy pairs, the neighbour label
+vote (``low_confidence_issues`` on the vote alone) and the outlier z-scores from one search, and the
+"unseen" search (``evaluate``) of a 10% test split against the other 90% with 500 planted copies of
+training rows; time, peak memory (ru_maxrss), and how many planted items each finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transferlab.audit import ann
+from transferlab.audit.labels import low_confidence_issues, neighbour_probabilities
+from transferlab.audit.neighbours import candidate_pairs, exact_nearest, nearest, normalise
+from transferlab.audit.outliers import outlier_scores, robust_z
+
+K = 10
+THRESHOLD = 0.80  # AuditConfig.candidate_similarity
+RESULTS = Path(__file__).parent / "results" / "audit"
+
+
+def synthetic(n: int, dims: int = 1280, seed: int = 0, block: int = 50_000) -> tuple[torch.Tensor, np.ndarray]:
+    """``n`` unit-length float16 rows like pooled CNN features, and their class labels (1,000 rows a class)."""
+    rng = np.random.default_rng(seed)
+    classes, rank = max(10, n // 1000), 48
+    centres = np.maximum(rng.standard_normal((classes, dims), dtype=np.float32) + 0.3, 0)
+    shared = rng.standard_normal((rank, dims), dtype=np.float32) * (0.35 / np.sqrt(np.arange(1, rank + 1, dtype=np.float32)))[:, None]
+    spread = (0.55 * np.exp(rng.normal(0, 0.5, classes))).astype(np.float32)  # some classes tight, some loose
+    labels = rng.integers(0, classes, n)
+    out = torch.empty((n, dims), dtype=torch.float16)
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        x = centres[labels[s:e]] + rng.standard_normal((e - s, rank), dtype=np.float32) @ shared
+        x += rng.standard_normal((e - s, dims), dtype=np.float32) * spread[labels[s:e], None]
+        out[s:e] = normalise(np.maximum(x, 0), torch.float16)
+    return out, labels
+
+
+def exact_sample(rows: torch.Tensor, queries: np.ndarray, k: int = K, block: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours of ``rows[queries]`` (self excluded), the base read a block at a time (float16 kept)."""
+    q = rows[torch.from_numpy(queries)].float()
+    best_s, best_i = torch.full((len(q), k), -3.0), torch.zeros((len(q), k), dtype=torch.long)
+    for start in range(0, len(rows), block):
+        s = q @ rows[start:start + block].float().T  # (Q, B)
+        inside = (queries >= start) & (queries < start + len(s[0]))
+        s[torch.from_numpy(np.flatnonzero(inside)), torch.from_numpy(queries[inside] - start)] = -2.0
+        top = torch.topk(torch.cat([best_s, s], 1), k, dim=1)
+        best_i = torch.cat([best_i, torch.arange(start, start + s.shape[1]).expand(len(q), -1)], 1).gather(1, top.indices)
+        best_s = top.values
+    return best_s.numpy(), best_i.numpy()
+
+
+def compare(exact: tuple[np.ndarray, np.ndarray], approx: tuple[np.ndarray, np.ndarray], labels: np.ndarray, queries: np.ndarray) -> dict[str, float]:
+    """Recall@10, recall of the pairs >= THRESHOLD, agreement of the label vote, on the sampled queries."""
+    (es, ei), (as_, ai) = exact, approx
+    recall = np.mean([len(set(ei[r]) & set(ai[r])) / K for r in range(len(ei))])
+    want = [(r, j) for r in range(len(ei)) for j, s in zip(ei[r], es[r]) if s >= THRESHOLD]
+    got = {(r, j) for r in range(len(ai)) for j, s in zip(ai[r], as_[r]) if s >= THRESHOLD}
+    same_vote = np.mean(_vote(labels, es, ei) == _vote(labels, as_, ai))
+    return {"recall@10": round(float(recall), 4), f"pairs>={THRESHOLD}": len(want),
+            f"recall pairs>={THRESHOLD}": round(sum(p in got for p in want) / max(1, len(want)), 4),
+            "same vote": round(float(same_vote), 4)}
+
+
+def _vote(labels: np.ndarray, sims: np.ndarray, idx: np.ndarray, temperature: float = 0.05) -> np.ndarray:
+    """The class the label vote (``labels.neighbour_probabilities``' weights) picks for each query row."""
+    votes = np.zeros((len(idx), int(labels.max()) + 1))
+    np.add.at(votes, (np.repeat(np.arange(len(idx)), idx.shape[1]), labels[idx].ravel()), np.exp((sims.astype(np.float64) - 1.0) / temperature).ravel())
+    return votes.argmax(1)
+
+
+def peak_gb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)  # kilobytes on Linux
+
+
+def run_crossover(sizes: list[int], dims: int) -> list[dict[str, float]]:
+    out = []
+    for n in sizes:
+        rows, _ = synthetic(n, dims)
+        unit = rows.float()
+        t = time.perf_counter()
+        exact_nearest(unit, unit, K, torch.arange(n))
+        exact_s = time.perf_counter() - t
+        t = time.perf_counter()
+        nearest(rows, rows, K, exclude_self=True, exact_up_to=0)
+        out.append({"n": n, "exact_s": round(exact_s, 2), "approximate_s": round(time.perf_counter() - t, 2)})
+        print(out[-1], flush=True)
+    return out
+
+
+def run_recall(sizes: list[int], dims: int, queries: int) -> list[dict[str, float]]:
+    out = []
+    for n in sizes:
+        rows, labels = synthetic(n, dims)
+        picked = np.sort(np.random.default_rng(1).choice(n, min(queries, n), replace=False))
+        t = time.perf_counter()
+        sims, idx = nearest(rows, rows, K, exclude_self=True, exact_up_to=0)
+        seconds = time.perf_counter() - t
+        row = {"n": n, "approximate_s": round(seconds, 1), **compare(exact_sample(rows, picked), (sims[picked], idx[picked]), labels, picked)}
+        out.append(row)
+        print(row, flush=True)
+    return out
+
+
+def plant(rows: torch.Tensor, labels: np.ndarray, targets: np.ndarray, sources: np.ndarray, seed: int) -> None:
+    """Make ``rows[targets]`` near copies of ``rows[sources]`` (cosine about 0.95), with their labels."""
+    rng = np.random.default_rng(seed)
+    src = rows[torch.from_numpy(sources)].float()
+    noise = torch.from_numpy(rng.standard_normal(src.shape, dtype=np.float32)) * (0.33 / np.sqrt(src.shape[1]))
+    rows[torch.from_numpy(targets)] = normalise(src + noise, torch.float16)
+    labels[targets] = labels[sources]
+
+
+def run_scale(n: int, dims: int, seed: int = 0) -> dict[str, object]:
+    t0 = time.perf_counter()
+    rows, labels = synthetic(n, dims, seed)
+    rng = np.random.default_rng(seed + 1)
+    chosen = rng.permutation(n)[:2050]
+    sources, copies, flipped, outliers = chosen[:500], chosen[500:1000], chosen[1000:1500], chosen[1500:1550]
+    plant(rows, labels, copies, sources, seed)
+    n_classes = int(labels.max()) + 1
+    labels[flipped] = (labels[flipped] + rng.integers(1, n_classes, len(flipped))) % n_classes
+    rows[torch.from_numpy(outliers)] = normalise(np.abs(rng.standard_normal((len(outliers), dims), dtype=np.float32)), torch.float16)
+    made = time.perf_counter() - t0
+    t = time.perf_counter()
+    near = nearest(rows, rows, K, exclude_self=True)
+    search = time.perf_counter() - t
+    pairs = {(a, b) for a, b, _ in candidate_pairs(rows, K, THRESHOLD, near)}
+    issues = low_confidence_issues(labels, neighbour_probabilities(labels, near, n_classes, K))
+    z = robust_z(outlier_scores(rows, 5, near))
+    audit = {"search_s": round(search, 1), "peak_gb": peak_gb(),
+             "copies_found": sum((min(a, b), max(a, b)) in pairs for a, b in zip(sources, copies)), "copies_planted": len(copies),
+             "candidate_pairs": len(pairs), "flipped_found": int(issues[flipped].sum()), "flipped_planted": len(flipped),
+             "flagged_by_vote": int(issues.sum()), "outliers_found": int((z[outliers] > 6.0).sum()), "outliers_planted": len(outliers),
+             "flagged_outliers": int((z > 6.0).sum())}
+    print("audit", audit, flush=True)
+    unseen = run_unseen(rows, labels, rng, seed)
+    return {"n": n, "dims": dims, "generate_s": round(made, 1), "audit": audit, "unseen": unseen, "total_s": round(time.perf_counter() - t0, 1), "peak_gb": peak_gb()}
+
+
+def run_unseen(rows: torch.Tensor, labels: np.ndarray, rng: np.random.Generator, seed: int) -> dict[str, object]:
+    """``evaluate``'s search: test rows (the last 10%) with a near copy among the training rows (the rest)."""
+    n = len(rows)
+    split = n - n // 10
+    sources, copies = rng.choice(split, 500, replace=False), split + rng.choice(n - split, 500, replace=False)
+    plant(rows, labels, copies, sources, seed + 2)
+    t = time.perf_counter()
+    sims, idx = nearest(rows[split:], rows[:split], K)
+    seconds = time.perf_counter() - t
+    flagged = {int(q) for q in np.flatnonzero((sims >= THRESHOLD).any(1))}
+    found = sum(int(c - split) in flagged and int(s) in set(idx[c - split][sims[c - split] >= THRESHOLD].tolist()) for s, c in zip(sources, copies))
+    out = {"test": n - split, "train": split, "search_s": round(seconds, 1), "copies_found": found, "copies_planted": len(copies),
+           "test_rows_with_a_candidate": len(flagged), "peak_gb": peak_gb()}
+    print("unseen", out, flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("crossover", "recall", "scale"))
+    p.add_argument("--sizes", default="")
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--dims", type=int, default=1280)
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--save", action="store_true", help="also write benchmarks/results/audit/neighbours-<what>.json")
+    args = p.parse_args(argv)
+    if not ann.available():
+        sys.exit("faiss is not installed: pip install 'transferlab[ann]'")
+    torch.manual_seed(0)
+    if args.what == "crossover":
+        result: object = run_crossover([int(s) for s in (args.sizes or "5000,10000,20000,40000").split(",")], args.dims)
+    elif args.what == "recall":
+        result = run_recall([int(s) for s in (args.sizes or "10000,100000,1000000").split(",")], args.dims, args.queries)
+    else:
+        result = run_scale(args.n, args.dims)
+    print(json.dumps(result, indent=1))
+    if args.save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"neighbours-{args.what}.json").write_text(json.dumps({"command": " ".join(sys.argv), "result": result}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Nearest neighbours past the exact size: the approximate index finds what the exact search finds."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from transferlab.audit import ann, neighbours
+from transferlab.audit.neighbours import candidate_pairs, exact_nearest, nearest, normalise
+
+needs_faiss = pytest.mark.skipif(not ann.available(), reason="faiss is not installed (pip install transferlab[ann])")
+
+
+def _planted(n: int = 3000, dims: int = 64, copies: int = 30, seed: int = 0) -> tuple[torch.Tensor, set[tuple[int, int]]]:
+    """Unit rows in 20 loose clusters (neighbours well below cosine 0.8) and ``copies`` near copies (about 0.98)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((20, dims))[rng.integers(0, 20, n)] * 0.3 + rng.standard_normal((n, dims))
+    pick = rng.permutation(n)[: 2 * copies]
+    sources, targets = pick[:copies], pick[copies:]
+    x[targets] = x[sources] + rng.standard_normal((copies, dims)) * 0.2
+    return normalise(x.astype(np.float32)), {(int(min(a, b)), int(max(a, b))) for a, b in zip(sources, targets)}
+
+
+@needs_faiss
+def test_the_index_finds_the_same_near_copies_as_the_exact_search(monkeypatch):
+    unit, planted = _planted()
+    used, original = [], ann.nearest
+    monkeypatch.setattr(ann, "nearest", lambda *a, **kw: used.append(1) or original(*a, **kw))
+    approx = nearest(unit, unit, 10, exclude_self=True, exact_up_to=100)
+    exact = nearest(unit, unit, 10, exclude_self=True)  # 3,000 rows: exact by default
+    assert used == [1]
+    found = {(a, b) for a, b, _ in candidate_pairs(unit, 10, 0.8, approx)}
+    assert found == {(a, b) for a, b, _ in candidate_pairs(unit, 10, 0.8, exact)} == planted
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx[1], exact[1])]) >= 0.95
+    np.testing.assert_allclose(approx[0][:, 0], exact[0][:, 0], atol=1e-5)  # similarities are exact ones
+
+
+@needs_faiss
+def test_the_index_searches_one_set_against_another_and_takes_float16():
+    unit, planted = _planted()
+    query, base = unit[:300], unit[300:].half()
+    sims, idx = nearest(query, base, 5, exact_up_to=10)
+    esims, eidx = exact_nearest(query, base, 5)
+    assert (idx[:, 0] == eidx[:, 0]).mean() >= 0.95
+    assert sims.shape == (300, 5) and (sims[:, :-1] >= sims[:, 1:]).all()
+
+
+def test_below_the_size_limit_the_search_is_exact(monkeypatch):
+    monkeypatch.setattr(ann, "nearest", lambda *a, **kw: pytest.fail("the index was used below the size limit"))
+    unit, _ = _planted(500)
+    sims, idx = nearest(unit, unit, 10, exclude_self=True)
+    full = unit @ unit.T
+    full.fill_diagonal_(-2.0)
+    top = torch.topk(full, 10, dim=1)
+    np.testing.assert_array_equal(idx, top.indices.numpy())
+    assert neighbours.EXACT_UP_TO >= 10_000  # small collections keep the exact answers they always had
+
+
+def test_without_faiss_the_search_is_exact_and_says_so(monkeypatch, caplog):
+    unit, planted = _planted(800)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
+    ann.available.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="transferlab.audit.ann"):
+            sims, idx = nearest(unit, unit, 10, exclude_self=True, exact_up_to=10)
+    finally:
+        ann.available.cache_clear()
+    assert "faiss is not installed" in caplog.text
+    esims, eidx = exact_nearest(unit, unit, 10, torch.arange(len(unit)))
+    np.testing.assert_array_equal(idx, eidx)
+    assert {(a, b) for a, b, _ in candidate_pairs(unit, 10, 0.8, (sims, idx))} == planted
