@@ -73,3 +73,24 @@ def test_without_faiss_the_search_is_exact_and_says_so(monkeypatch, caplog):
     esims, eidx = exact_nearest(unit, unit, 10, torch.arange(len(unit)))
     np.testing.assert_array_equal(idx, eidx)
     assert {(a, b) for a, b, _ in candidate_pairs(unit, 10, 0.8, (sims, idx))} == planted
+
+
+@needs_faiss
+def test_the_unseen_copy_search_finds_planted_copies_through_the_index(monkeypatch):
+    """``evaluate``'s search (``copies_in``): test rows that are near copies of training rows, past the size limit."""
+    from pathlib import Path
+
+    from transferlab.audit import duplicates
+
+    unit, planted = _planted()
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 100)
+    monkeypatch.setattr(duplicates, "verify", lambda paths, pairs: dict.fromkeys(pairs, 1.0))  # features alone decide here
+    used, original = [], ann.nearest
+    monkeypatch.setattr(ann, "nearest", lambda *a, **kw: used.append(1) or original(*a, **kw))
+    test = sorted({b for _, b in planted})  # the later row of each pair plays the test image
+    train = [i for i in range(len(unit)) if i not in set(test)]
+    paths = [Path(f"{i}.png") for i in range(len(unit))]
+    found = duplicates.copies_in([paths[i] for i in test], [None] * len(test), unit[test], [paths[i] for i in train], [None] * len(train), unit[train])
+    assert used == [1]
+    partner = {b: a for a, b in planted}
+    assert {test[q]: train[b] for q, (b, kind) in found.items()} == {t: partner[t] for t in test}

@@ -9,8 +9,8 @@ import torch
 from . import ann
 
 EXACT_UP_TO = 50_000  # a self-search of more rows than this goes approximate (when FAISS is installed): at 1,280
-# dimensions on 2 busy cores the exact product took 7 s for 10,000 rows (growing as N²), the index 30 s (growing
-# as about N), so they meet near 50,000 (docs/benchmarks/neighbours.md); below it results are the exact ones
+# dimensions on 2 busy cores the exact product took 7 s / 44 s for 10,000 / 20,000 rows (growing as N²), the index
+# 30 s / 80 s (about N), so they meet near 40,000-50,000 (docs/benchmarks/neighbours.md); below it nothing changes
 _SIMS_PER_BLOCK = 1 << 26  # similarities held at once by the exact search (256 MB of float32)
 
 
