@@ -56,14 +56,21 @@ def test_adding_a_backbone_scores_only_that_one(photo_folder: Path, two, monkeyp
     assert combo.feature_dim == sum(again.row(n).feature_dim for n in two) and combo.n_images == first.rows[0].n_images
 
 
-def test_recommendation_is_the_fastest_within_the_best_ones_fold_spread() -> None:
-    def row(name: str, acc: float, sd: float, speed: float) -> BackboneScore:
-        return BackboneScore(name, "pooled", acc, sd, acc, sd, 5, 100, speed, 1.0, 8, 32, 1.0)
+def _row(name: str, folds: list[float], speed: float) -> BackboneScore:
+    """A leaderboard row with these per-fold accuracies (the same folds for every row)."""
+    acc = sum(folds) / len(folds)
+    return BackboneScore(name, "pooled", acc, 0.02, acc, 0.02, 5, 200, speed, 1.0, 8, 32, 1.0, fold_accuracy=folds)
 
-    best, pick, line = _recommend([row("big", 0.90, 0.02, 10), row("small", 0.885, 0.03, 50), row("tiny", 0.85, 0.01, 200)])
-    assert (best.name, pick.name) == ("big", "small") and "5.0x its speed" in line
-    best, pick, _ = _recommend([row("big", 0.90, 0.0, 10), row("small", 0.885, 0.03, 50)])
-    assert pick.name == "big"
+
+def test_a_slower_backbone_is_recommended_only_on_a_clear_paired_win() -> None:
+    base = [0.85, 0.80, 0.90, 0.825, 0.875] * 3
+    lucky = [0.90, 0.775, 0.875, 0.85, 0.90] * 3  # +1 point on average, up on some folds and down on others
+    clear = [a + 0.05 for a in base]  # +5 points on every fold
+    best, pick, line, steps = _recommend(sorted([_row("big", lucky, 10), _row("tiny", base, 200)], key=lambda r: -r.accuracy))
+    assert (best.name, pick.name) == ("big", "tiny") and "is not clearly better" in line and "20.0x its speed" in line
+    assert steps[1].name == "big" and not steps[1].kept and steps[1].win_rate < 0.9
+    best, pick, line, steps = _recommend(sorted([_row("big", clear, 10), _row("tiny", base, 200)], key=lambda r: -r.accuracy))
+    assert pick.name == "big" and steps[1].kept and steps[1].win_rate > 0.99 and "no faster backbone is as good" in line
 
 
 def test_multi_features_are_wider_and_cached_apart(photo_folder: Path, two) -> None:

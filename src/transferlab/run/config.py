@@ -15,7 +15,7 @@ from typing import Any, Union
 
 from .._options import option
 from ..errors import ConfigError
-from ..models.defaults import DEFAULT_ACCEPT, DEFAULT_BACKBONE, DEFAULT_FEATURES, DEFAULT_METHOD, FEATURE_MODES, SCORE_METHODS
+from ..models.defaults import DEFAULT_ACCEPT, DEFAULT_FEATURES, DEFAULT_METHOD, FEATURE_MODES, SCORE_METHODS
 from ..train.config import FinetuneConfig, ProbeConfig
 
 STRATEGIES = ("probe", "finetune", "auto")
@@ -46,7 +46,8 @@ class TrainConfig:
         ``tl.train(ds, TrainConfig(strategy="auto", budget="10m"))`` or ``tl.train(ds, strategy="auto", budget="10m")``.
     """
 
-    backbone: str = DEFAULT_BACKBONE  # a bundled or timm model name; "A+B" concatenates their features
+    backbone: str | None = None  # a bundled or timm model name; "A+B" concatenates their features; "auto" chooses among
+    # the bundled ones by cross-validation (run.choose); None: "auto" for strategy auto, else DEFAULT_BACKBONE
     weights: Weights = None  # a local weights file, or for "A+B" {member name: file}; None: bundled / timm's own
     features: str = option(DEFAULT_FEATURES, "multi: also pool the last 3 stages (textures, medical, industrial images).", choices=FEATURE_MODES)
     strategy: str = option("probe", (

@@ -34,6 +34,15 @@ AUTO_HINT_MIN_IMAGES = 1000  # fine-tuning won clearly on all 4 dev-suite sets a
 # (full size, BENCHMARKS.md; Caltech-101 in 2 seeds of 3), and in 1 of 21 runs at 300 images, where suggesting minutes of training misleads
 
 
+def auto_small(n_train: int) -> str | None:
+    """Why ``auto`` does not fine-tune a set this small, or None: on the development suite fine-tuning won
+    clearly in 1 of 21 runs at 300 training images and 0 of 7 at 1,000 (BENCHMARKS.md)."""
+    if n_train >= AUTO_HINT_MIN_IMAGES:
+        return None
+    return (f"kept the probe: with {n_train} training images (under {AUTO_HINT_MIN_IMAGES:,}) fine-tuning rarely wins clearly "
+            "(1 of 28 development-suite runs), so auto spends the time on the features instead; --strategy finetune tries it anyway")
+
+
 def probe_hint(head: ProbeResult, n_train: int, min_win_rate: float) -> str | None:
     """For a probe run: a line saying ``auto`` might do better, when the set is large enough for fine-tuning
     to have won on the development suite and the probe errs often enough for a win to be shown; else None."""

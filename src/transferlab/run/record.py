@@ -163,6 +163,7 @@ class RunRecord:
     finetune: FinetuneOutcome | None = None
     phases: list[Phase] = field(default_factory=list)
     confidence: dict[str, Any] | None = None  # temperature, in-distribution score and threshold (models.confidence)
+    choice: dict[str, Any] | None = None  # ``--backbone auto``: the candidates tried, their scores and the kept one (run.choose.Choice)
     serve: ServeSettings | None = None  # the web page's settings (None: the defaults)
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know (kept as read)
     record_version: int = RECORD_VERSION

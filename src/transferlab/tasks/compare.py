@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ import torch
 from .._io import atomic_write_bytes
 from .._types import Progress
 from ..data import Dataset, Sample
-from ..data.roles import split_roles, stratified_folds
+from ..data.roles import split_roles
 from ..errors import ConfigError, DataError
 from ..features import FeatureCache, cache_key, extract_features, pick_runtime
 from ..features.cache import default_cache_dir
@@ -35,16 +35,15 @@ from ..models import ImageClassifier, create_backbone
 from ..models.backbones import check_weights_available, combine_backbones
 from ..models.bundled import BUNDLED
 from ..models.combined import FEATURE_MODES
-from ..train import ProbeConfig, fit_probe
+from ..train import ProbeConfig
+from ..train.crossval import Step, confidence, ladder, out_of_fold, repeats_for, required_win_rate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
-SCORE_VERSION = "compare-v3"  # bump when the scoring changes: cached scores are recomputed
-SCORE_ITERS = 20  # L-BFGS iterations per fit while scoring (see ``_kfold``)
-SCORE_GRID_STEP = 3  # scoring searches every SCORE_GRID_STEP-th L2 strength of the probe's grid (1, 0.03, 0.001)
+SCORE_VERSION = "compare-v4"  # bump when the scoring changes: cached scores are recomputed
 SPEED_IMAGES = 160  # images timed when no extraction of this backbone has been timed yet (above the tracing threshold)
 # The ImageNet-1k head's mean top-1 probability on the user's photos, for efficientnet_lite0 (other heads are
 # calibrated differently: lite1 gives 0.32 where lite0 gives 0.46). Dev suite, train+val images (BENCHMARKS.md):
@@ -53,6 +52,7 @@ SPEED_IMAGES = 160  # images timed when no extraction of this backbone has been 
 NEAR_IMAGENET = 0.45  # at or above: ImageNet-like photos, the probe on pooled features is usually enough
 FAR_FROM_IMAGENET = 0.25  # below: far from ImageNet; fine-tuning (or --features multi) may matter
 REFERENCE = "efficientnet_lite0"  # the head the thresholds were set on
+CLEAR_WIN = 0.9  # a slower backbone is recommended only when the paired test is this sure it is better (the keep rule's 90 %)
 
 
 @dataclass
@@ -76,6 +76,8 @@ class BackboneScore:
     weights: str = ""  # where its weights came from
     imagenet_confidence: float | None = None  # mean top-1 probability of the ImageNet head (None: no such head)
     members: list[str] = field(default_factory=list)  # a combination's backbones
+    repeats: int = 1  # fold assignments the scores are averaged over
+    fold_accuracy: list[float] = field(default_factory=list, repr=False)  # per repeat and fold, the same folds for every row of one comparison
 
     @property
     def combined(self) -> bool:
@@ -147,7 +149,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rows": [asdict(r) for r in self.rows], "best": self.best, "recommended": self.recommended,
+            "rows": [_row_dict(r) for r in self.rows], "best": self.best, "recommended": self.recommended,
             "recommendation": self.recommendation, "distance": self.distance, "data": self.data, "seconds": round(self.seconds, 2),
         }
 
@@ -170,7 +172,7 @@ class Comparison:
         files = {"json": out / "compare.json", "csv": out / "compare.csv", "plot": out / "compare.png"}
         atomic_write_bytes(files["json"], (json.dumps(self.to_dict(), indent=2) + "\n").encode())
         buf = io.StringIO()
-        columns = [f for f in asdict(self.rows[0]) if f != "members"]
+        columns = [f for f in _row_dict(self.rows[0]) if f != "members"]
         writer = csv.writer(buf)
         writer.writerow(columns)
         for r in self.rows:
@@ -229,10 +231,11 @@ def compare(
     if combine:
         rows += _combined_rows(rows, scored, folds, seed, probe)
     rows.sort(key=lambda r: (-r.accuracy, -r.images_per_s))
-    best, recommended, line = _recommend(rows)
+    best, recommended, line, steps = _recommend(rows)
     data = {
         "root": str(dataset.root), "images": rows[0].n_images, "classes": len(dataset.classes), "splits": sorted({s.split for s in samples}),
         "untouched": len(dataset.samples) - len(samples), "unreadable": {str(p): r for p, r in failed.items()}, "folds": folds, "seed": seed,
+        "ladder": [asdict(s) for s in steps],
     }
     result = Comparison(rows, best.name, recommended.name, line, _distance_line(recommended, rows), data=data, seconds=time.perf_counter() - started)
     if out is not None:
@@ -299,9 +302,10 @@ def _score_backbone(
     key = _digest([SCORE_VERSION, cache.dir.name, sorted(labels.items()), folds, seed, asdict(probe)])
     score_file = root / "compare" / f"score-{key}.json"
     cached = _read_json(score_file)
+    order = sorted(labels)
     if cached is None:
-        x = torch.stack([by_hash[h] for h in sorted(labels)])
-        y = np.array([labels[h] for h in sorted(labels)])
+        x = torch.stack([by_hash[h] for h in order])
+        y = np.array([labels[h] for h in order])
         cached = _kfold(x, y, folds, seed, probe)
         cached["imagenet_confidence"] = _imagenet_confidence(imagenet, x)
         atomic_write_bytes(score_file, json.dumps(cached).encode())
@@ -334,33 +338,11 @@ def _score_combination(
 
 
 def _kfold(x: torch.Tensor, y: np.ndarray, folds: int, seed: int, probe: ProbeConfig) -> dict[str, Any]:
-    """Out-of-fold accuracy and balanced accuracy (mean and spread over folds) of the probe.
-
-    Each fold's probe chooses its L2 strength on a holdout of the other folds only (``ProbeConfig.folds=1``),
-    so no choice sees the images it is scored on. To keep k folds x backbones within seconds, the search
-    uses every third strength of the grid, ``SCORE_ITERS`` L-BFGS iterations and float32: on clothing (3,341
-    images), dtd10 and sign-digits (750 each) every backbone's accuracy within 0.5 points of the search over
-    every other strength at 30 iterations in float64, in 0.45x the time. ``train`` fits its head with the
-    full recipe.
-
-    Shape:
-        x (N, D), y (N,) ints.
-    """
-    n_classes = int(y.max()) + 1
-    counts = np.bincount(y)
-    k = min(folds, int(counts[counts > 0].min()))
-    inner = replace(probe, folds=1, l2_grid=probe.l2_grid[::SCORE_GRID_STEP], max_iter=min(probe.max_iter, SCORE_ITERS))
-    acc, bal = [], []
-    for f, held in enumerate(stratified_folds(y, k, seed)):
-        train = np.setdiff1d(np.arange(len(y)), held)
-        head = fit_probe(x[train], y[train], n_classes, config=inner, seed=seed + f, dtype=torch.float32)  # float32: 1.4x faster
-        pred = (x[held].float() @ head.weight.T + head.bias).argmax(1).numpy()
-        acc.append(float((pred == y[held]).mean()))
-        bal.append(float(np.mean([(pred[y[held] == c] == c).mean() for c in np.unique(y[held])])))
-    return {
-        "accuracy": round(float(np.mean(acc)), 4), "accuracy_sd": round(float(np.std(acc)), 4),
-        "balanced_accuracy": round(float(np.mean(bal)), 4), "balanced_accuracy_sd": round(float(np.std(bal)), 4), "folds": k,
-    }
+    """Out-of-fold scores of the probe (``train.crossval.out_of_fold``, repeated on small sets) with each fold's
+    accuracy, for the recommendation's paired test (the folds depend only on the labels and the seed)."""
+    repeats = repeats_for(len(y))
+    oof = out_of_fold(x, y, folds, repeats, seed, probe)
+    return {**oof.summary(), "repeats": repeats, "fold_accuracy": [round(a, 6) for a in oof.fold_accuracy]}
 
 
 def _imagenet_head(model: ImageClassifier) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -397,19 +379,31 @@ def _speed(model: ImageClassifier, paths: list[Path], ex: Any, runtime: Runtime,
     return speed
 
 
-def _recommend(rows: list[BackboneScore]) -> tuple[BackboneScore, BackboneScore, str]:
-    """The best accuracy, and the fastest whose accuracy is within the best's fold spread of it."""
+def _recommend(rows: list[BackboneScore], min_win_rate: float = CLEAR_WIN) -> tuple[BackboneScore, BackboneScore, str, list[Step]]:
+    """The best accuracy, and the pick of ``train.crossval.ladder``: from the fastest row towards the slowest,
+    a slower one replaces the pick only when the corrected k-fold t-test is ``min_win_rate`` sure it is better
+    on the same folds (the rule ``train --backbone auto`` keeps a combination by)."""
     best = rows[0]
-    close = [r for r in rows if r.accuracy >= best.accuracy - best.accuracy_sd]
-    pick = max(close, key=lambda r: (r.images_per_s, r.accuracy))
+    by_cost = sorted(rows, key=lambda r: (-r.images_per_s, -r.accuracy))
+    same = [r.fold_accuracy if r.n_images == by_cost[0].n_images else [] for r in by_cost]  # other images: other folds, no pairing
+    i, steps = ladder([r.name for r in by_cost], same, min_win_rate, best.folds)
+    pick = by_cost[i]
     score = lambda r: f"{r.accuracy:.3f} ± {r.accuracy_sd:.3f}"  # noqa: E731
     train = f" — train it with `transferlab train DATA --backbone {pick.name}{' --features multi' if pick.features == 'multi' else ''}`"
     if pick is best:
-        return best, pick, f"use {best.name}: the best {best.folds}-fold accuracy ({score(best)}), and the fastest within its fold spread{train}"
+        return best, pick, f"use {best.name}: the best {best.folds}-fold accuracy ({score(best)}), and no faster backbone is as good{train}", steps
+    sure = confidence(pick.fold_accuracy, best.fold_accuracy, best.folds) if best.n_images == pick.n_images else 0.0
     return best, pick, (
-        f"use {pick.name}: {score(pick)}, within the fold spread of the best, {best.name} ({score(best)}), "
-        f"at {pick.images_per_s / best.images_per_s:.1f}x its speed{train}"
-    )
+        f"use {pick.name}: {score(pick)}; {best.name} scores {score(best)} but is not clearly better "
+        f"({100 * sure:.0f}% sure, under the {100 * required_win_rate(min_win_rate, len(rows) - 1):.0f}% required), at {pick.images_per_s / best.images_per_s:.1f}x its speed{train}"
+    ), steps
+
+
+def _row_dict(row: BackboneScore) -> dict[str, Any]:
+    """A row as saved: everything but the per-image verdicts."""
+    out = asdict(row)
+    out.pop("fold_accuracy")
+    return out
 
 
 def _distance_line(recommended: BackboneScore, rows: list[BackboneScore]) -> str:
