@@ -195,7 +195,9 @@ def _print_problems(console: Console, skipped: Problems, warnings: Problems, lim
 def train(
     data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help=DATA_HELP)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted fine-tuning run in this folder (no DATA needed).")] = None,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", metavar="NAME", help=BACKBONE_HELP + "; A+B concatenates their features (what `compare --combine` scores).")] = DEFAULT_BACKBONE,
+    backbone: Annotated[Optional[str], typer.Option("--backbone", "-b", metavar="NAME", help=BACKBONE_HELP + (
+        "; A+B concatenates their features (what `compare --combine` scores); auto: the bundled ones, alone or combined, chosen by "
+        f"cross-validation on train + val [default: auto with --strategy auto, else {DEFAULT_BACKBONE}]."))] = None,
     weights: Annotated[Optional[list[str]], typer.Option("--weights", metavar="FILE|NAME=FILE", help=WEIGHTS_HELP + "; for A+B, NAME=FILE per member that uses a local file (repeatable).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-BACKBONE].")] = None,
     config: TrainConfig = TrainConfig(),
@@ -220,7 +222,7 @@ def train(
     config = config.replace(  # the flags the config's own fields do not make; refused here, before the data is read, when wrong
         backbone=backbone, weights=_weights_arg(weights), budget=budget, seed=loading.seed, finetune=recipe, exclude=tuple(_read_list(exclude)))
     ds = tl.load_dataset(data, **loading.kwargs())
-    directory = out_dir or tl.default_run_dir(ds, backbone)
+    directory = out_dir or tl.default_run_dir(ds, backbone or ("auto" if config.strategy == "auto" else DEFAULT_BACKBONE))
     with using_decoder(decoder), progress_bar(quiet or json_) as cb:
         run = tl.train(ds, config, out=directory, cache_dir=cache_dir, progress=cb)
     _report_training(run, directory, json_)
