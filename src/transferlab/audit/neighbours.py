@@ -34,7 +34,7 @@ def nearest(
     """The ``k`` most similar rows of ``base`` for each row of ``query`` (both already normalised).
 
     Exact when ``len(query) * len(base) <= exact_up_to ** 2`` (default ``EXACT_UP_TO``) or FAISS is not
-    installed; otherwise approximate (recall@10 >= 0.99 measured), each similarity returned still exact.
+    installed; otherwise approximate (recall@10 0.999 at 20,000 synthetic rows, 0.953 at 100,000), each similarity exact.
 
     Args:
         exclude_self: ``query`` is ``base``: row i is not its own neighbour.
