@@ -29,9 +29,11 @@ def main() -> None:
     p.add_argument("--draws", type=int, default=100)
     p.add_argument("--images", type=int, default=300)
     p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--case", choices=("random", "wrecked", "both"), default="both")
     a = p.parse_args()
     need = required_win_rate(0.9, 2)
-    for case, strengths in (("random labels", (0.0, 0.0, 0.0)), ("wrecked candidates", (1.0, 0.0, 0.0))):
+    cases = {"random": ("random labels", (0.0, 0.0, 0.0)), "wrecked": ("wrecked candidates", (1.0, 0.0, 0.0))}
+    for case, strengths in (cases.values() if a.case == "both" else [cases[a.case]]):
         moved_t = moved_boot = 0
         for draw in range(a.draws):
             y = np.random.default_rng(draw).integers(0, a.classes, a.images)

@@ -64,7 +64,7 @@ class Choice:
         if len(self.tried) == 1:
             return f"backbone auto: {self.name} ({'; '.join(self.skipped) or 'no other candidate'})"
         kept = next((t for t in reversed(self.tried) if t["kept"]), first)
-        scored = f"{self.repeats}x{FOLDS}-fold probe accuracy on {self.images} train+val images"
+        scored = f"{self.repeats}x{FOLDS}-fold probe accuracy on {self.images} train+val images" + "".join(f"; {line}" for line in self.skipped)
         if kept is first:
             best = max(self.tried[1:], key=lambda t: t["accuracy"])
             why = f"{best['name']} {best['accuracy']:.3f} vs {first['accuracy']:.3f} is not clearly better ({100 * best['win_rate']:.0f}% sure, under {100 * self.required:.0f}%)"
