@@ -79,7 +79,9 @@ def test_the_paired_test_is_strict_and_corrected_for_overlapping_folds() -> None
     assert 0.5 < confidence(base, noisy, 5) < 0.9
     assert abs(_t_cdf(1.761, 14) - 0.95) < 1e-3 and abs(_t_cdf(-2.132, 4) - 0.05) < 1e-3  # Student's t tables
     pick, steps = ladder(["cheap", "dear", "dearest"], [base, up, noisy], 0.9, folds=5)
-    assert pick == 1 and steps[1].against == "cheap" and steps[1].kept and steps[2].against == "dear" and not steps[2].kept
+    assert pick == 1 and steps[1].against == "cheap" and steps[1].kept and steps[2].against == "cheap" and not steps[2].kept
+    best = [a + 0.06 for a in base]  # clearly better than the default, and more accurate than ``up``
+    assert ladder(["cheap", "dear", "dearest"], [base, up, best], 0.9, folds=5)[0] == 2  # the most accurate clear winner
     assert required_win_rate(0.9, 2) == pytest.approx(0.95) and required_win_rate(0.9, 1) == pytest.approx(0.9)
 
 

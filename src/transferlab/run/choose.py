@@ -1,8 +1,9 @@
 """``--backbone auto``: which bundled backbone and features to train, decided on train + val only.
 
 Each candidate's features (cached, so the kept one costs nothing more to train on) are scored by repeated
-k-fold of the probe; a costlier candidate replaces the current pick only when it wins clearly on the same
-folds (``train.crossval.ladder``: the corrected repeated k-fold t-test, at the keep rule's 90 %). The split a run reports is
+k-fold of the probe; a candidate replaces the default only when it wins clearly on the same folds
+(``train.crossval.ladder``: the corrected repeated k-fold t-test, at the keep rule's 90 % split between the
+challengers), and the most accurate of those that do is kept. The split a run reports is
 never seen. Candidates whose extraction the time budget cannot hold are skipped, and the record says so.
 """
 
@@ -61,16 +62,16 @@ class Choice:
     def line(self) -> str:
         """One sentence for the run's decision."""
         first = self.tried[0]
+        skipped = "".join(f"; {line}" for line in self.skipped)
         if len(self.tried) == 1:
             return f"backbone auto: {self.name} ({'; '.join(self.skipped) or 'no other candidate'})"
-        kept = next((t for t in reversed(self.tried) if t["kept"]), first)
-        scored = f"{self.repeats}x{FOLDS}-fold probe accuracy on {self.images} train+val images" + "".join(f"; {line}" for line in self.skipped)
+        kept = next(t for t in self.tried if t["name"] == self.name)
+        scored = f"{self.repeats}x{FOLDS}-fold probe accuracy on {self.images} train+val images{skipped}"
         if kept is first:
             best = max(self.tried[1:], key=lambda t: t["accuracy"])
             why = f"{best['name']} {best['accuracy']:.3f} vs {first['accuracy']:.3f} is not clearly better ({100 * best['win_rate']:.0f}% sure, under {100 * self.required:.0f}%)"
             return f"backbone auto: kept {self.name} — {why}; {scored}"
-        return (f"backbone auto: {self.name}, {kept['accuracy']:.3f} against {kept['against']}'s "
-                f"{next(t['accuracy'] for t in self.tried if t['name'] == kept['against']):.3f}, {100 * kept['win_rate']:.0f}% sure it is better; {scored}")
+        return f"backbone auto: {self.name}, {kept['accuracy']:.3f} against {first['name']}'s {first['accuracy']:.3f}, {100 * kept['win_rate']:.0f}% sure it is better; {scored}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

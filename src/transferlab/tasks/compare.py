@@ -380,9 +380,9 @@ def _speed(model: ImageClassifier, paths: list[Path], ex: Any, runtime: Runtime,
 
 
 def _recommend(rows: list[BackboneScore], min_win_rate: float = CLEAR_WIN) -> tuple[BackboneScore, BackboneScore, str, list[Step]]:
-    """The best accuracy, and the pick of ``train.crossval.ladder``: from the fastest row towards the slowest,
-    a slower one replaces the pick only when the corrected k-fold t-test is ``min_win_rate`` sure it is better
-    on the same folds (the rule ``train --backbone auto`` keeps a combination by)."""
+    """The best accuracy, and the pick of ``train.crossval.ladder`` (the rule ``train --backbone auto`` uses):
+    the most accurate of the rows the corrected k-fold t-test is ``min_win_rate`` sure beat the fastest one on
+    the same folds; none: the fastest."""
     best = rows[0]
     by_cost = sorted(rows, key=lambda r: (-r.images_per_s, -r.accuracy))
     same = [r.fold_accuracy if r.n_images == by_cost[0].n_images else [] for r in by_cost]  # other images: other folds, no pairing
@@ -390,17 +390,19 @@ def _recommend(rows: list[BackboneScore], min_win_rate: float = CLEAR_WIN) -> tu
     pick = by_cost[i]
     score = lambda r: f"{r.accuracy:.3f} ± {r.accuracy_sd:.3f}"  # noqa: E731
     train = f" — train it with `transferlab train DATA --backbone {pick.name}{' --features multi' if pick.features == 'multi' else ''}`"
+    fastest = by_cost[0]
     if pick is best:
-        return best, pick, f"use {best.name}: the best {best.folds}-fold accuracy ({score(best)}), and no faster backbone is as good{train}", steps
-    sure = confidence(pick.fold_accuracy, best.fold_accuracy, best.folds) if best.n_images == pick.n_images else 0.0
+        clear = "the fastest too" if best is fastest else f"clearly better than the fastest, {fastest.name} ({score(fastest)})"
+        return best, pick, f"use {best.name}: the best {best.folds}-fold accuracy ({score(best)}), {clear}{train}", steps
+    sure = confidence(fastest.fold_accuracy, best.fold_accuracy, best.folds) if best.n_images == fastest.n_images else 0.0
     return best, pick, (
-        f"use {pick.name}: {score(pick)}; {best.name} scores {score(best)} but is not clearly better "
+        f"use {pick.name}: {score(pick)}; {best.name} scores {score(best)} but is not clearly better than {fastest.name} "
         f"({100 * sure:.0f}% sure, under the {100 * required_win_rate(min_win_rate, len(rows) - 1):.0f}% required), at {pick.images_per_s / best.images_per_s:.1f}x its speed{train}"
     ), steps
 
 
 def _row_dict(row: BackboneScore) -> dict[str, Any]:
-    """A row as saved: everything but the per-image verdicts."""
+    """A row as saved: everything but the per-fold accuracies."""
     out = asdict(row)
     out.pop("fold_accuracy")
     return out

@@ -2,9 +2,9 @@
 repeated over several fold assignments, and the paired bootstrap that says whether one choice clearly beats
 another (the keep rule's test, on every image of train + val instead of one small holdout).
 
-``compare`` and ``train --backbone auto`` both decide with ``ladder``: a costlier option replaces the current
-pick only when the corrected repeated k-fold t-test is at least ``min_win_rate`` sure it is better (the keep
-rule's 90 %), so a lucky fold is not kept.
+``compare`` and ``train --backbone auto`` both decide with ``ladder``: an option replaces the default only when
+the corrected repeated k-fold t-test is at least ``min_win_rate`` sure it is better (the keep rule's 90 %,
+split between the challengers), so a lucky fold is not kept; of those that clear it, the most accurate wins.
 """
 
 from __future__ import annotations
@@ -147,13 +147,13 @@ def _t_cdf(t: float, df: int) -> float:
 
 @dataclass
 class Step:
-    """One option's turn on the ladder: its out-of-fold accuracy and its win rate over the pick before it."""
+    """One option's verdict: its out-of-fold accuracy and how sure the test is that it beats the default."""
 
     name: str
     accuracy: float
     win_rate: float | None  # its ``confidence`` of beating ``against`` (None for the starting option)
     against: str | None
-    kept: bool
+    kept: bool  # beat the default clearly (the default itself: True)
 
 
 def required_win_rate(min_win_rate: float, challengers: int) -> float:
@@ -163,19 +163,16 @@ def required_win_rate(min_win_rate: float, challengers: int) -> float:
 
 
 def ladder(names: Sequence[str], fold_accuracy: Sequence[Sequence[float]], min_win_rate: float, folds: int) -> tuple[int, list[Step]]:
-    """The index of the option to use, and each step of the decision.
+    """The index of the option to use, and each option's verdict.
 
-    ``names`` go from the cheapest (the default, where the ladder starts) to the costliest, each with its
-    per-fold accuracies on the same folds; each one replaces the current pick only when its ``confidence``
-    of beating it reaches ``required_win_rate``.
+    ``names[0]`` is the default (the cheapest); every other option is tested against it on the same folds,
+    and the most accurate of those the corrected t-test is at least ``required_win_rate`` sure beat the
+    default is used; none: the default.
     """
-    pick = 0
     need = required_win_rate(min_win_rate, len(names) - 1)
     steps = [Step(names[0], float(np.mean(fold_accuracy[0])), None, None, True)]
     for i in range(1, len(names)):
-        rate = confidence(fold_accuracy[pick], fold_accuracy[i], folds)
-        kept = rate >= need
-        steps.append(Step(names[i], float(np.mean(fold_accuracy[i])), rate, names[pick], kept))
-        if kept:
-            pick = i
+        rate = confidence(fold_accuracy[0], fold_accuracy[i], folds)
+        steps.append(Step(names[i], float(np.mean(fold_accuracy[i])), rate, names[0], rate >= need))
+    pick = max((i for i, s in enumerate(steps) if s.kept), key=lambda i: (steps[i].accuracy, -i))
     return pick, steps
