@@ -57,6 +57,8 @@ def main() -> None:
     import ray
 
     files = sorted((args.data / "images").glob("*.jpg"))[: args.limit or None]
+    if len(files) <= SMALL:
+        parser.error(f"expected more than {SMALL} photos in {args.data / 'images'}, found {len(files)} — pass --data")
     run = tl.from_backbone()
     ray.init(num_cpus=cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     n = len(files)
