@@ -110,3 +110,9 @@ def test_auto_skips_candidates_the_budget_cannot_hold(photo_folder: Path, tmp_pa
     choice = choose.choose_backbone(ds, TrainConfig(backbone="auto", precision="fp32"), tmp_path / "cache", None, deadline=time.monotonic() + 0.01)
     assert (choice.backbone, choice.features) == choose.CANDIDATES[0] and len(choice.tried) == 1
     assert "not tried" in choice.skipped[0] and "time left" in choice.skipped[0] and "not tried" in choice.line()
+
+
+def test_a_class_of_one_photo_still_cross_validates() -> None:
+    y = np.array([0] * 20 + [1] * 20 + [2])  # Caltech-101 capped at 300 images leaves classes of one photo
+    oof = out_of_fold(torch.randn(len(y), 8), y, folds=5, repeats=1, seed=0)
+    assert oof.folds == 5 and oof.correct.shape == (1, len(y)) and not oof.correct[0, -1]  # never seen in training: never right

@@ -72,7 +72,9 @@ def out_of_fold(x: torch.Tensor, y: np.ndarray, folds: int = 5, repeats: int = 1
     """
     n_classes = int(y.max()) + 1
     counts = np.bincount(y)
-    k = min(folds, int(counts[counts > 0].min()))
+    # every fold judges every class where the classes are big enough; else (a class of one or two photos) the
+    # folds still split the images, and such a class is scored only in the folds that hold it
+    k = max(2, min(folds, int(counts[counts > 0].min()))) if counts[counts > 0].min() >= 2 else min(folds, len(y) // 2)
     inner = replace(probe, folds=1, l2_grid=probe.l2_grid[::SCORE_GRID_STEP], max_iter=min(probe.max_iter, SCORE_ITERS))
     predicted = np.zeros((repeats, len(y)), dtype=int)
     acc, bal = [], []
