@@ -114,7 +114,7 @@ def choose_backbone(data: Dataset, config: TrainConfig, cache_dir: Path | str | 
 
 
 def _decide(choice: Choice, rows: dict[str, dict[Path, torch.Tensor]], samples: list[Sample], config: TrainConfig, started: float) -> Choice:
-    """Score every extracted candidate on the images all of them could read; climb the ladder."""
+    """Score every extracted candidate on the images all of them could read; test each against the default."""
     usable = [s for s in samples if all(s.path in r for r in rows.values())]
     y = np.array([s.label for s in usable], dtype=int)
     choice.images, choice.repeats = len(usable), repeats_for(len(usable))
