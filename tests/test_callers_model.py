@@ -43,7 +43,8 @@ def _serve(s: Scene) -> Any:
     from transferlab.serve.predictor import Predictor, ServeConfig
 
     predictor = Predictor(s.run, ServeConfig())
-    return asyncio.run(predictor.infer([Image.open(s.photo).convert("RGB")], k=2, with_cam=True))
+    upload = (s.photo.read_bytes(), s.photo.name)
+    return asyncio.run(predictor.answer([upload], k=2, with_cam=True))
 
 
 def _view(s: Scene) -> torch.Tensor:

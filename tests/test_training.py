@@ -106,8 +106,9 @@ def test_training_leaves_the_callers_dataset_as_it_was(tiny_weights: Path, tmp_p
 def test_runs_saved_by_0_1_still_load_and_predict_the_same(tiny_weights: Path, tmp_path: Path, photo_folder: Path) -> None:
     run = tl.train(tl.load_dataset(photo_folder), TINY, weights=tiny_weights, precision="fp32", out=tmp_path / "run", cache_dir=tmp_path / "cache")
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
-    for key in ("record_version", "phases", "kept", "decision"):  # what 0.1 did not write
+    for key in ("record_version", "phases", "kept", "decision", "digests"):  # what 0.1 did not write
         meta.pop(key, None)
+    (tmp_path / "run" / "digests.json").unlink()
     meta["serve"] = {"unsure_below": 0.7}  # and a field this version reads but does not model
     (tmp_path / "run" / "model.json").write_text(json.dumps(meta))
     old = tl.load(tmp_path / "run")
@@ -116,8 +117,11 @@ def test_runs_saved_by_0_1_still_load_and_predict_the_same(tiny_weights: Path, t
     assert old.predict(paths) == run.predict(paths)
 
 
-def test_auto_keeps_the_probe_when_fine_tuning_cannot_pay_and_says_why(photo_folder: Path, tiny_weights: Path, tmp_path: Path) -> None:
+def test_auto_keeps_the_probe_when_fine_tuning_cannot_pay_and_says_why(photo_folder: Path, tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ds = tl.load_dataset(photo_folder)  # colour-coded classes: the probe is right on every validation image
+    run = tl.train(ds, TINY, "auto", weights=tiny_weights, precision="fp32", finetune_config=ONE_EPOCH, cache_dir=tmp_path / "cache")
+    assert run.record.kept == "probe" and run.record.finetune is None and "under 1,000" in run.record.decision  # too few images to try
+    monkeypatch.setattr("transferlab.run.decisions.AUTO_HINT_MIN_IMAGES", 10)  # 1,000 in use: 10 keeps the test fast
     run = tl.train(ds, TINY, "auto", weights=tiny_weights, precision="fp32", finetune_config=ONE_EPOCH, cache_dir=tmp_path / "cache")
     assert run.record.kept == "probe" and run.record.finetune is None and "every validation image" in run.record.decision
 
@@ -152,7 +156,7 @@ def _epochs_take_one_second(monkeypatch: pytest.MonkeyPatch) -> None:
         def monotonic() -> float:
             return now[0]
 
-    for module in [m for name, m in sys.modules.items() if name.startswith("transferlab.") and getattr(m, "time", None) is time]:
+    for module in [m for name, m in list(sys.modules.items()) if name.startswith("transferlab.") and getattr(m, "time", None) is time]:
         monkeypatch.setattr(module, "time", Clock())
     real_epoch = finetune.train_one_epoch
 
@@ -168,6 +172,7 @@ def test_a_time_budget_ends_fine_tuning(tiny_weights: Path, tmp_path: Path, monk
     root = random_labels(tmp_path / "data", LAYOUTS["train+test"])
     config = dataclasses.replace(ONE_EPOCH, epochs=50, patience=50, batch_size=8)
     _epochs_take_one_second(monkeypatch)
+    monkeypatch.setattr("transferlab.run.decisions.AUTO_HINT_MIN_IMAGES", 10)  # auto fine-tunes from 1,000 images; 10 keeps the test fast
     run = tl.train(tl.load_dataset(root), TINY, "auto", weights=tiny_weights, precision="fp32", finetune_config=config, budget=1.5, cache_dir=tmp_path / "cache")
     tuned = run.record.finetune
     # epoch 1 ends at 1 s; a second, judged by the first one's length, would end at 2 s > 1.5: not started
