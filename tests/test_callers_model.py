@@ -38,7 +38,6 @@ def _export(format: str) -> Callable[[Scene], Any]:
 
 
 def _serve(s: Scene) -> Any:
-    from PIL import Image
 
     from transferlab.serve.predictor import Predictor, ServeConfig
 
