@@ -10,14 +10,14 @@ split between the challengers), so a lucky fold is not kept; of those that clear
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ..data.roles import stratified_folds
+from ..features.runtime import intra_op_threads
 from .config import ProbeConfig
 from .probe import fit_probe
 
@@ -78,7 +78,7 @@ def out_of_fold(x: torch.Tensor, y: np.ndarray, folds: int = 5, repeats: int = 1
     inner = replace(probe, folds=1, l2_grid=probe.l2_grid[::SCORE_GRID_STEP], max_iter=min(probe.max_iter, SCORE_ITERS))
     predicted = np.zeros((repeats, len(y)), dtype=int)
     acc, bal = [], []
-    with _threads(1 if x.numel() < SMALL_PROBLEM else torch.get_num_threads()):
+    with intra_op_threads(1 if x.numel() < SMALL_PROBLEM else 0):  # small fits lose time to thread hand-offs (0.09 s on one thread, 2.7 s on two busy cores)
         for r in range(repeats):
             _one_assignment(x, y, k, seed + 1000 * r, n_classes, inner, predicted[r], acc, bal)
     return OutOfFold(predicted == y[None, :], predicted, acc, bal, k)
@@ -93,18 +93,6 @@ def _one_assignment(x: torch.Tensor, y: np.ndarray, k: int, seed: int, n_classes
         predicted[held] = pred
         acc.append(float((pred == y[held]).mean()))
         bal.append(float(np.mean([(pred[y[held] == c] == c).mean() for c in np.unique(y[held])])))
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Run with ``n`` torch threads and put the caller's count back: small fits only lose time to thread hand-offs
-    (one 192 x 32 fit: 0.09 s on one thread, 2.7 s on two of a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def win_rate(baseline: np.ndarray, candidate: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> float:
