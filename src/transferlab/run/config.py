@@ -39,8 +39,9 @@ class TrainConfig:
         out of train judge every epoch, the probe's head included as epoch 0, and the fine-tuned weights
         are kept only when they beat the probe clearly (``finetune.min_win_rate``). Checkpoints are
         deleted once training ends unless ``keep_checkpoints``; an interrupted run keeps them for ``resume``.
-        ``auto``: as finetune, within ``budget`` (default 15 min), skipping fine-tuning when the probe
-        leaves nothing to win; the run records what was tried and why the kept model won.
+        ``auto``: within ``budget`` (default 15 min), the backbone and features chosen by cross-validation
+        (``backbone="auto"``, ``run.choose``), then fine-tuning from 1,000 training images, skipped when the
+        probe leaves nothing to win; the run records what was tried and why the kept model won.
 
     Example:
         ``tl.train(ds, TrainConfig(strategy="auto", budget="10m"))`` or ``tl.train(ds, strategy="auto", budget="10m")``.
@@ -52,7 +53,7 @@ class TrainConfig:
     features: str = option(DEFAULT_FEATURES, "multi: also pool the last 3 stages (textures, medical, industrial images).", choices=FEATURE_MODES)
     strategy: str = option("probe", (
         "probe: linear head on frozen, cached features (seconds); finetune: probe, then the backbone unfrozen, kept only if validation "
-        "shows it beats the probe; auto: finetune within --budget, skipped when it cannot pay."), choices=STRATEGIES)
+        "shows it beats the probe; auto: backbone and features chosen by cross-validation, then finetune from 1,000 training images, within --budget."), choices=STRATEGIES)
     budget: float | str | None = None  # most training time: seconds, or "90s", "5m", "1h"; auto without one: AUTO_BUDGET_S
     seed: int = 0  # training's random numbers (the split's seed travels with the data set)
     precision: str = option("auto", "Compute precision (auto: bf16 where the hardware has it, else fp32).", choices=PRECISIONS)
