@@ -27,7 +27,7 @@ from ..models.state import preserved
 from .cache import FeatureCache
 from .device_input import eval_batches, use_device_decoder
 from .runtime import Runtime, cpu_count, inference, optimize_for_inference, pick_runtime, single_threaded_ops
-
+from .views import load_view, view_cache
 
 
 @dataclass
@@ -74,8 +74,8 @@ class _Decoder:
     network, typically).
     """
 
-    def __init__(self, paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int, ahead: int) -> None:
-        self.paths, self.preprocess, self.batch_size, self.ahead = paths, preprocess, batch_size, ahead
+    def __init__(self, paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int, ahead: int, view: str | None = None) -> None:
+        self.paths, self.preprocess, self.batch_size, self.ahead, self.view = paths, preprocess, batch_size, ahead, view
         self.pool = ThreadPoolExecutor(workers)
         self.pending: deque[tuple[int, Future]] = deque()
         self.submitted = 0
@@ -83,7 +83,7 @@ class _Decoder:
 
     def _load(self, path: Path) -> torch.Tensor | str:
         try:
-            return load_image(path, self.preprocess)
+            return load_image(path, self.preprocess) if self.view is None else load_view(path, self.preprocess, self.view)
         except BadImageError as err:
             return err.reason
         except OSError as err:
@@ -117,16 +117,17 @@ class _Decoder:
 
 
 def _compute(
-    model: ImageClassifier, paths: Sequence[Path], runtime: Runtime, batch_size: int, workers: int, on_device: bool = False
+    model: ImageClassifier, paths: Sequence[Path], runtime: Runtime, batch_size: int, workers: int, on_device: bool = False, view: str | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor | None, dict[int, str]]]:
     """Yield (positions, (B, D) float32 features or None, {position: reason}) per batch, in order.
 
     On CPU, one single-threaded model stream per core, each on its own batch, while ``workers``
-    threads decode ahead; ``on_device``: files are decoded and resized on the model's device (``device_input``).
+    threads decode ahead; ``on_device``: files are decoded and resized on the model's device (``device_input``);
+    ``view``: an extra view of each file (``features.views``), decoded on the CPU.
     """
     streams = cpu_count() if runtime.device.type == "cpu" else 1
     ahead = max(256, 2 * batch_size * streams)
-    decoding = eval_batches(paths, model.preprocess, batch_size, workers, ahead, runtime.device) if on_device else _Decoder(paths, model.preprocess, batch_size, workers, ahead)
+    decoding = eval_batches(paths, model.preprocess, batch_size, workers, ahead, runtime.device) if on_device else _Decoder(paths, model.preprocess, batch_size, workers, ahead, view)
     with single_threaded_ops(streams > 1), decoding as decoder, ThreadPoolExecutor(streams) as pool:
         example = torch.zeros(batch_size, 3, *model.preprocess.input_size, dtype=torch.uint8)
         fast = optimize_for_inference(model.feature_extractor(), runtime, example, len(paths))  # while the first files decode
@@ -160,6 +161,7 @@ def extract_features(
     workers: int | None = None,
     progress: Progress | None = None,
     decoder: str | None = None,
+    view: str | None = None,
 ) -> Extraction:
     """Pooled features of ``paths`` through ``model``'s backbone, using and filling ``cache``.
 
@@ -173,13 +175,16 @@ def extract_features(
         progress: called with (done, total) as images complete.
         decoder: ``auto`` (decode and resize on the GPU when the model runs on one), ``cpu`` or ``gpu``
             (default: ``device_input.current_decoder()``, set by ``using_decoder``).
+        view: features of this extra view of each file (``features.views.VIEWS``: mirrored, shifted crops)
+            instead of the plain one, cached beside ``cache`` under their own key; always decoded on the CPU.
     """
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
     runtime = runtime or pick_runtime()
     workers = workers or cpu_count()
     batch_size = batch_size or (16 if runtime.device.type == "cpu" else 64)
-    on_device = use_device_decoder(runtime.device, decoder)  # before any work: ``gpu`` without one is refused here
+    on_device = use_device_decoder(runtime.device, decoder) and view is None  # before any work: ``gpu`` without one is refused here
+    cache = view_cache(cache, view) if cache is not None else None
     hashes, failed = _hash_files(paths, workers, cache)
     found = cache.get(h for h in hashes if h) if cache is not None else {}
     todo_hashes = list(dict.fromkeys(h for h in hashes if h and h not in found))  # identical files computed once
@@ -190,7 +195,7 @@ def extract_features(
         progress(done, len(paths))
     bad_hashes: dict[str, str] = {}
     with preserved(model):  # the caller's model keeps its device, layout and mode
-        for positions, feats, bad in _compute(model, todo, runtime, batch_size, workers, on_device) if todo else ():
+        for positions, feats, bad in _compute(model, todo, runtime, batch_size, workers, on_device, view) if todo else ():
             bad_hashes.update({todo_hashes[i]: reason for i, reason in bad.items()})
             if feats is not None:
                 batch_hashes = [todo_hashes[i] for i in positions]
