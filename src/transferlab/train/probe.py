@@ -55,6 +55,8 @@ def fit_probe(
     seed: int = 0,
     refit: bool = True,
     dtype: torch.dtype = torch.float64,
+    x_extra: np.ndarray | torch.Tensor | None = None,
+    extra_of: np.ndarray | None = None,
 ) -> ProbeResult:
     """Fit the head; pick L2 on (x_val, y_val), else by k-fold (or one holdout) of the training data.
 
@@ -64,8 +66,13 @@ def fit_probe(
     ``dtype`` is the precision of the returned fit (float64, the default for training, or float32: the audit's
     k-fold probe); the search over L2 always runs in float32, where it takes half the time.
 
+    ``x_extra`` are more rows for fitting, each a view (``features.views``) of the photo whose row in
+    ``x_train`` + ``x_val`` ``extra_of`` gives, with its label: a view fits only where its photo fits, and
+    never judges, so no photo is on both sides of the L2 choice.
+
     Shape:
-        x_train (N, D), y_train (N,) ints in [0, n_classes); returns weight (C, D), bias (C,).
+        x_train (N, D), y_train (N,) ints in [0, n_classes); x_extra (M, D), extra_of (M,) ints in
+        [0, N + N_val); returns weight (C, D), bias (C,).
     """
     x_tr = torch.as_tensor(np.asarray(x_train), dtype=dtype)
     y_tr = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
@@ -77,6 +84,8 @@ def fit_probe(
     else:
         x_all, y_all = x_tr, y_tr
         splits, chosen_on = _choice_splits(y_all.numpy(), config, seed)
+    if x_extra is not None and extra_of is not None and len(extra_of):
+        x_all, y_all, splits = _with_views(x_all, y_all, torch.as_tensor(np.asarray(x_extra), dtype=dtype), np.asarray(extra_of), splits)
     fit_rows = np.concatenate([tr for tr, _ in splits]) if not refit else None
     basis = x_all if refit else x_all[np.unique(fit_rows)]
     mean, std = basis.mean(0), basis.std(0).clamp_min(1e-6)
@@ -94,6 +103,17 @@ def fit_probe(
     weight = (theta[:-1] / std[:, None]).T  # fold the standardisation into the head
     bias = theta[-1] - (mean / std) @ theta[:-1]
     return ProbeResult(weight.float().contiguous(), bias.float().contiguous(), l2, scores, chosen_on, sum(len(va) for _, va in splits))
+
+
+def _with_views(x: torch.Tensor, y: torch.Tensor, x_extra: torch.Tensor, extra_of: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]):
+    """The rows with the views appended (labelled as their photos), and each split's fitting rows joined by
+    the views of its fitting photos; the judging rows stay the photos' own."""
+    n = len(y)
+    if extra_of.min() < 0 or extra_of.max() >= n:
+        raise ValueError(f"expected extra_of in [0, {n}), got values from {extra_of.min()} to {extra_of.max()}")
+    view_rows = n + np.arange(len(extra_of))
+    joined = [(np.concatenate([tr, view_rows[np.isin(extra_of, tr)]]), va) for tr, va in splits]
+    return torch.cat([x, x_extra]), torch.cat([y, y[torch.as_tensor(extra_of)]]), joined
 
 
 def _path(z: torch.Tensor, y: torch.Tensor, n_classes: int, splits: list[tuple[np.ndarray, np.ndarray]], config: ProbeConfig) -> tuple[np.ndarray, int, torch.Tensor]:
