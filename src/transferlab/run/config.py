@@ -21,6 +21,7 @@ from ..train.config import FinetuneConfig, ProbeConfig
 STRATEGIES = ("probe", "finetune", "auto")
 AUTO_BUDGET_S = 15 * 60.0  # what ``auto`` may spend in all when no budget is given
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+MAX_VIEWS = 3  # len(features.views.VIEWS): flip, two shifted crops (a test keeps them equal; that module loads torch)
 # Fine-tuning fields whose default changed after runs were checkpointed: what a checkpoint that lacks them did.
 FINETUNE_BEFORE = {"train_size_ratio": 1.0, "ema_epochs": 0.0}
 
@@ -59,6 +60,9 @@ class TrainConfig:
     precision: str = option("auto", "Compute precision (auto: bf16 where the hardware has it, else fp32).", choices=PRECISIONS)
     batch_size: int | None = option(None, "Images per forward pass [default: 16 per CPU core, 64 on GPU].")
     probe: ProbeConfig = ProbeConfig()  # how the head is fitted
+    views: int = option(0, (
+        "Also fit the head on the features of N extra views of each training photo (1: mirrored; 2, 3: and two shifted crops), computed "
+        "once and cached; 0: off (measured on the development suite: BENCHMARKS.md)."))
     finetune: FinetuneConfig = FinetuneConfig()  # phase 2's recipe (strategies finetune and auto)
     accept: float = option(DEFAULT_ACCEPT, "'None of these' threshold: the share of validation images it accepts (0.99: reject less).")
     ood_score: str = option(DEFAULT_METHOD, "In-distribution score (BENCHMARKS.md compares them).", flag="--ood-score", choices=SCORE_METHODS)
@@ -81,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"expected precision in {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0.0 < self.accept <= 1.0:
             raise ConfigError(f"expected --accept in (0, 1], the share of in-distribution images to accept, got {self.accept} — e.g. --accept 0.95")
+        if not (isinstance(self.views, int) and 0 <= self.views <= MAX_VIEWS):
+            raise ConfigError(f"expected --views from 0 to {MAX_VIEWS} (extra views per training photo), got {self.views!r}")
         if self.ood_score not in SCORE_METHODS:
             raise ConfigError(f"expected --ood-score in {', '.join(SCORE_METHODS)}, got {self.ood_score!r}")
 

@@ -52,6 +52,7 @@ class _Fitted:
     val_set: list[Sample]  # the images that chose (val, or a holdout of train when fine-tuning without one)
     tuned: FinetuneResult | None = None
     decision: str | None = None
+    views: steps.Views | None = None  # the head's extra views (``TrainConfig.views``)
 
 
 def train(
@@ -116,6 +117,8 @@ def _train(dataset: Dataset, config: TrainConfig, directory: Path | None, cache_
     data_info = steps.data_record(data, excluded)
     fitted = _fit(setup, data.classes, roles, feats, directory, data_info, resume_from)
     timing.features_s, timing.images_computed, timing.head_s = round(feats.seconds, 3), feats.computed, round(fitted.head_s, 3)
+    if fitted.views is not None:  # the extra views' features, apart from the plain ones' (their cost per view)
+        timing.extra.update(views=list(fitted.views.rows), views_s=round(fitted.views.seconds, 3), view_images_computed=fitted.views.computed)
     record = _record(setup, data, data_info, fitted, timing)
     if choice is not None:
         record.choice = choice.to_dict()
@@ -142,9 +145,10 @@ def _fit(setup: steps.Setup, classes: list[str], roles: Roles, feats: steps.Feat
     """Phase 1 (the head), then for finetune/auto phase 2 and the head refit; the decision line either way."""
     config = setup.config
     train_set, val_set = _sets(roles, config)
+    views = steps.extract_views(setup, train_set + val_set, config.views)
     t_head = time.perf_counter()
-    head = steps.fit_head(setup, feats, len(classes), train_set, val_set, config.probe, refit=not config.tuning)
-    fitted = _Fitted(head, [steps.head_phase("head", train_set, val_set, head, feats, refit=not config.tuning)], time.perf_counter() - t_head, train_set, val_set)
+    head = steps.fit_head(setup, feats, len(classes), train_set, val_set, config.probe, refit=not config.tuning, views=views)
+    fitted = _Fitted(head, [steps.head_phase("head", train_set, val_set, head, feats, refit=not config.tuning)], time.perf_counter() - t_head, train_set, val_set, views=views)
     setup.model.set_head(head.weight, head.bias, classes)
     if not config.tuning:
         fitted.decision = decisions.probe_hint(head, len(train_set), config.finetune.min_win_rate)

@@ -24,6 +24,7 @@ from ..data.roles import carve
 from ..errors import RunError
 from ..features import FeatureCache, cache_key, extract_features, pick_runtime
 from ..features.runtime import Runtime
+from ..features.views import view_names
 from ..models import ImageClassifier, create_backbone
 from ..models.confidence import Confidence
 from ..train import FinetuneConfig, FinetuneResult, ProbeConfig, ProbeResult, finetune, fit_probe
@@ -68,6 +69,15 @@ class Features:
     computed: int
 
 
+@dataclass
+class Views:
+    """Features of extra views (``features.views``) of some samples, for the head's extra rows."""
+
+    rows: dict[str, dict[Path, torch.Tensor]]  # view name -> sample path -> (D,) pooled features
+    seconds: float
+    computed: int  # images run through the network (cache misses), all views together
+
+
 def load_backbone(config: TrainConfig, cache_dir: Path | str | None, progress: Progress | None, deadline: float | None = None) -> Setup:
     bb = create_backbone(config.backbone, config.weights, config.features)
     return Setup(config, bb.model, bb.arch, bb.weights, pick_runtime(precision=config.precision), cache_dir, progress, deadline)
@@ -81,6 +91,33 @@ def features_of(setup: Setup, samples: list[Sample], stage: str = "features"):
     hashes = {s.path: short_hash(h) for s, h in zip(samples, ex.hashes) if h}
     rows = {samples[i].path: row for i, row in zip(ex.ok, ex.features)}
     return Features(rows, hashes, ex.seconds, ex.computed), ex
+
+
+def extract_views(setup: Setup, samples: list[Sample], n: int) -> Views | None:
+    """Features of the first ``n`` extra views of ``samples`` with the network as it is now (cached per view);
+    None for ``n`` 0."""
+    rows: dict[str, dict[Path, torch.Tensor]] = {}
+    seconds, computed = 0.0, 0
+    for name in view_names(n):
+        cb = (lambda d, t, stage=f"view {name}": setup.progress(stage, d, t)) if setup.progress else None
+        with main_first():
+            ex = extract_features(setup.model, [s.path for s in samples], cache=setup.cache(), runtime=setup.runtime, batch_size=setup.batch_size, progress=cb, view=name)
+        rows[name] = {samples[i].path: row for i, row in zip(ex.ok, ex.features)}
+        seconds, computed = seconds + ex.seconds, computed + ex.computed
+    return Views(rows, seconds, computed) if rows else None
+
+
+def view_rows(samples: list[Sample], rows: dict[Path, torch.Tensor], views: Views) -> tuple[torch.Tensor | None, np.ndarray | None]:
+    """The views of ``samples`` as ``fit_probe``'s extra rows: (M, D) features and (M,) the row of each one's
+    photo among those of ``samples`` that have features (``features_and_labels``'s order)."""
+    position = {s.path: i for i, s in enumerate(s for s in samples if s.path in rows)}
+    x, of = [], []
+    for per_path in views.rows.values():
+        for path, i in position.items():
+            if path in per_path:
+                x.append(per_path[path])
+                of.append(i)
+    return (torch.stack(x), np.array(of, dtype=int)) if x else (None, None)
 
 
 def extract(setup: Setup, data: Dataset) -> Features:
@@ -112,12 +149,17 @@ def exclude(data: Dataset, paths: Iterable[Path | str]) -> list[str]:
     return gone
 
 
-def fit_head(setup: Setup, feats: Features, n_classes: int, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig, refit: bool) -> ProbeResult:
+def fit_head(
+    setup: Setup, feats: Features, n_classes: int, train_set: list[Sample], val_set: list[Sample], probe: ProbeConfig, refit: bool, views: Views | None = None,
+) -> ProbeResult:
+    """The probe on ``train_set``, its L2 chosen on ``val_set`` (else on a holdout of train); ``views``: extra
+    rows, each on the side of the choice its photo is on (views of validation photos fit only in the refit)."""
     if setup.progress:
         setup.progress("head", 0, 1)
     x, y = features_and_labels(train_set, feats.rows)
     xv, yv = features_and_labels(val_set, feats.rows)
-    fit = fit_probe(x, y, n_classes, xv, yv, probe, setup.seed, refit=refit)
+    x_extra, extra_of = view_rows(train_set + val_set, feats.rows, views) if views is not None else (None, None)
+    fit = fit_probe(x, y, n_classes, xv, yv, probe, setup.seed, refit=refit, x_extra=x_extra, extra_of=extra_of)
     if setup.progress:
         setup.progress("head", 1, 1)
     return fit
@@ -182,7 +224,8 @@ def refit_head(setup: Setup, train_set: list[Sample], val_set: list[Sample], pro
     val first: phase 2 needed the validation images unseen to pick its epoch; once picked, they are
     labelled data like any other. Never the reported split."""
     feats, _ = features_of(setup, train_set + val_set, "refit head")
-    fit = fit_head(setup, feats, len(setup.model.classes), train_set, val_set, probe, refit=True)
+    views = extract_views(setup, train_set + val_set, setup.config.views)  # of the tuned network
+    fit = fit_head(setup, feats, len(setup.model.classes), train_set, val_set, probe, refit=True, views=views)
     setup.model.set_head(fit.weight, fit.bias, setup.model.classes)
     return fit
 
