@@ -282,6 +282,18 @@ def lr_find(
         out.print(f"suggested learning rate [bold]{result.suggestion:.1e}[/] (use --lr); plot: {out_png}")
 
 
+TtaOpt = Annotated[bool, typer.Option("--tta", help=(
+    "Test-time augmentation: average each photo's features over the plain view, its mirror image and two shifted crops "
+    "(4 times the feature cost for photos not cached yet; measured in BENCHMARKS.md)."))]
+
+
+def _tta_line(run: tl.Run) -> str:
+    """What ``--tta`` averaged, for the user (stderr) and for metrics.json."""
+    from .features.views import view_names
+
+    return "test-time augmentation: features averaged over the plain view and " + ", ".join(view_names(run.tta))
+
+
 @app.command()
 @config_options(LoadOptions, param="loading", panel="Data")
 def evaluate(
@@ -293,6 +305,7 @@ def evaluate(
     cache_dir: CacheOpt = None,
     precision: PrecisionOpt = "auto",
     ood: Annotated[Optional[Path], typer.Option(help="Images of none of RUN's classes (a folder): how well 'none of these' rejects them (AUROC, FPR95, histogram).")] = None,
+    tta: TtaOpt = False,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
     decoder: DecoderOpt = "auto",
@@ -300,11 +313,19 @@ def evaluate(
     """Accuracy, per-class metrics, calibration, confusion matrix and top losses of RUN on DATA (--ood: rejection)."""
     from .features.device_input import using_decoder
 
-    run = tl.load(run_dir)
+    run = tl.load(run_dir).with_tta(tta)
     ds = tl.load_dataset(data, **loading.kwargs())
     others = expand_image_paths([ood]) if ood is not None else None
     with using_decoder(decoder), progress_bar(quiet or json_) as cb:
         result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")), ood=others)
+    if tta:
+        from ._io import write_json
+        from .features.views import view_names
+
+        result.metrics["tta"] = ["plain", *view_names(run.tta)]  # metrics.json says which views were averaged
+        if "metrics" in result.files:
+            write_json(result.files["metrics"], result.metrics)
+        err.print(_tta_line(run), highlight=False)
     if json_:
         return _emit_json({**result.metrics, "files": {k: str(v) for k, v in result.files.items()}})
     out.print(result)
@@ -365,10 +386,13 @@ def predict(
     workers: WorkersOpt = 1,
     gpus_per_worker: GpusOpt = 0.0,
     decoder: DecoderOpt = "auto",
+    tta: TtaOpt = False,
 ) -> None:
     """Top-k labels with probabilities for each image (--ray: for a bucket of them, into a table)."""
     from .features.device_input import using_decoder
 
+    if tta and (ray or runtime == "onnx"):
+        raise tl.ConfigError("expected --tta without --ray and --runtime onnx: test-time augmentation runs on the torch runtime here")
     if ray and decoder == "gpu":
         raise tl.ConfigError("expected --decoder auto or cpu with --ray, got gpu: Ray Data decodes the files in CPU tasks")
     if ray or out_file is not None:
@@ -380,9 +404,11 @@ def predict(
     if runtime == "onnx":
         results = _predict_onnx(model, files, k)
     else:
-        run = tl.open_model(model, weights)
+        run = tl.open_model(model, weights).with_tta(tta)
         with using_decoder(decoder), progress_bar(quiet or json_ or csv_ or len(files) < 64) as cb:
             results = run.predict(files, k, cache_dir=cache_dir, precision=precision, progress=cb)
+        if tta:
+            err.print(_tta_line(run), highlight=False)
         if not run.confidence.rejects and run.record.strategy != "pretrained":
             err.print("note: this run has no 'none of these' threshold (made before transferlab had one): nothing is rejected — add one with `transferlab calibrate RUN DATA`", highlight=False)
     _print_predictions(results, json_, csv_)

@@ -91,7 +91,8 @@ class Scored:
     threshold: float | None = None  # None: the run rejects nothing
     logits: np.ndarray | None = None  # (N_ok, C) before the temperature
     hashes: list[str | None] = field(default_factory=list)
-    features: torch.Tensor | None = None  # (N_ok, D) pooled backbone features of the rows above
+    features: torch.Tensor | None = None  # (N_ok, D) pooled backbone features of the rows above (the plain view's, also with views)
+    views: tuple[str, ...] = ()  # extra views averaged with the plain one (test-time augmentation, ``tta``)
 
 
 # -- the arithmetic every path shares -------------------------------------------------------------------
@@ -165,46 +166,78 @@ def predict_features(
 # -- photos: files, PIL images and tensors ------------------------------------------------------------
 def predict_scored(
     run: Run, paths: Sequence[Path | str], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None,
+    tta: bool | int | None = None,
 ) -> Scored:
-    """``Run.predict_scored``: image files through the feature cache, then ``score``."""
+    """``Run.predict_scored``: image files through the feature cache, then ``score``; ``tta`` (default: the
+    run's ``tta``): the features averaged over the plain view and that many extra views (True: all), each cached."""
     from ..features import extract_features, pick_runtime
+    from ..features.views import view_names
 
     paths = [Path(p) for p in paths]
     runtime = pick_runtime(precision=precision)
+    views = view_names(run.tta if tta is None else tta)
+    cache = run._cache(runtime, cache_dir)
     cb = (lambda d, t: progress("features", d, t)) if progress else None
-    ex = extract_features(run.model, paths, cache=run._cache(runtime, cache_dir), runtime=runtime, batch_size=batch_size, progress=cb)
-    scored = score_features(run, ex.features)
-    scored.ok, scored.failed, scored.hashes, scored.features = list(ex.ok), dict(ex.failed), list(ex.hashes), ex.features
+    ex = extract_features(run.model, paths, cache=cache, runtime=runtime, batch_size=batch_size, progress=cb)
+    features = ex.features
+    if views:
+        extra = [extract_features(run.model, paths, cache=cache, runtime=runtime, batch_size=batch_size, view=v,
+                                  progress=(lambda d, t, v=v: progress(f"view {v}", d, t)) if progress else None) for v in views]
+        features = average_views(ex.ok, ex.features, [(e.ok, e.features) for e in extra])
+    scored = score_features(run, features)
+    scored.ok, scored.failed, scored.hashes, scored.features, scored.views = list(ex.ok), dict(ex.failed), list(ex.hashes), ex.features, views
     return scored
+
+
+def average_views(ok: list[int], plain: torch.Tensor, views: Sequence[tuple[list[int], torch.Tensor]]) -> torch.Tensor:
+    """Each photo's features averaged over its plain view and its extra views (a view that failed to decode is
+    left out of that photo's mean). Averaging features is averaging the head's logits, the head being linear, so the
+    temperature and the in-distribution score then apply as they do to one view.
+
+    Shape:
+        plain (N_ok, D), its rows the positions ``ok``; each view (its ok, (N_view, D)); returns (N_ok, D).
+    """
+    total, count = plain.double().clone(), torch.ones(len(ok), 1, dtype=torch.float64)
+    row = {pos: i for i, pos in enumerate(ok)}
+    for view_ok, feats in views:
+        for j, pos in enumerate(view_ok):
+            if pos in row:
+                total[row[pos]] += feats[j].double()
+                count[row[pos]] += 1
+    return (total / count).to(plain.dtype)
 
 
 def predict(
     run: Run, photos: Photo | Sequence[Photo], k: int = 5, *,
-    cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None,
+    cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None, tta: bool | int | None = None,
 ) -> Prediction | list[Prediction]:
     """``Run.predict``: one ``Prediction`` for one photo, else one per photo in input order (a file that cannot
     be read: ``path`` and ``error``)."""
     single = is_one_photo(photos)
     photos = photo_list(photos)
-    found, failed = _mixed(run, photos, k, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+    found, failed = _mixed(run, photos, k, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress, tta=tta)
     out = [found[i][1] if i in found else Prediction(path=str(photos[i]), error=failed[i]) for i in range(len(photos))]
     return out[0] if single else out
 
 
-def predict_proba(run: Run, photos: Photo | Sequence[Photo], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None) -> np.ndarray:
+def predict_proba(
+    run: Run, photos: Photo | Sequence[Photo], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, tta: bool | int | None = None,
+) -> np.ndarray:
     """``Run.predict_proba``: (N, C) calibrated probabilities, as ``predict`` computes them."""
     photos = photo_list(photos)
-    found, failed = _mixed(run, photos, 1, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=None)
+    found, failed = _mixed(run, photos, 1, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=None, tta=tta)
     if failed:
         i, reason = next(iter(failed.items()))
         raise DataError(f"cannot read {photos[i]}: {reason}")
     return np.stack([found[i][0] for i in range(len(photos))]) if photos else np.zeros((0, len(run.classes)))
 
 
-def _mixed(run: Run, photos: list[Photo], k: int, *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None):
+def _mixed(run: Run, photos: list[Photo], k: int, *, cache_dir: Path | str | None, precision: str, batch_size: int | None, progress: Progress | None,
+           tta: bool | int | None = None):
     """Files (features cached, as ``predict`` always did) and in-memory images scored in input order:
-    ({position: (probs (C,), Prediction)}, {position: reason} for unreadable files)."""
+    ({position: (probs (C,), Prediction)}, {position: reason} for unreadable files); ``tta`` as ``predict_scored``."""
     from ..features import features_of_images, pick_runtime
+    from ..features.views import view_names
 
     files = [i for i, p in enumerate(photos) if isinstance(p, (str, Path))]
     memory = sorted(set(range(len(photos))) - set(files))
@@ -215,13 +248,18 @@ def _mixed(run: Run, photos: list[Photo], k: int, *, cache_dir: Path | str | Non
     failed: dict[int, str] = {}
     if files:
         paths = [Path(photos[i]) for i in files]
-        scored = predict_scored(run, paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        scored = predict_scored(run, paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress, tta=tta)
         rows = predictions(scored, run.classes, k, unsure_below=unsure_setting(run), paths=[str(photos[files[j]]) for j in scored.ok])
         found.update({files[j]: (scored.probs[row], rows[row]) for row, j in enumerate(scored.ok)})
         failed.update({files[j]: scored.failed.get(paths[j], "not processed") for j in range(len(files)) if files[j] not in found})
     if memory:
-        views = torch.stack([float_view(run.model, photos[i]) for i in memory])
-        scored, rows = predict_features(run, features_of_images(run.model, views, pick_runtime(precision=precision)), k)
+        runtime = pick_runtime(precision=precision)
+        features = features_of_images(run.model, torch.stack([float_view(run.model, photos[i]) for i in memory]), runtime)
+        names = view_names(run.tta if tta is None else tta)
+        if names:
+            extra = [features_of_images(run.model, torch.stack([extra_view(run.model, photos[i], v) for i in memory]), runtime) for v in names]
+            features = average_views(list(range(len(memory))), features, [(list(range(len(memory))), f) for f in extra])
+        scored, rows = predict_features(run, features, k)
         found.update({i: (scored.probs[row], rows[row]) for row, i in enumerate(memory)})
     return found, failed
 
@@ -230,6 +268,21 @@ def float_view(model: ImageClassifier, photo: Photo) -> torch.Tensor:
     """(3, H, W) float evaluation view in [0, 1]; a tensor already at the input size is taken as it is."""
     view = as_batch(photo)[0] if _is_view(photo, model) else uint8_view(model, photo)  # type: ignore[arg-type]
     return view.float().div(255) if view.dtype == torch.uint8 else view.float()
+
+
+def extra_view(model: ImageClassifier, photo: Photo, view: str) -> torch.Tensor:
+    """(3, H, W) float ``view`` (``features.views``) of an in-memory photo, in [0, 1]; a tensor is first made a PIL
+    image, as ``uint8_view`` does with one not at the input size (one at the input size is then cropped again)."""
+    from PIL import ImageOps
+
+    from ..data.decode import to_rgb
+    from ..features.views import view_uint8
+    from ..models.images import to_pil
+
+    if view == "flip":  # exactly the plain view mirrored, a tensor at the input size included
+        return float_view(model, photo).flip(-1)  # (3, H, W): along W
+    image = to_rgb(ImageOps.exif_transpose(photo)) if isinstance(photo, Image.Image) else to_pil(as_batch(photo)[0])  # type: ignore[arg-type]
+    return view_uint8(image, model.preprocess, view).float().div(255)
 
 
 def uint8_view(model: ImageClassifier, photo: Photo) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,8 @@ class Run:
         record: everything recorded about how it was made (backbone, data, phases, metrics...).
         directory: where it is saved, if it is.
         confidence: temperature and "none of these" threshold (a run made before them: neither).
+        tta: test-time augmentation where a call does not say: False, True (every extra view) or how many
+            extra views (``features.views``) to average with the plain one; set it with ``with_tta``.
     """
 
     def __init__(self, model: ImageClassifier, record: RunRecord | dict[str, Any], directory: Path | None = None, confidence: Confidence | None = None) -> None:
@@ -44,6 +47,17 @@ class Run:
         self.record = record if isinstance(record, RunRecord) else RunRecord.from_dict(record)
         self.directory = directory
         self.confidence = confidence if confidence is not None else Confidence.from_record(self.record.confidence)
+        self.tta: bool | int = False
+
+    def with_tta(self, tta: bool | int = True) -> Run:
+        """This run (sharing its model) predicting and evaluating with ``tta`` unless a call says otherwise:
+        ``run.with_tta().evaluate(data)`` scores averaged views."""
+        from ..features.views import view_names
+
+        view_names(tta)  # a wrong count is refused here, not at the first prediction
+        other = copy.copy(self)
+        other.tta = tta
+        return other
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -87,12 +101,14 @@ class Run:
 
     def predict_scored(
         self, paths: Sequence[Path | str], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None, progress: Progress | None = None,
+        tta: bool | int | None = None,
     ) -> Scored:
         """Calibrated probabilities, in-distribution score and accept decision of image files.
 
-        What ``predict``, ``evaluate`` and batch jobs build on; unreadable files are listed in ``failed``.
+        What ``predict``, ``evaluate`` and batch jobs build on; unreadable files are listed in ``failed``. ``tta``
+        (default: ``self.tta``): True or N averages the features of the plain view and every (or N) extra views.
         """
-        return prediction.predict_scored(self, paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        return prediction.predict_scored(self, paths, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress, tta=tta)
 
     def score_features(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Pooled backbone features -> (calibrated probabilities (N, C), in-distribution scores (N,), accepted (N,)
@@ -110,19 +126,23 @@ class Run:
         precision: str = "auto",
         batch_size: int | None = None,
         progress: Progress | None = None,
+        tta: bool | int | None = None,
     ) -> Prediction | list[Prediction]:
         """The top-k labels, "none of these" and "not sure" of photos (``Prediction``'s docstring says each field).
 
         ``photos``: image files (their features cached), PIL images, or tensors in [0, 1]. One photo (a path, a
         PIL image, a (3, H, W) tensor) gives one ``Prediction``; a list or a (B, 3, H, W) batch, a list of them.
         Files that cannot be decoded get only ``path`` and ``error``. In a notebook without ``progress``, a
-        progress bar.
+        progress bar. ``tta`` (default: ``self.tta``): True or N averages the features of the plain view and
+        every (or the first N) extra views (mirrored, shifted crops: ``features.views``), at 1 + N times the
+        feature cost; False: the plain view alone.
         """
         progress = notebook_progress(progress)
-        return prediction.predict(self, photos, k, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress)
+        return prediction.predict(self, photos, k, cache_dir=cache_dir, precision=precision, batch_size=batch_size, progress=progress, tta=tta)
 
     def predict_proba(
         self, photos: Photo | Sequence[Photo], *, cache_dir: Path | str | None = None, precision: str = "auto", batch_size: int | None = None,
+        tta: bool | int | None = None,
     ) -> np.ndarray:
         """Class probabilities of photos (files, PIL images or [0, 1] tensors), exactly as ``predict`` computes them.
 
@@ -132,7 +152,7 @@ class Run:
         Raises:
             DataError: a file cannot be decoded (``predict`` reports such files in place instead).
         """
-        return prediction.predict_proba(self, photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size)
+        return prediction.predict_proba(self, photos, cache_dir=cache_dir, precision=precision, batch_size=batch_size, tta=tta)
 
     def load_photo(self, path: Path | str) -> torch.Tensor:
         """A photo at its own size in [0, 1] on the 8-bit grid: what ``models.PhotoClassifier`` takes.
