@@ -94,3 +94,40 @@ def test_the_unseen_copy_search_finds_planted_copies_through_the_index(monkeypat
     assert used == [1]
     partner = {b: a for a, b in planted}
     assert {test[q]: train[b] for q, (b, kind) in found.items()} == {t: partner[t] for t in test}
+
+
+def test_the_index_scans_more_lists_as_the_collection_grows():
+    assert ann.lists_for(1) == 1 and ann.lists_for(100_000) == 100 and ann.lists_for(1_000_000) == 1_000
+    assert ann.probes(100_000) == ann.PROBES and ann.probes(1_000_000) == ann.PROBES + 1 and ann.probes(10_000_000) == ann.PROBES + 2
+    assert ann.probes(2_000) == 2  # never more lists than there are
+
+
+@needs_faiss
+def test_rows_far_from_everything_are_scanned_again_wider(monkeypatch):
+    """A row whose k-th neighbour came out least similar is searched again over ``WIDEN`` times the lists:
+    its neighbours are scattered over lists whose centroids are far from it (the first design missed them)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((30, 64))[rng.integers(0, 30, 3000)] + rng.standard_normal((3000, 64)) * 0.3  # 30 tight clusters
+    far = rng.choice(3000, 30, replace=False)
+    x[far] = rng.standard_normal((30, 64))  # 30 rows of no cluster
+    unit = normalise(x.astype(np.float32))
+    monkeypatch.setattr(ann, "ROWS_PER_LIST", 100)  # 30 lists
+    monkeypatch.setattr(ann, "PROBES", 1)
+    esims, eidx = exact_nearest(unit, unit, 10, torch.arange(len(unit)))
+    monkeypatch.setattr(ann, "RESCAN", 0.0)
+    _, once = ann.nearest(unit, unit, 10, exclude_self=True)
+    monkeypatch.setattr(ann, "RESCAN", 0.02)
+    monkeypatch.setattr(ann, "WIDEN", 30)  # every list
+    sims, twice = ann.nearest(unit, unit, 10, exclude_self=True)
+    assert (once[far] != eidx[far]).any()  # one list is not enough for them
+    np.testing.assert_array_equal(twice[far], eidx[far])  # the wider pass gives them their exact neighbours
+    np.testing.assert_allclose(sims[far], esims[far], atol=1e-5)
+
+
+@needs_faiss
+def test_a_small_query_against_a_large_base_stays_exact_below_the_pair_limit(monkeypatch):
+    """The cut-off counts query x base pairs: 100 test rows against 2,900 training rows is 290,000 pairs."""
+    unit, _ = _planted()
+    monkeypatch.setattr(ann, "nearest", lambda *a, **kw: pytest.fail("the index was used below the pair limit"))
+    sims, idx = nearest(unit[:100], unit[100:], 10, exact_up_to=539)  # 539² = 290,521 >= 290,000
+    np.testing.assert_array_equal(idx, exact_nearest(unit[:100], unit[100:], 10)[1])

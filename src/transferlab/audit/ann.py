@@ -1,18 +1,22 @@
-"""Approximate nearest neighbours for large collections: an HNSW graph (FAISS) over a PCA projection of the
-unit-length features proposes candidates, and each candidate's cosine is then computed exactly.
+"""Approximate nearest neighbours for large collections: an inverted-file index (FAISS k-means lists over a
+PCA projection of the unit-length features), each query scanned exactly against the rows of its nearest lists.
 
 Why this shape (docs/benchmarks/neighbours.md has the measurements): an exact search costs N² dot products
-(a million images: about 1.3e15 multiply-adds); HNSW visits a few thousand rows per query. Distances in
-the top ``DIMS`` principal directions are cheap and rank the true neighbours among the first few ``k``;
-re-ranking ``CANDIDATES x k`` of them on the full features makes every similarity returned an exact one,
-so thresholds on it (near copies, the label vote's weights, outlier distances) mean what they mean below
-the size limit. FAISS is an optional dependency (``pip install transferlab[ann]``); without it the exact
-search runs at every size, after one log line.
+(a million images: about 1.3e15 multiply-adds). Here each row is filed under the nearest of about
+N / ``ROWS_PER_LIST`` centroids, and each query is compared, on the full features, with the rows of its
+``probes(N)`` nearest lists only: a few thousand rows instead of N. The scan goes list by list (all the
+queries that probe a list against its rows: one matrix product, as ``faiss.contrib.big_batch_search``
+does), so it runs at matrix-product speed, and every similarity returned is an exact cosine: thresholds on
+it (near copies, the label vote's weights, outlier distances) mean what they mean below the size limit.
+An HNSW graph (the first design) needed settings growing with N to hold recall and its build alone
+took hours at a million rows on 2 cores. FAISS is an optional dependency (``pip install transferlab[ann]``);
+without it the exact search runs at every size, after one log line.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from functools import cache
 
 import numpy as np
@@ -22,15 +26,15 @@ from ..features.runtime import cpu_count
 
 log = logging.getLogger(__name__)
 
-DIMS = 512  # principal directions the graph is built on: on the dev suite's cached features, 256 already rank 99.5%
-# of the true 10 nearest among the first 30; the synthetic set (noise in every direction) needs 512
-GRAPH_LINKS = 32  # HNSW's M: links per node (the FAISS default); memory 2 x 32 x 4 bytes a row
-EF_CONSTRUCTION = 64  # candidates kept while linking a new row; higher builds slower for little recall here
-EF_SEARCH = 128  # candidates kept while searching (at least CANDIDATES x k)
-CANDIDATES = 4  # rows re-ranked exactly per row wanted
-SAMPLE = 20_000  # rows the projection is fitted on
-BLOCK = 16_384  # rows projected (float32) at a time: the whole set is never held in float32
-RERANK_BLOCK = 512  # query rows whose candidates are gathered at a time (512 x 40 x 1280 float32 = 105 MB)
+ROWS_PER_LIST = 1_000  # rows a list holds on average: N / 1,000 centroids
+PROBES = 8  # lists scanned per query at 100,000 rows; ``probes`` adds one per decade past that
+RESCAN = 0.05  # the fraction of queries, those whose k-th similarity came out lowest, scanned again wider:
+# a row far from everything has its neighbours scattered over lists whose centroids are far from it
+WIDEN = 8  # lists scanned in that second pass, as a multiple of the first pass's
+TRAIN_PER_LIST = 40  # rows the k-means is fitted on per centroid (FAISS warns below 39)
+KMEANS_ITERATIONS = 10
+BLOCK = 16_384  # rows converted to float32 at a time: the whole set is never held in float32
+SCAN_PAIRS = 1 << 24  # similarities held at once by a list's scan (64 MB of float32)
 
 
 @cache
@@ -44,58 +48,105 @@ def available() -> bool:
     return True
 
 
-def nearest(query: torch.Tensor, base: torch.Tensor, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def lists_for(n_base: int) -> int:
+    """Inverted lists for a base of ``n_base`` rows (at least 1)."""
+    return max(1, round(n_base / ROWS_PER_LIST))
+
+
+def probes(n_base: int) -> int:
+    """Lists scanned per query: ``PROBES`` up to 100,000 rows, one more per tenfold growth past that (a
+    larger set has more lists, and a row's true neighbours spread over more of them)."""
+    extra = max(0.0, math.log10(max(n_base, 1) / 100_000))
+    return min(lists_for(n_base), PROBES + math.ceil(extra - 1e-9))
+
+
+def nearest(query: torch.Tensor, base: torch.Tensor, k: int, exclude_self: bool = False, n_probes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Approximately the ``k`` most similar rows of ``base`` for each row of ``query`` (unit length, any float
     dtype: float16 is enough), similarities exact; ``k`` <= len(base) - exclude_self.
 
     Returns:
-        (similarities, indices), each (Nq, k), most similar first; a row the graph offered fewer than ``k``
-        candidates has similarity -3 in the places it lacks (``neighbours.nearest`` searches it exactly).
+        (similarities, indices), each (Nq, k), most similar first; a row whose lists held fewer than ``k``
+        other rows has similarity -3 in the places it lacks (``neighbours.nearest`` searches it exactly).
     """
     import faiss
 
     faiss.omp_set_num_threads(cpu_count())
-    mean, components = _projection(base)
-    index = faiss.IndexHNSWFlat(components.shape[1], GRAPH_LINKS)  # L2 on the projection: on unit rows, the cosine order
-    index.hnsw.efConstruction = EF_CONSTRUCTION
-    for start in range(0, len(base), BLOCK):
-        index.add(_project(base[start:start + BLOCK], mean, components))
-    wanted = min(len(base), CANDIDATES * k + int(exclude_self))
-    index.hnsw.efSearch = max(EF_SEARCH, wanted)
-    sims, idx = np.empty((len(query), k), np.float32), np.empty((len(query), k), np.int64)
-    for start in range(0, len(query), BLOCK):
-        q = query[start:start + BLOCK]
-        _, found = index.search(_project(q, mean, components), wanted)  # (B, wanted), -1 where none
-        for s in range(0, len(q), RERANK_BLOCK):
-            rows = slice(start + s, start + s + RERANK_BLOCK)
-            sims[rows], idx[rows] = _rerank(q[s:s + RERANK_BLOCK], base, found[s:s + RERANK_BLOCK], k, start + s if exclude_self else None)
+    quantizer = _centroids(base, lists_for(len(base)))
+    wanted = min(n_probes or probes(len(base)), quantizer.ntotal)
+    if exclude_self:  # query is base: one search files each row (its nearest list) and picks its probes
+        probed = _probes(query, quantizer, wanted)
+        owner = probed[:, 0].copy()
+    else:
+        owner = _probes(base, quantizer, 1)[:, 0]
+        probed = _probes(query, quantizer, wanted)  # (Nq, P)
+    sims, idx = _scan(query, base, owner, probed, k, exclude_self)
+    wider = min(wanted * WIDEN, quantizer.ntotal)
+    if wider > wanted and RESCAN > 0:
+        again = np.argsort(sims[:, -1], kind="stable")[:math.ceil(RESCAN * len(query))]  # lowest k-th similarity first
+        rows = torch.from_numpy(again)
+        more = _probes(query[rows], quantizer, wider)
+        sims[again], idx[again] = _scan(query[rows], base, owner, more, k, exclude_self, query_ids=again)
     return sims, idx
 
 
-def _projection(base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (D,) and the top ``DIMS`` principal directions (D, r) of a sample of ``base``'s rows."""
-    rng = np.random.default_rng(0)
-    pick = np.sort(rng.choice(len(base), min(SAMPLE, len(base)), replace=False))
-    sample = base[torch.from_numpy(pick)].float()  # (S, D)
-    mean = sample.mean(0)
-    centred = sample - mean
-    _, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
-    return mean, vectors[:, -min(DIMS, base.shape[1]):].flip(1).contiguous()
+def _probes(rows: torch.Tensor, quantizer, wanted: int) -> np.ndarray:
+    """The ``wanted`` lists whose centroids are nearest each row, nearest first. Shape: (N, D) -> (N, wanted)."""
+    return np.concatenate([quantizer.search(_float(rows[s:s + BLOCK]), wanted)[1] for s in range(0, len(rows), BLOCK)])
 
 
-def _project(rows: torch.Tensor, mean: torch.Tensor, components: torch.Tensor) -> np.ndarray:
-    """Shape: (B, D) -> (B, r) float32, contiguous (what FAISS takes)."""
-    return np.ascontiguousarray(((rows.float() - mean) @ components).numpy())
+def _centroids(base: torch.Tensor, n_lists: int):
+    """A FAISS flat index of ``n_lists`` k-means centroids, fitted on ``TRAIN_PER_LIST`` sampled rows each."""
+    import faiss
+
+    rng = np.random.default_rng(1)
+    pick = np.sort(rng.choice(len(base), min(len(base), TRAIN_PER_LIST * n_lists), replace=False))
+    sample = np.concatenate([_float(base[torch.from_numpy(pick[s:s + BLOCK])]) for s in range(0, len(pick), BLOCK)])
+    kmeans = faiss.Kmeans(sample.shape[1], n_lists, niter=KMEANS_ITERATIONS, seed=1, min_points_per_centroid=1, max_points_per_centroid=10 ** 9)
+    kmeans.train(sample)
+    quantizer = faiss.IndexFlatL2(sample.shape[1])  # L2 between unit rows: the cosine order
+    quantizer.add(kmeans.centroids)
+    return quantizer
 
 
-def _rerank(query: torch.Tensor, base: torch.Tensor, found: np.ndarray, k: int, self_from: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of each row's candidates by exact cosine; rows of ``query`` are ``base[self_from:]``
-    when not None (a row is not its own neighbour). Shape: query (B, D), found (B, C) -> (B, k) twice."""
-    cand = torch.from_numpy(found)
-    invalid = cand < 0
-    if self_from is not None:
-        invalid |= cand == torch.arange(self_from, self_from + len(query))[:, None]
-    gathered = base[cand.clamp(min=0)].float()  # (B, C, D)
-    sims = torch.einsum("bd,bcd->bc", query.float(), gathered).masked_fill(invalid, -3.0)
-    top = torch.topk(sims, k, dim=1)
-    return top.values.numpy(), cand.gather(1, top.indices).numpy()  # a similarity of -3: the graph offered fewer than k
+def _float(rows: torch.Tensor) -> np.ndarray:
+    """Shape: (B, D) -> (B, D) float32, contiguous (what FAISS takes): one block, never the whole set."""
+    return np.ascontiguousarray(rows.float().numpy())
+
+
+def _scan(
+    query: torch.Tensor, base: torch.Tensor, owner: np.ndarray, probed: np.ndarray, k: int, exclude_self: bool, query_ids: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row, the ``k`` best by exact cosine among the base rows filed under its ``probed`` lists,
+    one list at a time; with ``exclude_self``, query row i is base row ``query_ids[i]`` (default i).
+    Shape: owner (Nb,), probed (Nq, P) -> (Nq, k) twice."""
+    from faiss import ResultHeap
+
+    heap = ResultHeap(len(query), k, keep_max=True)  # a similarity of -inf where fewer than k were seen
+    members = _buckets(owner, probed.max(initial=0) + 1)
+    askers = _buckets(probed.ravel(), probed.max(initial=0) + 1, divide=probed.shape[1])
+    for lst, rows in enumerate(members):
+        q_rows = askers[lst]
+        if not len(rows) or not len(q_rows):
+            continue
+        block_base = base[torch.from_numpy(rows)].float()  # (M, D)
+        step = max(1, SCAN_PAIRS // len(rows))
+        for s in range(0, len(q_rows), step):
+            q = q_rows[s:s + step]
+            sims = query[torch.from_numpy(q)].float() @ block_base.T  # (B, M)
+            if exclude_self:
+                same = torch.from_numpy((q if query_ids is None else query_ids[q])[:, None] == rows[None, :])
+                sims.masked_fill_(same, -2.0)
+            top = torch.topk(sims, min(k, len(rows)), dim=1)
+            heap.add_result_subset(q, top.values.numpy(), rows[top.indices.numpy()])
+    heap.finalize()
+    sims, idx = heap.D, heap.I
+    missing = (idx < 0) | (sims < -1.5)  # never filled, or only the row itself was there
+    sims[missing] = -3.0
+    return sims, idx
+
+
+def _buckets(values: np.ndarray, n: int, divide: int = 1) -> list[np.ndarray]:
+    """For each bucket b < n, the positions p (divided by ``divide``) with ``values[p] == b``, ascending."""
+    order = np.argsort(values, kind="stable")
+    bounds = np.searchsorted(values[order], np.arange(n + 1))
+    return [(order[bounds[b]:bounds[b + 1]] // divide).astype(np.int64) for b in range(n)]
