@@ -33,6 +33,8 @@ from ..errors import BusyError, InputError
 log = logging.getLogger(__name__)
 
 COMPACT_AFTER = 64  # merge small shards once there are this many
+SHARD_ROWS = 65_536  # rows a merged shard holds at most (336 MB of 1,280-d float32): a reader holds one shard
+# in float32 at a time, never a million rows
 DIGEST = "sha256"  # of a shard's tensor bytes: 50 ms for 10,000 x 1,280 float32 (about what reading them costs)
 
 
@@ -72,8 +74,10 @@ class FeatureCache:
                 index[h] = (shard, row)
         return index
 
-    def get(self, hashes: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Features of the given hashes that are cached (missing ones are simply absent)."""
+    def get(self, hashes: Iterable[str], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """Features of the given hashes that are cached (missing ones are simply absent); with ``dtype``
+        (float16 halves a large set), each shard's rows are converted as it is read, so only one shard is
+        ever held in float32."""
         index = self._index()
         wanted: dict[Path, list[tuple[str, int]]] = {}
         for h in set(hashes):
@@ -85,8 +89,11 @@ class FeatureCache:
             feats = _load(shard)
             if feats is None:  # vanished since indexing, or damaged (dropped): not cached
                 continue
-            for h, row in rows:
-                found[h] = feats[row]
+            if dtype is None:
+                found.update((h, feats[row]) for h, row in rows)
+                continue
+            picked = feats[torch.tensor([row for _, row in rows])].to(dtype)  # a copy: the float32 shard is freed
+            found.update((h, picked[j]) for j, (h, _) in enumerate(rows))
         if len(self._shards()) >= COMPACT_AFTER:
             try:
                 self.compact()
@@ -109,20 +116,42 @@ class FeatureCache:
         atomic_write_bytes(path, data)
 
     def compact(self) -> None:
-        """Merge all shards into one, so loading a large cache opens few files (one process at a time:
-        another one compacting at the same moment raises ``BusyError``)."""
+        """Merge the shards into as few as hold ``SHARD_ROWS`` rows each, so loading a large cache opens few
+        files and never one larger than that (one process at a time: another one compacting at the same
+        moment raises ``BusyError``)."""
         with writing(self.dir / "compaction", f"the feature cache {self.dir}"):
             shards = self._shards()
             index = self._index()
             if len(shards) < 2 or not index:
                 return
-            loaded = {shard: _load(shard) for shard in {shard for shard, _ in index.values()}}
-            hashes = sorted(h for h, (shard, _) in index.items() if loaded[shard] is not None)  # a damaged shard's rows: computed again
-            if hashes:
-                rows = [loaded[index[h][0]][index[h][1]] for h in hashes]  # type: ignore[index]
-                self._write(self.dir / f"{uuid.uuid4().hex}.safetensors", hashes, torch.stack(rows))
-            for shard in shards:
-                shard.unlink(missing_ok=True)
+            owned: dict[Path, list[str]] = {}
+            for h, (shard, _) in sorted(index.items()):
+                owned.setdefault(shard, []).append(h)
+            for shard in shards:  # every row it holds is served from another shard
+                if shard not in owned:
+                    shard.unlink(missing_ok=True)
+            small = sorted(shard for shard, hs in owned.items() if len(hs) < SHARD_ROWS)  # full ones stay as they are
+            group: list[Path] = []
+            hashes: list[str] = []
+            rows: list[torch.Tensor] = []
+            for shard in small if len(small) > 1 else ():
+                if hashes and len(hashes) + len(owned[shard]) > SHARD_ROWS:
+                    self._merge(group, hashes, rows)
+                    group, hashes, rows = [], [], []
+                feats = _load(shard)
+                if feats is not None:  # a damaged shard's rows: computed again
+                    hashes += owned[shard]
+                    rows += [feats[index[h][1]] for h in owned[shard]]
+                group.append(shard)
+            if group:
+                self._merge(group, hashes, rows)
+
+    def _merge(self, shards: list[Path], hashes: list[str], rows: list[torch.Tensor]) -> None:
+        """Write ``rows`` as one shard, then delete the ``shards`` they came from."""
+        if hashes:
+            self._write(self.dir / f"{uuid.uuid4().hex}.safetensors", hashes, torch.stack(rows))
+        for shard in shards:
+            shard.unlink(missing_ok=True)
 
     @staticmethod
     def get_rows(index: dict[str, tuple[Path, int]], hashes: list[str]) -> torch.Tensor:

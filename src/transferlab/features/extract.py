@@ -162,6 +162,7 @@ def extract_features(
     progress: Progress | None = None,
     decoder: str | None = None,
     view: str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Extraction:
     """Pooled features of ``paths`` through ``model``'s backbone, using and filling ``cache``.
 
@@ -177,6 +178,8 @@ def extract_features(
             (default: ``device_input.current_decoder()``, set by ``using_decoder``).
         view: features of this extra view of each file (``features.views.VIEWS``: mirrored, shifted crops)
             instead of the plain one, cached beside ``cache`` under their own key; always decoded on the CPU.
+        dtype: the returned features' type (default float32); float16 halves a large collection's memory,
+            each cache shard converted as it is read (the cache itself keeps float32).
     """
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
@@ -186,7 +189,7 @@ def extract_features(
     on_device = use_device_decoder(runtime.device, decoder) and view is None  # before any work: ``gpu`` without one is refused here
     cache = view_cache(cache, view) if cache is not None else None
     hashes, failed = _hash_files(paths, workers, cache)
-    found = cache.get(h for h in hashes if h) if cache is not None else {}
+    found = cache.get((h for h in hashes if h), dtype) if cache is not None else {}
     todo_hashes = list(dict.fromkeys(h for h in hashes if h and h not in found))  # identical files computed once
     first_path = {h: p for p, h in zip(paths, hashes) if h}
     todo = [first_path[h] for h in todo_hashes]
@@ -199,7 +202,7 @@ def extract_features(
             bad_hashes.update({todo_hashes[i]: reason for i, reason in bad.items()})
             if feats is not None:
                 batch_hashes = [todo_hashes[i] for i in positions]
-                found.update(zip(batch_hashes, feats))
+                found.update(zip(batch_hashes, feats if dtype is None else feats.to(dtype)))
                 if cache is not None:
                     cache.put(batch_hashes, feats)
             done += len(positions) + len(bad)
@@ -214,7 +217,7 @@ def extract_features(
         else:
             ok.append(i)
             rows.append(found[h])
-    features = torch.stack(rows) if rows else torch.empty(0, model.feature_dim)
+    features = torch.stack(rows) if rows else torch.empty(0, model.feature_dim, dtype=dtype or torch.float32)
     return Extraction(features, ok, failed, computed=len(todo) - len(bad_hashes), seconds=time.perf_counter() - started, hashes=hashes)
 
 
