@@ -131,3 +131,32 @@ def test_a_small_query_against_a_large_base_stays_exact_below_the_pair_limit(mon
     monkeypatch.setattr(ann, "nearest", lambda *a, **kw: pytest.fail("the index was used below the pair limit"))
     sims, idx = nearest(unit[:100], unit[100:], 10, exact_up_to=539)  # 539² = 290,521 >= 290,000
     np.testing.assert_array_equal(idx, exact_nearest(unit[:100], unit[100:], 10)[1])
+
+
+def test_past_the_exact_size_features_are_read_and_searched_in_float16(monkeypatch):
+    assert neighbours.feature_dtype(neighbours.EXACT_UP_TO) == torch.float32  # small sets: as they always were
+    assert neighbours.feature_dtype(neighbours.EXACT_UP_TO + 1) == torch.float16
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 10)
+    assert neighbours.feature_dtype(11) == torch.float16
+
+
+def test_past_the_size_limit_the_audit_and_the_unseen_copy_search_read_float16_and_find_every_plant(monkeypatch, tiny_weights, tmp_path):
+    """The large-collection path end to end on the hand-made collection (limit lowered to 10 images):
+    features read as float16, searched through the index when FAISS is there, every planted finding found."""
+    from pathlib import Path
+
+    import transferlab as tl
+    from transferlab.features import extract
+
+    from ..conftest import TINY
+    from .test_audit import _collection
+
+    planted = _collection(tmp_path / "photos")
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 10)
+    dtypes, original = [], extract.extract_features
+    monkeypatch.setattr(extract, "extract_features", lambda *a, **kw: dtypes.append(kw.get("dtype")) or original(*a, **kw))
+    result = tl.audit(tl.load_dataset(tmp_path / "photos"), TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache")
+    found = {kind: {Path(f.path) for f in result.of(kind)} for kind in result.summary()}
+    assert planted["exact"] in found["exact duplicate"] and planted["near"] in found["near duplicate"]
+    assert planted["outlier"] in found["outlier"] and planted["label"] in {Path(f.path) for f in result.of("label")}
+    assert dtypes == [torch.float16]

@@ -24,7 +24,7 @@ from ..models import DEFAULT_BACKBONE, create_backbone
 from .config import AuditConfig
 from .duplicates import Pair, find_duplicates
 from .labels import find_label_issues, low_confidence_issues, neighbour_probabilities, out_of_fold_probabilities, self_confidence
-from .neighbours import EXACT_UP_TO, nearest, normalise
+from .neighbours import feature_dtype, nearest, normalise
 from .outliers import outlier_scores, robust_z
 from .result import AuditResult, Finding
 
@@ -60,7 +60,8 @@ def audit(
     runtime = pick_runtime(precision=precision)
     cache = FeatureCache(cache_dir, cache_key(bb.model, runtime, bb.model.backbone_fingerprint()))
     cb = (lambda d, t: progress("features", d, t)) if progress else None
-    ex = extract_features(bb.model, [s.path for s in dataset.samples], cache=cache, runtime=runtime, batch_size=batch_size, progress=cb)
+    ex = extract_features(bb.model, [s.path for s in dataset.samples], cache=cache, runtime=runtime, batch_size=batch_size, progress=cb,
+                          dtype=feature_dtype(len(dataset.samples)))
     samples = [dataset.samples[i] for i in ex.ok]
     hashes = [ex.hashes[i] for i in ex.ok]
     result = audit_features(dataset, samples, hashes, ex.features, config, seed, progress)
@@ -88,7 +89,7 @@ def audit_features(
     """
     timing: dict[str, float] = {}
     with _timed(timing, "duplicates"):
-        unit = normalise(features, torch.float16 if len(features) > EXACT_UP_TO else torch.float32)  # half the memory past the exact size
+        unit = normalise(features, feature_dtype(len(features)))
         near = nearest(unit, unit, max(config.neighbours, config.outlier_k, config.label_neighbours), exclude_self=True)  # (N, k) once, for all
         pairs = find_duplicates([s.path for s in samples], hashes, unit, config, near, rank=[_SPLIT_ORDER[s.split] for s in samples])
     with _timed(timing, "labels"):

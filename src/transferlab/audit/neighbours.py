@@ -14,6 +14,13 @@ EXACT_UP_TO = 50_000  # a self-search of more rows than this goes approximate (w
 _SIMS_PER_BLOCK = 1 << 26  # similarities held at once by the exact search (256 MB of float32)
 
 
+def feature_dtype(n: int) -> torch.dtype:
+    """What a collection of ``n`` rows is read and searched in: float32 up to ``EXACT_UP_TO`` (small-set
+    results stay what they were), float16 past it (half the memory; cosines within 1e-3, and every
+    similarity the search returns is recomputed from these same rows)."""
+    return torch.float16 if n > EXACT_UP_TO else torch.float32
+
+
 def normalise(features: torch.Tensor | np.ndarray, dtype: torch.dtype = torch.float32, block: int = 65_536) -> torch.Tensor:
     """Rows scaled to unit length (cosine similarity is then a dot product), as ``dtype``, computed in
     float32 a block at a time (float16 halves the memory of a large set; its cosines are within 1e-3).

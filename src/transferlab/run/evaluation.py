@@ -219,7 +219,7 @@ def _near_copies(run: Run, dataset: Dataset, paths: list[Path], ex, was_seen: np
     """Which scored images (rows of ``ex``) are near copies (re-encoded, resized, cropped, recoloured,
     mirrored: ``audit.copies_in``) of an image this run learnt from, among ``dataset``'s other images."""
     from ..audit import copies_in
-    from ..audit.neighbours import normalise
+    from ..audit.neighbours import feature_dtype, normalise
 
     near = np.zeros(len(ex.ok), dtype=bool)
     scored = set(paths)
@@ -229,13 +229,14 @@ def _near_copies(run: Run, dataset: Dataset, paths: list[Path], ex, was_seen: np
     facts = file_facts(others, FileIndex(how["cache_dir"]))  # hash first (a stat for files the index knows): only the images the run learnt from need features
     others = [p for p, f in zip(others, facts) if f.digest and short_hash(f.digest) in seen]
     runtime = pick_runtime(precision=how["precision"])
-    base = extract_features(run.model, others, cache=run._cache(runtime, how["cache_dir"]), runtime=runtime, batch_size=how["batch_size"])
+    dtype = feature_dtype(len(others))  # float16 past the exact size: the training images are read shard by shard, never all in float32
+    base = extract_features(run.model, others, cache=run._cache(runtime, how["cache_dir"]), runtime=runtime, batch_size=how["batch_size"], dtype=dtype)
     rows = [r for r, i in enumerate(base.ok) if base.hashes[i] and short_hash(base.hashes[i]) in seen]
     query = np.flatnonzero(~was_seen)
     if not rows:
         return near
-    found = copies_in([paths[ex.ok[r]] for r in query], [ex.hashes[ex.ok[r]] for r in query], normalise(ex.features[query]),
-                      [others[base.ok[r]] for r in rows], [base.hashes[base.ok[r]] for r in rows], normalise(base.features[rows]))
+    found = copies_in([paths[ex.ok[r]] for r in query], [ex.hashes[ex.ok[r]] for r in query], normalise(ex.features[query], dtype),
+                      [others[base.ok[r]] for r in rows], [base.hashes[base.ok[r]] for r in rows], normalise(base.features[rows], dtype))
     near[query[list(found)]] = True
     return near
 
