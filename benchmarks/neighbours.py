@@ -184,6 +184,9 @@ def run_scale(n: int, dims: int, seed: int = 0) -> dict[str, object]:
              "candidate_pairs": len(pairs), "flipped_found": int(issues[flipped].sum()), "flipped_planted": len(flipped),
              "flagged_by_vote": int(issues.sum()), "outliers_found": int((z[outliers] > 6.0).sum()), "outliers_planted": len(outliers),
              "flagged_outliers": int((z > 6.0).sum())}
+    missed = flipped[~issues[flipped]]  # why: how sure the vote typically is in the class each was moved to
+    audit["flipped_missed_class_typical"] = [round(float(x), 3) for x in np.quantile(typical[labels[missed]], [0, 0.5, 1])] if len(missed) else []
+    audit["class_typical_quantiles"] = [round(float(x), 3) for x in np.quantile(typical, [0, 0.05, 0.5])]
     print("audit", audit, flush=True)
     t = time.perf_counter()
     audit["exact_check"] = exact_check(rows, labels, typical, scores, sources, copies, flipped, outliers, n_classes)
