@@ -160,3 +160,17 @@ def test_past_the_size_limit_the_audit_and_the_unseen_copy_search_read_float16_a
     assert planted["exact"] in found["exact duplicate"] and planted["near"] in found["near duplicate"]
     assert planted["outlier"] in found["outlier"] and planted["label"] in {Path(f.path) for f in result.of("label")}
     assert dtypes == [torch.float16]
+
+
+@needs_faiss
+def test_a_few_queries_against_a_much_larger_base_stay_exact_past_the_pair_limit(monkeypatch):
+    """Filing the base under its centroids costs more than the exact product of a handful of queries."""
+    unit, _ = _planted()
+    monkeypatch.setattr(ann, "nearest", lambda *a, **kw: pytest.fail("the index was used for 5 queries against 2,995 rows"))
+    sims, idx = nearest(unit[:5], unit[5:], 10, exact_up_to=10)  # 14,975 pairs > 100, but 599 base rows per query
+    np.testing.assert_array_equal(idx, exact_nearest(unit[:5], unit[5:], 10)[1])
+    monkeypatch.setattr(neighbours, "BASE_PER_QUERY", 1_000)
+    used = []
+    monkeypatch.setattr(ann, "nearest", lambda *a, **kw: used.append(1) or exact_nearest(unit[:5], unit[5:], 10))
+    nearest(unit[:5], unit[5:], 10, exact_up_to=10)
+    assert used == [1]

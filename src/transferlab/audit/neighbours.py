@@ -1,5 +1,5 @@
 """Nearest neighbours by cosine similarity of pooled features: exact, in blocks, up to ``EXACT_UP_TO``²
-(query x base) pairs; past that an approximate index (``ann``: FAISS HNSW, similarities still exact)."""
+(query x base) pairs; past that an approximate index (``ann``: FAISS inverted lists, similarities still exact)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from . import ann
 EXACT_UP_TO = 50_000  # a self-search of more rows than this goes approximate (when FAISS is installed): at 1,280
 # dimensions on 2 busy cores the exact product took 7 s / 44 s for 10,000 / 20,000 rows (growing as N²), the index
 # 30 s / 80 s (about N), so they meet near 40,000-50,000 (docs/benchmarks/neighbours.md); below it nothing changes
+BASE_PER_QUERY = 300  # and only when the base has at most this many rows per query row: the index first files
+# every base row under one of N / 1,000 centroids (N² / 1,000 dot products, plus k-means), which a few queries
+# against a large base never pay back (3,000 test images against a million: 3e9 exact pairs, 1.4e9 to file)
 _SIMS_PER_BLOCK = 1 << 26  # similarities held at once by the exact search (256 MB of float32)
 
 
@@ -40,8 +43,9 @@ def nearest(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most similar rows of ``base`` for each row of ``query`` (both already normalised).
 
-    Exact when ``len(query) * len(base) <= exact_up_to ** 2`` (default ``EXACT_UP_TO``) or FAISS is not
-    installed; otherwise approximate (recall@10 0.999 at 20,000 synthetic rows, 0.953 at 100,000), each similarity exact.
+    Exact when ``len(query) * len(base) <= exact_up_to ** 2`` (default ``EXACT_UP_TO``), when the base has more
+    than ``BASE_PER_QUERY`` rows per query row, or when FAISS is not installed; otherwise approximate (recall@10
+    0.997 at 100,000 synthetic rows, docs/benchmarks/neighbours.md), each similarity exact.
 
     Args:
         exclude_self: ``query`` is ``base``: row i is not its own neighbour.
@@ -54,7 +58,7 @@ def nearest(
         return np.zeros((len(query), 0), np.float32), np.zeros((len(query), 0), np.int64)
     self_rows = torch.arange(len(query)) if exclude_self else None
     limit = EXACT_UP_TO if exact_up_to is None else exact_up_to
-    if len(query) * len(base) <= limit * limit or not ann.available():
+    if len(query) * len(base) <= limit * limit or len(base) > BASE_PER_QUERY * len(query) or not ann.available():
         return exact_nearest(query, base, k, self_rows, block)
     sims, idx = ann.nearest(query, base, k, exclude_self)
     short = np.flatnonzero((sims < -2.0).any(1))  # the graph offered fewer than k candidates: those rows exactly
