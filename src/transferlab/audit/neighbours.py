@@ -11,9 +11,10 @@ from . import ann
 EXACT_UP_TO = 50_000  # a self-search of more rows than this goes approximate (when FAISS is installed): at 1,280
 # dimensions on 2 busy cores the exact product took 7 s / 44 s for 10,000 / 20,000 rows (growing as N²), the index
 # 30 s / 80 s (about N), so they meet near 40,000-50,000 (docs/benchmarks/neighbours.md); below it nothing changes
-BASE_PER_QUERY = 300  # and only when the base has at most this many rows per query row: the index first files
-# every base row under one of N / 1,000 centroids (N² / 1,000 dot products, plus k-means), which a few queries
-# against a large base never pay back (3,000 test images against a million: 3e9 exact pairs, 1.4e9 to file)
+BASE_PER_QUERY = 300  # and only when the base has at most this many rows per query row: before answering any
+# query the index files every base row under one of N / 1,000 centroids and fits them (about 0.0014 N² dot
+# products), which the exact product of fewer than N / 700 queries undercuts; 300 leaves room for the index's
+# per-list overheads (1,000 test images against a million training ones stay exact: 1e9 pairs, about 40 s)
 _SIMS_PER_BLOCK = 1 << 26  # similarities held at once by the exact search (256 MB of float32)
 
 
