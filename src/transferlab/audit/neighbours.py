@@ -14,7 +14,7 @@ EXACT_UP_TO = 50_000  # a self-search of more rows than this goes approximate (w
 BASE_PER_QUERY = 300  # and only when the base has at most this many rows per query row: before answering any
 # query the index files every base row under one of N / 1,000 centroids and fits them (about 0.0014 N² dot
 # products), which the exact product of fewer than N / 700 queries undercuts; 300 leaves room for the index's
-# per-list overheads (1,000 test images against a million training ones stay exact: 1e9 pairs, about 40 s)
+# per-list overheads (3,000 test images against a million training ones stay exact: 3e9 pairs, about 2 minutes)
 _SIMS_PER_BLOCK = 1 << 26  # similarities held at once by the exact search (256 MB of float32)
 
 
