@@ -63,6 +63,8 @@ class TrainConfig:
     views: int = option(0, (
         "Also fit the head on the features of N extra views of each training photo (1: mirrored; 2, 3: and two shifted crops), computed "
         "once and cached; 0: off (measured on the development suite: BENCHMARKS.md)."))
+    # --views 1: +0.79 points on the development suite's selection splits (worst set -0.22), +0.41 on the test splits; it
+    # meets the adoption rule, but switching changes the README's transcripts (docs/benchmarks/recipes-tried.md)
     finetune: FinetuneConfig = FinetuneConfig()  # phase 2's recipe (strategies finetune and auto)
     accept: float = option(DEFAULT_ACCEPT, "'None of these' threshold: the share of validation images it accepts (0.99: reject less).")
     ood_score: str = option(DEFAULT_METHOD, "In-distribution score (BENCHMARKS.md compares them).", flag="--ood-score", choices=SCORE_METHODS)
