@@ -13,6 +13,7 @@ import torch
 
 from .config import AuditConfig
 from .neighbours import candidate_pairs, nearest
+from .pair_memo import PairMemo
 from .pixels import verify
 
 
@@ -86,8 +87,10 @@ def groups(pairs: Sequence[Pair]) -> list[list[int]]:
 def copies_in(
     query_paths: Sequence[Path], query_hashes: Sequence[str | None], query_features: torch.Tensor,
     base_paths: Sequence[Path], base_hashes: Sequence[str | None], base_features: torch.Tensor, config: AuditConfig = AuditConfig(),
+    memo: PairMemo | None = None,
 ) -> dict[int, tuple[int, str]]:
-    """Which query images have an exact or near copy among the base images (e.g. test among train).
+    """Which query images have an exact or near copy among the base images (e.g. test among train); pairs
+    ``memo`` has compared before (by content) are not decoded again.
 
     Returns:
         query index -> (base index, "exact" | "near").
@@ -101,9 +104,22 @@ def copies_in(
     candidates = [(q, int(idx[q, j])) for q in range(len(query_paths)) if q not in found for j in range(sims.shape[1]) if sims[q, j] >= config.candidate_similarity]
     if not candidates:
         return found
-    paths = [*query_paths, *base_paths]
-    scores = verify(paths, [(q, len(query_paths) + b) for q, b in candidates])
+    scores = _verified([*query_paths, *base_paths], [*query_hashes, *base_hashes], [(q, len(query_paths) + b) for q, b in candidates], memo)
     for q, b in candidates:
         if q not in found and scores[(q, len(query_paths) + b)] >= config.near_duplicate:
             found[q] = (b, "near")
     return found
+
+
+def _verified(paths: list[Path], hashes: list[str | None], pairs: list[tuple[int, int]], memo: PairMemo | None) -> dict[tuple[int, int], float]:
+    """``verify``'s agreement of each pair of ``paths`` indices, read from ``memo`` where both files' contents were
+    compared before; what is decoded now is added to it."""
+    if memo is None:
+        return verify(paths, pairs)
+    known = {p: memo.get(hashes[p[0]], hashes[p[1]]) if hashes[p[0]] and hashes[p[1]] else None for p in pairs}
+    fresh = verify(paths, [p for p, v in known.items() if v is None])
+    for (i, j), agreement in fresh.items():
+        if hashes[i] and hashes[j] and agreement != -1.0:  # an unreadable file is tried again next time
+            memo.put(hashes[i], hashes[j], agreement)
+    memo.save()
+    return {p: known[p] if known[p] is not None else fresh[p] for p in pairs}

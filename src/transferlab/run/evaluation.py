@@ -220,6 +220,7 @@ def _near_copies(run: Run, dataset: Dataset, paths: list[Path], ex, was_seen: np
     mirrored: ``audit.copies_in``) of an image this run learnt from, among ``dataset``'s other images."""
     from ..audit import copies_in
     from ..audit.neighbours import feature_dtype, normalise
+    from ..audit.pair_memo import PairMemo
 
     near = np.zeros(len(ex.ok), dtype=bool)
     scored = set(paths)
@@ -236,7 +237,7 @@ def _near_copies(run: Run, dataset: Dataset, paths: list[Path], ex, was_seen: np
     if not rows:
         return near
     found = copies_in([paths[ex.ok[r]] for r in query], [ex.hashes[ex.ok[r]] for r in query], normalise(ex.features[query], dtype),
-                      [others[base.ok[r]] for r in rows], [base.hashes[base.ok[r]] for r in rows], normalise(base.features[rows], dtype))
+                      [others[base.ok[r]] for r in rows], [base.hashes[base.ok[r]] for r in rows], normalise(base.features[rows], dtype), memo=PairMemo(how["cache_dir"]))
     near[query[list(found)]] = True
     return near
 
