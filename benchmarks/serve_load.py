@@ -1,7 +1,7 @@
 """Bounded load test of ``transferlab serve`` on loopback: throughput, p50/p95 latency, errors, peak memory.
 
     PYTHONPATH=src python benchmarks/serve_load.py RUN [--requests 500] [--concurrency 8] [--gradcam] [--workers 1]
-        [--serve-args "--batch-window-ms 5"] [--baseline-src OLD/src] [--rounds 1] [--retry]
+        [--serve-args "--batch-window-ms 5"] [--baseline-src OLD/src] [--rounds 1] [--retry] [--client raw]
 
 Starts the real server (uvicorn, in a child process) on a free port, waits for ``/health``, then sends
 ``--requests`` ``POST /predict`` requests, ``--concurrency`` at a time, each one real photo from the Oxford
@@ -14,12 +14,17 @@ medians and the ratio. ``--serve-args`` go to the current server only.
 Overload: many clients against a small queue, e.g. ``--concurrency 64 --serve-args "--max-queue 8"``. Every
 503 is checked for a Retry-After header and a one-sentence JSON ``error``; with ``--retry`` a client waits
 Retry-After seconds and sends the photo again, so every request must end answered (200): nothing lost.
+
+The load generator shares the machine with the server: each line gives the CPU it took per request.
+``--client raw`` replaces httpx by a minimal HTTP/1.1 client (each request's bytes built once, one keep-alive
+socket per client, a reply read by its Content-Length), to see how much of the figure the client costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shlex
 import socket
@@ -69,7 +74,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def well_formed_refusal(reply: httpx.Response) -> bool:
+def well_formed_refusal(reply: httpx.Response | Reply) -> bool:
     after = reply.headers.get("retry-after", "")
     try:
         message = reply.json()["error"]
@@ -78,20 +83,79 @@ def well_formed_refusal(reply: httpx.Response) -> bool:
     return after.isdigit() and int(after) >= 1 and isinstance(message, str) and "\n" not in message
 
 
-async def load(url: str, blobs: list[tuple[str, bytes]], n: int, concurrency: int, gradcam: bool, retry: bool) -> Outcome:
+@dataclass
+class Reply:
+    """The parts of an HTTP reply the load test reads (what ``httpx.Response`` offers, for the raw client)."""
+
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+class RawClient:
+    """One keep-alive HTTP/1.1 connection per client, requests pre-encoded: a load generator that costs little CPU."""
+
+    BOUNDARY = "transferlab-load-boundary"
+
+    def __init__(self, url: str) -> None:
+        self.host, self.port = url.removeprefix("http://").split(":")
+        self.requests: dict[tuple[str, bool], bytes] = {}
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    def request(self, name: str, data: bytes, gradcam: bool) -> bytes:
+        """The whole POST /predict for one photo, built once per photo."""
+        key = (name, gradcam)
+        if key not in self.requests:
+            body = (f'--{self.BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\nContent-Type: image/jpeg\r\n\r\n'.encode()
+                    + data + f"\r\n--{self.BOUNDARY}--\r\n".encode())
+            head = (f"POST /predict?gradcam={str(gradcam).lower()} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                    f"Content-Type: multipart/form-data; boundary={self.BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n")
+            self.requests[key] = head.encode() + body
+        return self.requests[key]
+
+    async def post(self, name: str, data: bytes, gradcam: bool) -> Reply:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, int(self.port))
+        reader, writer = self.streams
+        try:
+            writer.write(self.request(name, data, gradcam))
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            headers = dict((k.strip().lower(), v.strip()) for k, _, v in (h.partition(":") for h in head[1:] if h))
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+        except (OSError, asyncio.IncompleteReadError):
+            self.close()
+            raise httpx.ConnectError("connection lost") from None
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return Reply(int(head[0].split()[1]), headers, body)
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def load(url: str, blobs: list[tuple[str, bytes]], n: int, concurrency: int, gradcam: bool, retry: bool, client_kind: str = "httpx") -> Outcome:
     out = Outcome()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
         queue.put_nowait(i)
 
     async def worker(client: httpx.AsyncClient) -> None:
+        raw = RawClient(url) if client_kind == "raw" else None
         while not queue.empty():
             i = queue.get_nowait()
             name, data = blobs[i % len(blobs)]
             t = time.perf_counter()
             while True:
                 try:
-                    reply = await client.post(f"{url}/predict", params={"gradcam": str(gradcam).lower()}, files={"files": (name, data, "image/jpeg")})
+                    if raw is not None:
+                        reply = await raw.post(name, data, gradcam)
+                    else:
+                        reply = await client.post(f"{url}/predict", params={"gradcam": str(gradcam).lower()}, files={"files": (name, data, "image/jpeg")})
                     status = reply.status_code
                 except httpx.HTTPError:
                     status = -1
@@ -105,6 +169,8 @@ async def load(url: str, blobs: list[tuple[str, bytes]], n: int, concurrency: in
                 await asyncio.sleep(float(reply.headers.get("retry-after", "1")))
             out.latencies.append(time.perf_counter() - t)
             out.statuses[status] = out.statuses.get(status, 0) + 1
+        if raw is not None:
+            raw.close()
 
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
@@ -117,7 +183,8 @@ def measure(run: str, src: Path, extra: list[str], args: argparse.Namespace, blo
     """Serve ``run`` from ``src`` with ``extra`` flags, load it, stop it."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(src)}
-    cmd = [sys.executable, "-m", "transferlab", "serve", run, "--port", str(port), "--workers", str(args.workers), *extra]
+    workers = ["--workers", str(args.workers)] if args.workers is not None else []  # else each server's own default
+    cmd = [sys.executable, "-m", "transferlab", "serve", run, "--port", str(port), *workers, *extra]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -131,7 +198,7 @@ def measure(run: str, src: Path, extra: list[str], args: argparse.Namespace, blo
             sys.exit(f"the server from {src} did not start")
         asyncio.run(load(url, blobs, min(16, args.requests), min(4, args.concurrency), args.gradcam, True))  # warm-up: first passes, thread pools
         cpu, mine = cpu_seconds(server.pid), time.process_time()
-        out = asyncio.run(load(url, blobs, args.requests, args.concurrency, args.gradcam, args.retry))
+        out = asyncio.run(load(url, blobs, args.requests, args.concurrency, args.gradcam, args.retry, args.client))
         out.server_cpu, out.client_cpu = cpu_seconds(server.pid) - cpu, time.process_time() - mine
         out.peak_mb = peak_rss_mb(server.pid)
     finally:
@@ -158,12 +225,13 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, help="model replicas of both servers (default: each server's own default)")
     parser.add_argument("--gradcam", action="store_true")
     parser.add_argument("--serve-args", default="", help="extra `transferlab serve` flags for the current server")
     parser.add_argument("--baseline-src", type=Path, help="also serve from this src folder (an older checkout), alternating rounds")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--retry", action="store_true", help="on 503, wait Retry-After seconds and send again")
+    parser.add_argument("--client", choices=("httpx", "raw"), default="httpx", help="raw: a minimal pre-encoded HTTP/1.1 client that costs less CPU")
     args = parser.parse_args()
     photos = sorted(OXFORD.glob("*.jpg"))[:64]
     if not photos:
@@ -171,7 +239,7 @@ def main() -> None:
     blobs = [(p.name, p.read_bytes()) for p in photos]
     run = str(Path(args.run).resolve())
     servers = ([("baseline", args.baseline_src.resolve(), [])] if args.baseline_src else []) + [("current", ROOT / "src", shlex.split(args.serve_args))]
-    print(f"{args.requests} requests, {args.concurrency} concurrent, {args.workers} worker(s), gradcam={args.gradcam}, {len(photos)} Oxford photos cycled; "
+    print(f"{args.requests} requests, {args.concurrency} concurrent, {args.client} client, workers {args.workers or 'per server default'}, gradcam={args.gradcam}, {len(photos)} Oxford photos cycled; "
           f"current serve flags: {args.serve_args or '(defaults)'}; load average before: {os.getloadavg()[0]:.2f}")
     results: dict[str, list[Outcome]] = {label: [] for label, _, _ in servers}
     for r in range(args.rounds):
