@@ -8,8 +8,8 @@ N / ``ROWS_PER_LIST`` centroids, and each query is compared, on the full feature
 queries that probe a list against its rows: one matrix product, as ``faiss.contrib.big_batch_search``
 does), so it runs at matrix-product speed, and every similarity returned is an exact cosine: thresholds on
 it (near copies, the label vote's weights, outlier distances) mean what they mean below the size limit.
-An HNSW graph (the first design) needed settings growing with N to hold recall and its build alone
-took hours at a million rows on 2 cores. FAISS is an optional dependency (``pip install transferlab[ann]``);
+An HNSW graph (the first design) levelled off near 0.97 recall@10 on 100,000 synthetic rows however wide
+its search. FAISS is an optional dependency (``pip install transferlab[ann]``);
 without it the exact search runs at every size, after one log line.
 """
 
