@@ -30,7 +30,7 @@ def test_regularisation_is_chosen_on_validation_data_and_generalises() -> None:
     # Few noisy samples in many dimensions: too little L2 overfits, so the choice matters.
     x, y = _blobs(900, 128, 4, 0.15, seed=1)
     fit = fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700])
-    assert len(fit.val_scores) == len(ProbeConfig().l2_grid)
+    assert [s["l2"] for s in fit.val_scores] == list(ProbeConfig().l2_grid[:len(fit.val_scores)])  # strongest first
     assert fit.l2 == max(fit.val_scores, key=lambda s: (s["accuracy"], -s["log_loss"]))["l2"]
 
     def test_acc(f) -> float:
@@ -99,3 +99,17 @@ def test_float32_search_finds_the_float64_optimum_and_the_same_strength() -> Non
     assert fit.l2 == max(refs, key=lambda l2: score(refs[l2]))
     ours = torch.softmax(torch.from_numpy(x[te]) @ fit.weight.T + fit.bias, 1).numpy()
     np.testing.assert_allclose(ours, refs[fit.l2].predict_proba(scaler.transform(x[te])), atol=1e-4)
+
+
+def test_the_path_stops_after_patience_worse_strengths_and_chooses_what_the_whole_grid_chooses() -> None:
+    # Weak penalties are the slow fits: the path stops once `patience` strengths in a row judge worse than the
+    # best, and the strength it keeps is the one the whole grid would have kept.
+    x, y = _blobs(900, 128, 4, 0.15, seed=1)
+    whole = fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700], ProbeConfig(patience=0))
+    stopped = fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700])
+    assert len(whole.val_scores) == len(ProbeConfig().l2_grid)
+    best = [s["l2"] for s in whole.val_scores].index(whole.l2)
+    assert best + 2 < len(whole.val_scores)  # the data leaves weaker strengths to skip
+    assert len(stopped.val_scores) == best + 1 + ProbeConfig().patience
+    assert stopped.l2 == whole.l2
+    torch.testing.assert_close(stopped.weight, whole.weight, rtol=1e-3, atol=1e-4)

@@ -249,11 +249,11 @@ def fit_calibration(setup: Setup, feats: Features | None, train_set: list[Sample
     choose_x, choose_y = features_and_labels(choose_set, feats.rows)
     if fit_x is None or choose_x is None:
         return Confidence()
+    weight, bias = setup.model.head.weight.detach().float().cpu(), setup.model.head.bias.detach().float().cpu()
     if head_saw_choose:
-        logits = stand_in_logits(fit_x, fit_y, choose_x, choose_y, len(setup.model.classes), l2, setup.seed)
+        logits = stand_in_logits(fit_x, fit_y, choose_x, choose_y, len(setup.model.classes), l2, setup.seed, (weight, bias))
     else:
-        head = setup.model.head
-        logits = torch.nn.functional.linear(choose_x.float(), head.weight.detach().float().cpu(), head.bias.detach().float().cpu())
+        logits = torch.nn.functional.linear(choose_x.float(), weight, bias)
     fitted_on = f"{choose_name} ({len(choose_y)} images); {method} statistics from train ({len(fit_y)} images)"
     return fit_confidence(fit_x, fit_y, choose_x, logits, choose_y, method=method, accept=accept, seed=setup.seed, fitted_on=fitted_on)
 

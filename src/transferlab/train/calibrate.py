@@ -43,13 +43,15 @@ def fit_temperature(logits: torch.Tensor, labels: np.ndarray | torch.Tensor) -> 
     return float(log_t.detach().clamp(-5.0, 5.0).exp())
 
 
-def stand_in_logits(fit_x: torch.Tensor, fit_y: np.ndarray, choose_x: torch.Tensor, choose_y: np.ndarray, n_classes: int, l2: float, seed: int = 0) -> torch.Tensor:
-    """Logits on the choosing images of a probe fitted on the fitting images alone, at strength ``l2``.
+def stand_in_logits(fit_x: torch.Tensor, fit_y: np.ndarray, choose_x: torch.Tensor, choose_y: np.ndarray, n_classes: int, l2: float, seed: int = 0,
+                    start: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Logits on the choosing images of a probe fitted on the fitting images alone, at strength ``l2``; ``start``
+    (the run's head, which also saw the choosing images) is where the fit starts: the same optimum, fewer steps.
 
     Shape:
         fit_x (N, D), fit_y (N,), choose_x (M, D), choose_y (M,); returns (M, C).
     """
-    head = fit_probe(fit_x, fit_y, n_classes, choose_x, choose_y, ProbeConfig(l2_grid=(l2,)), seed, refit=False)  # fitted on fit_x only
+    head = fit_probe(fit_x, fit_y, n_classes, choose_x, choose_y, ProbeConfig(l2_grid=(l2,)), seed, refit=False, start=start)  # fitted on fit_x only
     return F.linear(choose_x.float(), head.weight, head.bias)
 
 

@@ -18,17 +18,18 @@ class ProbeResult:
     weight: torch.Tensor  # (C, D) on raw (unstandardised) features
     bias: torch.Tensor  # (C,)
     l2: float  # chosen strength
-    val_scores: list[dict[str, float]] = field(default_factory=list)  # per grid value: l2, accuracy, log_loss (means over folds, with accuracy_sd)
+    val_scores: list[dict[str, float]] = field(default_factory=list)  # per grid value tried (strongest first): l2, accuracy, log_loss (means over folds, with accuracy_sd)
     chosen_on: str = "val"  # "val" (the given validation images), "holdout" or "5-fold" (of the training images)
     judged: int = 0  # how many images the choice was judged on (all folds together)
 
 
-def _fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_iter: int, init: torch.Tensor | None) -> torch.Tensor:
-    """Minimise mean cross-entropy + l2/2 * |W|^2 (bias unpenalised); returns (D + 1, C) parameters."""
+def _fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_iter: int, init: torch.Tensor | None, tolerance: float = 1e-9) -> torch.Tensor:
+    """Minimise mean cross-entropy + l2/2 * |W|^2 (bias unpenalised) until a step changes the loss by less than
+    ``tolerance`` (or ``max_iter`` steps); returns (D + 1, C) parameters."""
     n, d = x.shape
     xb = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)  # (N, D + 1): bias as a last column
     theta = (init.clone() if init is not None else torch.zeros(d + 1, n_classes, dtype=x.dtype)).requires_grad_(True)
-    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
+    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=tolerance)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -54,21 +55,26 @@ def fit_probe(
     config: ProbeConfig = ProbeConfig(),
     seed: int = 0,
     refit: bool = True,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype = torch.float32,
     x_extra: np.ndarray | torch.Tensor | None = None,
     extra_of: np.ndarray | None = None,
+    start: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> ProbeResult:
     """Fit the head; pick L2 on (x_val, y_val), else by k-fold (or one holdout) of the training data.
 
     With ``refit`` the chosen strength is refitted on train + val (fine-tuning turns it off: its
     validation images must stay unseen). Features are standardised for conditioning and the
     scaling folded back into the returned weights, so the head applies to raw features. Deterministic.
-    ``dtype`` is the precision of the returned fit (float64, the default for training, or float32: the audit's
-    k-fold probe); the search over L2 always runs in float32, where it takes half the time.
+    ``dtype`` is the precision of the returned fit (float32, or float64 where the last digits matter); the search
+    over L2 always runs in float32, where a step takes half the time, to a looser tolerance, and stops early
+    (``ProbeConfig.patience``).
 
     ``x_extra`` are more rows for fitting, each a view (``features.views``) of the photo whose row in
     ``x_train`` + ``x_val`` ``extra_of`` gives, with its label: a view fits only where its photo fits, and
     never judges, so no photo is on both sides of the L2 choice.
+
+    ``start`` (weight (C, D), bias (C,) on raw features) is a head every fit starts from instead of zeros: a head
+    fitted on nearly the same rows (the run's, for a stand-in without its choosing images) takes a few steps.
 
     Shape:
         x_train (N, D), y_train (N,) ints in [0, n_classes); x_extra (M, D), extra_of (M,) ints in
@@ -90,15 +96,14 @@ def fit_probe(
     basis = x_all if refit else x_all[np.unique(fit_rows)]
     mean, std = basis.mean(0), basis.std(0).clamp_min(1e-6)
     z = (x_all - mean) / std
-    per_l2, best, best_theta = _path(z.float(), y_all, n_classes, splits, config)
-    scores = [{"l2": l2, "accuracy": float(per_l2[i, :, 0].mean()), "log_loss": float(per_l2[i, :, 1].mean()), "accuracy_sd": float(per_l2[i, :, 0].std())} for i, l2 in enumerate(config.l2_grid)]
+    init = None if start is None else torch.cat([(start[0].to(dtype) * std).T, (start[1].to(dtype) + start[0].to(dtype) @ mean)[None]])
+    per_l2, best, best_theta = _path(z.float(), y_all, n_classes, splits, config, init)
+    scores = [{"l2": l2, "accuracy": float(per_l2[i, :, 0].mean()), "log_loss": float(per_l2[i, :, 1].mean()), "accuracy_sd": float(per_l2[i, :, 0].std())} for i, l2 in zip(range(len(per_l2)), config.l2_grid)]
     l2 = config.l2_grid[best]
     best_theta = best_theta.to(dtype)
     if refit:
         theta = _fit(z, y_all, n_classes, l2, config.max_iter, best_theta)
-    elif len(splits) == 1 and dtype == torch.float32:
-        theta = best_theta  # already fitted on exactly the fitting images
-    else:  # (in float64, polished from the float32 choice: a few iterations)
+    else:  # on the fitting images alone, polished from the path's looser fit: a few iterations
         theta = _fit(z[fit_rows], y_all[fit_rows], n_classes, l2, config.max_iter, best_theta)
     weight = (theta[:-1] / std[:, None]).T  # fold the standardisation into the head
     bias = theta[-1] - (mean / std) @ theta[:-1]
@@ -116,19 +121,23 @@ def _with_views(x: torch.Tensor, y: torch.Tensor, x_extra: torch.Tensor, extra_o
     return torch.cat([x, x_extra]), torch.cat([y, y[torch.as_tensor(extra_of)]]), joined
 
 
-def _path(z: torch.Tensor, y: torch.Tensor, n_classes: int, splits: list[tuple[np.ndarray, np.ndarray]], config: ProbeConfig) -> tuple[np.ndarray, int, torch.Tensor]:
-    """Fit every L2 of the grid on every split, strongest first, each fit warm-started from the previous one.
+def _path(z: torch.Tensor, y: torch.Tensor, n_classes: int, splits: list[tuple[np.ndarray, np.ndarray]], config: ProbeConfig, init: torch.Tensor | None = None) -> tuple[np.ndarray, int, torch.Tensor]:
+    """Fit the grid's L2 strengths on every split, strongest first, each fit warm-started from the previous one,
+    until ``config.patience`` strengths in a row judge worse than the best.
 
-    In float32: the choice needs only validation scores, and float32 halves each step's time (the chosen
-    strength is then refitted in the caller's precision, starting from here).
-    Returns (scores (L2, fold, [accuracy, log loss]), index of the best L2, its parameters on the first split).
+    In float32 and to ``config.path_tolerance``: the choice needs only validation scores (the chosen strength
+    is then refitted to full tolerance, starting from here).
+    Returns (scores (L2 tried, fold, [accuracy, log loss]), index of the best L2, its parameters on the first split).
     """
     per_l2 = np.zeros((len(config.l2_grid), len(splits), 2))
-    thetas: list[torch.Tensor | None] = [None] * len(splits)
+    thetas: list[torch.Tensor | None] = [None if init is None else init.float()] * len(splits)
     best, best_theta = 0, None
     for i, l2 in enumerate(config.l2_grid):
+        if config.patience and i - best > config.patience:
+            per_l2 = per_l2[:i]
+            break
         for f, (tr, va) in enumerate(splits):
-            thetas[f] = _fit(z[tr], y[tr], n_classes, l2, config.max_iter, thetas[f])
+            thetas[f] = _fit(z[tr], y[tr], n_classes, l2, config.max_iter, thetas[f], config.path_tolerance)
             per_l2[i, f] = _scores(z[va], y[va], thetas[f]) if len(va) else (0.0, 0.0)
         if i == 0 or (per_l2[i, :, 0].mean(), -per_l2[i, :, 1].mean()) > (per_l2[best, :, 0].mean(), -per_l2[best, :, 1].mean()):
             best, best_theta = i, thetas[0]
