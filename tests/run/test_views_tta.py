@@ -78,3 +78,9 @@ def test_predict_and_evaluate_tta_answer_as_the_python_api(capsys, monkeypatch, 
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["tta"] == ["plain", "flip", "shift-tl", "shift-br"]
     code, _, err = _cli(capsys, monkeypatch, "predict", tiny_run_dir, *files, "--tta", "--runtime", "onnx")
     assert code != 0 and "--tta" in err
+
+
+def test_a_config_saved_before_views_existed_reads_back_as_no_views() -> None:
+    saved = tl.TrainConfig().to_dict()
+    del saved["views"]
+    assert tl.TrainConfig.from_dict(saved).views == 0 and tl.TrainConfig.from_dict({**saved, "views": 2}).views == 2

@@ -121,6 +121,7 @@ class TrainConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Read ``to_dict``'s output back, from any version: fields it lacks take what runs did before they existed."""
         values = dict(values)
+        values.setdefault("views", 0)  # runs made before views existed fitted their photos alone, whatever the default becomes
         probe = values.pop("probe", None) or {}
         tuned = values.pop("finetune", None) or {}
         known = {f.name for f in dataclasses.fields(cls)}
