@@ -102,14 +102,16 @@ def test_float32_search_finds_the_float64_optimum_and_the_same_strength() -> Non
 
 
 def test_the_path_stops_after_patience_worse_strengths_and_chooses_what_the_whole_grid_chooses() -> None:
-    # Weak penalties are the slow fits: the path stops once `patience` strengths in a row judge worse than the
-    # best, and the strength it keeps is the one the whole grid would have kept.
+    # Weak penalties are the slow fits: where enough images judge, the path stops once `patience` strengths in a
+    # row judge worse than the best, and the strength it keeps is the one the whole grid would have kept.
     x, y = _blobs(900, 128, 4, 0.15, seed=1)
     whole = fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700], ProbeConfig(patience=0))
-    stopped = fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700])
+    stopped = fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700], ProbeConfig(fast_from=100))
     assert len(whole.val_scores) == len(ProbeConfig().l2_grid)
     best = [s["l2"] for s in whole.val_scores].index(whole.l2)
     assert best + 2 < len(whole.val_scores)  # the data leaves weaker strengths to skip
     assert len(stopped.val_scores) == best + 1 + ProbeConfig().patience
     assert stopped.l2 == whole.l2
     torch.testing.assert_close(stopped.weight, whole.weight, rtol=1e-3, atol=1e-4)
+    # 100 judging images are fewer than the default's `fast_from`: a small, noisy judge sees the whole grid
+    assert len(fit_probe(x[:600], y[:600], 4, x[600:700], y[600:700]).val_scores) == len(ProbeConfig().l2_grid)

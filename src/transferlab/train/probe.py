@@ -123,21 +123,24 @@ def _with_views(x: torch.Tensor, y: torch.Tensor, x_extra: torch.Tensor, extra_o
 
 def _path(z: torch.Tensor, y: torch.Tensor, n_classes: int, splits: list[tuple[np.ndarray, np.ndarray]], config: ProbeConfig, init: torch.Tensor | None = None) -> tuple[np.ndarray, int, torch.Tensor]:
     """Fit the grid's L2 strengths on every split, strongest first, each fit warm-started from the previous one,
-    until ``config.patience`` strengths in a row judge worse than the best.
+    until ``config.patience`` strengths in a row judge worse than the best (where at least ``config.fast_from``
+    images judge).
 
-    In float32 and to ``config.path_tolerance``: the choice needs only validation scores (the chosen strength
-    is then refitted to full tolerance, starting from here).
+    In float32, and where at least ``config.fast_from`` images judge, to ``config.path_tolerance``: the choice
+    needs only validation scores (the chosen strength is then refitted to full tolerance, starting from here).
     Returns (scores (L2 tried, fold, [accuracy, log loss]), index of the best L2, its parameters on the first split).
     """
     per_l2 = np.zeros((len(config.l2_grid), len(splits), 2))
     thetas: list[torch.Tensor | None] = [None if init is None else init.float()] * len(splits)
     best, best_theta = 0, None
+    fast = sum(len(va) for _, va in splits) >= config.fast_from
+    patience, tolerance = (config.patience, config.path_tolerance) if fast else (0, 1e-9)
     for i, l2 in enumerate(config.l2_grid):
-        if config.patience and i - best > config.patience:
+        if patience and i - best > patience:
             per_l2 = per_l2[:i]
             break
         for f, (tr, va) in enumerate(splits):
-            thetas[f] = _fit(z[tr], y[tr], n_classes, l2, config.max_iter, thetas[f], config.path_tolerance)
+            thetas[f] = _fit(z[tr], y[tr], n_classes, l2, config.max_iter, thetas[f], tolerance)
             per_l2[i, f] = _scores(z[va], y[va], thetas[f]) if len(va) else (0.0, 0.0)
         if i == 0 or (per_l2[i, :, 0].mean(), -per_l2[i, :, 1].mean()) > (per_l2[best, :, 0].mean(), -per_l2[best, :, 1].mean()):
             best, best_theta = i, thetas[0]
