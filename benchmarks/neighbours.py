@@ -150,7 +150,7 @@ def plant(rows: torch.Tensor, labels: np.ndarray, targets: np.ndarray, sources: 
 def outlier_rows(count: int, dims: int, rng: np.random.Generator, channels: int = 16) -> torch.Tensor:
     """``count`` unit rows, each non-negative on ``channels`` random feature channels and zero elsewhere: an
     image that fires a few channels no class fires together (pooled features of an unrelated photo), so its
-    nearest rows are far (cosine about 0.2 where rows of a class are about 0.75 apart)."""
+    nearest row is far (cosine about 0.16 where a row's nearest is about 0.8)."""
     x = np.zeros((count, dims), np.float32)
     for r in range(count):
         x[r, rng.choice(dims, channels, replace=False)] = np.abs(rng.standard_normal(channels)) + 0.5
