@@ -146,15 +146,15 @@ def test_past_the_size_limit_the_audit_and_the_unseen_copy_search_read_float16_a
     from pathlib import Path
 
     import transferlab as tl
-    from transferlab.features import extract
+    from transferlab.audit import core
 
     from ..conftest import TINY
     from .test_audit import _collection
 
     planted = _collection(tmp_path / "photos")
     monkeypatch.setattr(neighbours, "EXACT_UP_TO", 10)
-    dtypes, original = [], extract.extract_features
-    monkeypatch.setattr(extract, "extract_features", lambda *a, **kw: dtypes.append(kw.get("dtype")) or original(*a, **kw))
+    dtypes, original = [], core.extract_features
+    monkeypatch.setattr(core, "extract_features", lambda *a, **kw: dtypes.append(kw.get("dtype")) or original(*a, **kw))
     result = tl.audit(tl.load_dataset(tmp_path / "photos"), TINY, weights=tiny_weights, precision="fp32", cache_dir=tmp_path / "cache")
     found = {kind: {Path(f.path) for f in result.of(kind)} for kind in result.summary()}
     assert planted["exact"] in found["exact duplicate"] and planted["near"] in found["near duplicate"]
