@@ -66,8 +66,8 @@ def fit_probe(
     validation images must stay unseen). Features are standardised for conditioning and the
     scaling folded back into the returned weights, so the head applies to raw features. Deterministic.
     ``dtype`` is the precision of the returned fit (float32, or float64 where the last digits matter); the search
-    over L2 always runs in float32, where a step takes half the time, to a looser tolerance, and stops early
-    (``ProbeConfig.patience``).
+    over L2 always runs in float32, where a step takes half the time, and where enough images judge
+    (``ProbeConfig.fast_from``) to a looser tolerance, stopping early (``patience``).
 
     ``x_extra`` are more rows for fitting, each a view (``features.views``) of the photo whose row in
     ``x_train`` + ``x_val`` ``extra_of`` gives, with its label: a view fits only where its photo fits, and
