@@ -12,8 +12,8 @@ EXACT_UP_TO = 50_000  # a self-search of more rows than this goes approximate (w
 # product grows as N² (1,280 dimensions, 2 busy cores: 7 s / 44 s for 10,000 / 20,000 rows); the inverted-file
 # index compares each row with about 11,000 others plus filing N² / 1,000 pairs, so it does fewer dot products
 # past about 12,000 rows (100,000 rows: 58 s; the exact product, 44 s x 25 from 20,000 rows, about 18 minutes).
-# The limit stays at 50,000, where the
-# exact answer still takes a minute or two, so that every collection up to it keeps the exact results it had
+# The limit stays at 50,000, where the exact answer still takes a minute or two, so that every collection up to
+# it keeps the exact results it had
 BASE_PER_QUERY = 300  # and only when the base has at most this many rows per query row: before answering any
 # query the index files every base row under one of N / 1,000 centroids and fits them (about 0.0014 N² dot
 # products), which the exact product of fewer than N / 700 queries undercuts; 300 leaves room for the index's
