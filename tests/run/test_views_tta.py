@@ -4,7 +4,6 @@ record keeps, what averaging may and may not change, and that ``predict --tta`` 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +11,11 @@ import pytest
 from PIL import Image
 
 import transferlab as tl
-from transferlab.cli import main
 
 from ..conftest import TINY, train_tiny
+from ..test_cli import cli
 
 TOL = 1e-5
-
-
-def _cli(capsys, monkeypatch, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["transferlab", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-        sys.exit(0)
-    captured = capsys.readouterr()
-    return exit_info.value.code or 0, captured.out, captured.err
 
 
 def _save(pixels: np.ndarray, path: Path) -> Path:
@@ -68,15 +58,15 @@ def test_tta_averages_views_that_differ(tiny_run_dir, tmp_path) -> None:
 
 def test_predict_and_evaluate_tta_answer_as_the_python_api(capsys, monkeypatch, tiny_run_dir, photo_folder, tmp_path) -> None:
     files = sorted(photo_folder.rglob("*.jpg"))[:4]
-    code, out, err = _cli(capsys, monkeypatch, "predict", tiny_run_dir, *files, "--json", "--tta")
+    code, out, err = cli(capsys, monkeypatch, "predict", tiny_run_dir, *files, "--json", "--tta")
     assert code == 0 and "test-time augmentation" in err
     expected = tl.load(tiny_run_dir).predict(files, tta=True)
     for row, want in zip(json.loads(out), expected):
         assert row["label"] == want.label and row["prob"] == pytest.approx(want.prob, abs=TOL)
-    code, out, err = _cli(capsys, monkeypatch, "evaluate", tiny_run_dir, photo_folder, "--json", "--tta", "--out", tmp_path / "ev")
+    code, out, err = cli(capsys, monkeypatch, "evaluate", tiny_run_dir, photo_folder, "--json", "--tta", "--out", tmp_path / "ev")
     assert code == 0 and json.loads(out)["tta"] == ["plain", "flip", "shift-tl", "shift-br"]
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["tta"] == ["plain", "flip", "shift-tl", "shift-br"]
-    code, _, err = _cli(capsys, monkeypatch, "predict", tiny_run_dir, *files, "--tta", "--runtime", "onnx")
+    code, _, err = cli(capsys, monkeypatch, "predict", tiny_run_dir, *files, "--tta", "--runtime", "onnx")
     assert code != 0 and "--tta" in err
 
 
