@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -74,3 +75,11 @@ def test_a_config_saved_before_views_existed_reads_back_as_no_views() -> None:
     saved = tl.TrainConfig().to_dict()
     del saved["views"]
     assert tl.TrainConfig.from_dict(saved).views == 0 and tl.TrainConfig.from_dict({**saved, "views": 2}).views == 2
+
+
+def test_a_view_that_failed_to_decode_leaves_only_that_photo_s_mean() -> None:
+    from transferlab.run.prediction import average_views
+
+    plain = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])  # photos at positions 0, 2 and 5
+    mirrored = ([0, 5], torch.tensor([[3.0, 3.0], [5.0, 5.0]]))  # position 2 failed in this view
+    torch.testing.assert_close(average_views([0, 2, 5], plain, [mirrored, ([], torch.zeros(0, 2))]), torch.tensor([[2.0, 2.0], [2.0, 2.0], [4.0, 4.0]]))

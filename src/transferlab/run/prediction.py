@@ -200,10 +200,10 @@ def average_views(ok: list[int], plain: torch.Tensor, views: Sequence[tuple[list
     total, count = plain.double().clone(), torch.ones(len(ok), 1, dtype=torch.float64)
     row = {pos: i for i, pos in enumerate(ok)}
     for view_ok, feats in views:
-        for j, pos in enumerate(view_ok):
-            if pos in row:
-                total[row[pos]] += feats[j].double()
-                count[row[pos]] += 1
+        kept = [j for j, pos in enumerate(view_ok) if pos in row]
+        at = torch.tensor([row[view_ok[j]] for j in kept], dtype=torch.long)
+        total.index_add_(0, at, feats[kept].double())
+        count.index_add_(0, at, torch.ones(len(kept), 1, dtype=torch.float64))
     return (total / count).to(plain.dtype)
 
 
