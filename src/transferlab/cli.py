@@ -319,12 +319,6 @@ def evaluate(
     with using_decoder(decoder), progress_bar(quiet or json_) as cb:
         result = run.evaluate(ds, split, cache_dir=cache_dir, precision=precision, progress=cb, out=out_dir or run_dir / ("eval-" + ds.root.name + ("" if split == "auto" else f"-{split}")), ood=others)
     if tta:
-        from ._io import write_json
-        from .features.views import view_names
-
-        result.metrics["tta"] = ["plain", *view_names(run.tta)]  # metrics.json says which views were averaged
-        if "metrics" in result.files:
-            write_json(result.files["metrics"], result.metrics)
         err.print(_tta_line(run), highlight=False)
     if json_:
         return _emit_json({**result.metrics, "files": {k: str(v) for k, v in result.files.items()}})

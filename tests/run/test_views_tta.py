@@ -67,6 +67,8 @@ def test_predict_and_evaluate_tta_answer_as_the_python_api(capsys, monkeypatch, 
     code, out, err = cli(capsys, monkeypatch, "evaluate", tiny_run_dir, photo_folder, "--json", "--tta", "--out", tmp_path / "ev")
     assert code == 0 and json.loads(out)["tta"] == ["plain", "flip", "shift-tl", "shift-br"]
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["tta"] == ["plain", "flip", "shift-tl", "shift-br"]
+    assert tl.load(tiny_run_dir).with_tta(1).evaluate(tl.load_dataset(photo_folder)).metrics["tta"] == ["plain", "flip"]  # the API records it too
+    assert "tta" not in tl.load(tiny_run_dir).evaluate(tl.load_dataset(photo_folder)).metrics
     code, _, err = cli(capsys, monkeypatch, "predict", tiny_run_dir, *files, "--tta", "--runtime", "onnx")
     assert code != 0 and "--tta" in err
 

@@ -168,6 +168,8 @@ def evaluate(
     species = run.record.species or dataset.species
     report = classification_report(y_true, probs, run.classes, species=species)
     report.update(split=split, skipped=len(ex.failed))
+    if ex.views:
+        report["tta"] = ["plain", *ex.views]  # the views whose features were averaged
     from ..evaluate.confidence_report import confidence_report
 
     raw = torch.softmax(torch.as_tensor(ex.logits), dim=1).numpy()  # before temperature scaling
