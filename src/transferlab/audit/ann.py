@@ -1,5 +1,5 @@
-"""Approximate nearest neighbours for large collections: an inverted-file index (FAISS k-means lists over a
-PCA projection of the unit-length features), each query scanned exactly against the rows of its nearest lists.
+"""Approximate nearest neighbours for large collections: an inverted-file index (FAISS k-means lists of the
+unit-length features), each query scanned exactly against the rows of its nearest lists.
 
 Why this shape (docs/benchmarks/neighbours.md has the measurements): an exact search costs N² dot products
 (a million images: about 1.3e15 multiply-adds). Here each row is filed under the nearest of about
